@@ -1,0 +1,97 @@
+//! Command-line flags and environment of `platform-runtime`.
+//!
+//! The environment follows the Vertex AI custom-container contract (`AIP_*`), so the same
+//! binary runs unchanged under the platform, under Vertex AI or by hand. Flags override env.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything `platform-runtime` can be told. Shared by the `platform-runtime` binary and the
+/// `platform runtime` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeConfig {
+    /// The ONNX model to serve: a local path, `file://`, `s3://bucket/key`, `https://` or
+    /// `http://` URI. A directory or prefix (any URI not ending in `.onnx`) means `model.onnx`
+    /// inside it. S3 is configured from the standard AWS variables (`AWS_ENDPOINT_URL`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_REGION`, ...); a custom endpoint uses path-style addressing.
+    #[arg(long, env = "AIP_STORAGE_URI", value_name = "URI")]
+    pub model: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "AIP_HTTP_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "PLATFORM_RUNTIME_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Route of Vertex-style predictions: `POST {"instances": [...]}`.
+    #[arg(long, env = "AIP_PREDICT_ROUTE", default_value = "/predict")]
+    pub predict_route: String,
+
+    /// Route of the health check: 200 once the model is loaded and warmed up, 503 before.
+    #[arg(long, env = "AIP_HEALTH_ROUTE", default_value = "/health")]
+    pub health_route: String,
+
+    /// Name of the model in the Open Inference Protocol routes (`/v2/models/{name}/...`).
+    #[arg(long, env = "PLATFORM_MODEL_NAME", default_value = "model")]
+    pub model_name: String,
+
+    /// Largest batch that dynamic batching forms from concurrent requests. 1 turns batching off.
+    /// Batching is also off when the model has no free batch dimension.
+    #[arg(long, env = "PLATFORM_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+
+    /// How long the first request of a batch may wait for others to join it (for example
+    /// `0ms`, `500us`, `2ms`). With 0, a batch takes whatever is queued when a worker is free,
+    /// which adds no latency when idle and batches naturally under load.
+    #[arg(long, env = "PLATFORM_BATCH_TIMEOUT", default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub batch_timeout: Duration,
+
+    /// Inference workers (concurrent batches). Default: the number of CPU cores.
+    #[arg(long, env = "PLATFORM_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Requests that may wait for a worker before new ones are refused with 429.
+    #[arg(long, env = "PLATFORM_MAX_QUEUE", default_value_t = 1024)]
+    pub max_queue: usize,
+
+    /// Most instances accepted in one request.
+    #[arg(long, env = "PLATFORM_MAX_INSTANCES", default_value_t = 1024)]
+    pub max_instances: usize,
+
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    #[arg(long, env = "PLATFORM_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Where downloaded models are cached, keyed by content. Default:
+    /// `$XDG_CACHE_HOME/platform-runtime` or `~/.cache/platform-runtime`.
+    #[arg(long, env = "PLATFORM_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// Number of inference workers, resolved against this machine.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .filter(|w| *w > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The model cache directory, resolved against the environment.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("platform-runtime");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".cache").join("platform-runtime");
+        }
+        std::env::temp_dir().join("platform-runtime-cache")
+    }
+}
