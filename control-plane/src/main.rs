@@ -4,11 +4,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "platform",
-    version,
-    about = "Self-hosted model serving platform"
-)]
+#[command(name = "platform", version, about = "Self-hosted model serving platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

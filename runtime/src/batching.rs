@@ -56,33 +56,16 @@ impl Batcher {
     pub fn start(model: Arc<Model>, config: BatchConfig, metrics: Metrics) -> Batcher {
         let max_queue = config.max_queue.max(1);
         let (tx, rx) = mpsc::channel(max_queue);
-        let mergeable =
-            model.batch_mode() == BatchMode::Dynamic { padded: true } && config.max_batch > 1;
-        tokio::spawn(run_queue(
-            rx,
-            model.clone(),
-            config,
-            mergeable,
-            metrics.clone(),
-        ));
-        Batcher {
-            tx,
-            model,
-            max_queue,
-            metrics,
-        }
+        let mergeable = model.batch_mode() == BatchMode::Dynamic { padded: true } && config.max_batch > 1;
+        tokio::spawn(run_queue(rx, model.clone(), config, mergeable, metrics.clone()));
+        Batcher { tx, model, max_queue, metrics }
     }
 
     /// Runs `inputs` (checked against the model's signature), possibly merged with others.
     pub async fn infer(&self, inputs: TVec<Tensor>) -> Result<TVec<Tensor>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = self.model.batch_of(&inputs);
-        let job = Job {
-            inputs,
-            rows,
-            enqueued: Instant::now(),
-            reply,
-        };
+        let job = Job { inputs, rows, enqueued: Instant::now(), reply };
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InferError::QueueFull(self.max_queue),
             mpsc::error::TrySendError::Closed(_) => InferError::Closed,
@@ -119,10 +102,7 @@ async fn run_queue(
             let next = match rx.try_recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Empty) if !config.timeout.is_zero() => {
-                    tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten()
+                    tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
                 }
                 Err(_) => None,
             };
@@ -151,9 +131,7 @@ fn execute(model: &Model, mut jobs: Vec<Job>, metrics: &Metrics) {
     let timed = |inputs: TVec<Tensor>| {
         let start = Instant::now();
         let out = model.run(inputs);
-        metrics
-            .inference_seconds
-            .observe(start.elapsed().as_secs_f64());
+        metrics.inference_seconds.observe(start.elapsed().as_secs_f64());
         out.map_err(|e| InferError::Failed(format!("{e:#}")))
     };
     if jobs.len() == 1 {
@@ -168,10 +146,7 @@ fn execute(model: &Model, mut jobs: Vec<Job>, metrics: &Metrics) {
             Tensor::stack_tensors(0, &parts)
         })
         .collect();
-    let outputs = match merged
-        .map_err(|e| InferError::Failed(format!("{e:#}")))
-        .and_then(|m| timed(m))
-    {
+    let outputs = match merged.map_err(|e| InferError::Failed(format!("{e:#}"))).and_then(&timed) {
         Ok(outputs) => outputs,
         Err(_) => {
             for job in jobs {

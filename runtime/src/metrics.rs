@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The runtime's metrics, registered in a registry of their own.
@@ -22,10 +21,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let requests = IntCounterVec::new(
-            Opts::new(
-                "runtime_requests_total",
-                "Requests answered, by protocol and HTTP status code.",
-            ),
+            Opts::new("runtime_requests_total", "Requests answered, by protocol and HTTP status code."),
             &["protocol", "code"],
         )
         .expect("static metric definition");
@@ -47,20 +43,12 @@ impl Metrics {
         )
         .expect("static metric definition");
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "runtime_batch_size",
-                "Rows per model execution, after dynamic batching.",
-            )
-            .buckets(vec![
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
+            HistogramOpts::new("runtime_batch_size", "Rows per model execution, after dynamic batching.")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
         )
         .expect("static metric definition");
-        let queue_depth = IntGauge::new(
-            "runtime_queue_depth",
-            "Requests waiting for an inference worker.",
-        )
-        .expect("static metric definition");
+        let queue_depth = IntGauge::new("runtime_queue_depth", "Requests waiting for an inference worker.")
+            .expect("static metric definition");
         let inference_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "runtime_inference_duration_seconds",
@@ -80,15 +68,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics {
-            registry,
-            requests,
-            errors,
-            latency,
-            batch_size,
-            queue_depth,
-            inference_seconds,
-        }
+        Metrics { registry, requests, errors, latency, batch_size, queue_depth, inference_seconds }
     }
 
     /// Records one answered request.
@@ -98,9 +78,7 @@ impl Metrics {
         if status >= 400 {
             self.errors.with_label_values(&[protocol, &code]).inc();
         }
-        self.latency
-            .with_label_values(&[protocol])
-            .observe(elapsed.as_secs_f64());
+        self.latency.with_label_values(&[protocol]).observe(elapsed.as_secs_f64());
     }
 
     /// The metrics in the Prometheus text format.

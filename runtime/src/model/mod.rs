@@ -22,10 +22,7 @@ pub use signature::{BatchMode, Dim, TensorSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read the model file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("the file is not a valid ONNX model: {0}")]
     Parse(String),
     #[error("the model is not supported: {0}")]
@@ -74,10 +71,8 @@ fn tract_message(e: &TractError) -> String {
 impl Model {
     /// Loads a model file.
     pub fn load(path: &Path, options: ModelOptions) -> Result<Model, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
         Model::from_bytes(&bytes, options)
     }
 
@@ -85,19 +80,16 @@ impl Model {
     pub fn from_bytes(bytes: &[u8], options: ModelOptions) -> Result<Model, LoadError> {
         let mut onnx = tract_onnx::onnx();
         onnx_ml::register(&mut onnx.op_register);
-        let mut proto = onnx
-            .proto_model_for_read(&mut &*bytes)
-            .map_err(|e| LoadError::Parse(tract_message(&e)))?;
-        let zipmaps =
-            onnx_ml::strip_zipmap(&mut proto).map_err(|e| LoadError::Unsupported(e.to_string()))?;
+        let mut proto =
+            onnx.proto_model_for_read(&mut &*bytes).map_err(|e| LoadError::Parse(tract_message(&e)))?;
+        let zipmaps = onnx_ml::strip_zipmap(&mut proto).map_err(|e| LoadError::Unsupported(e.to_string()))?;
         let output_names: Vec<String> = proto
             .graph
             .as_ref()
             .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
             .unwrap_or_default();
-        let mut model = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
+        let mut model =
+            onnx.model_for_proto_model(&proto).map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
 
         let (inputs, batch) = fix_input_facts(&mut model)?;
         let typed = model
@@ -108,14 +100,7 @@ impl Model {
         let mode = batch_mode(&inputs, &outputs);
         let max_plan_batch = options.max_plan_batch.max(1).next_power_of_two();
         let plans = Plans::new(typed, batch, mode);
-        Ok(Model {
-            inputs,
-            outputs,
-            zipmaps,
-            mode,
-            plans,
-            max_plan_batch,
-        })
+        Ok(Model { inputs, outputs, zipmaps, mode, plans, max_plan_batch })
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
@@ -139,10 +124,7 @@ impl Model {
     pub fn batch_of(&self, inputs: &[Tensor]) -> usize {
         match self.mode {
             BatchMode::None => 1,
-            _ => inputs
-                .first()
-                .and_then(|t| t.shape().first().copied())
-                .unwrap_or(1),
+            _ => inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(1),
         }
     }
 
@@ -155,7 +137,7 @@ impl Model {
             BatchMode::Dynamic { padded: false } | BatchMode::None => {
                 let plan = self.plans.for_inputs(&inputs, &self.inputs)?;
                 let out = plan.run(inputs.into_iter().map(TValue::from).collect())?;
-                Ok(out.into_iter().map(|v| v.into_tensor()).collect())
+                out.into_iter().map(output_tensor).collect()
             }
         }
     }
@@ -163,9 +145,7 @@ impl Model {
     /// Splits `inputs` into chunks of at most one plan's batch, pads each chunk up to a compiled
     /// size (`fixed`, or the next power of two), runs them and joins the outputs.
     fn run_chunked(&self, inputs: TVec<Tensor>, fixed: Option<usize>) -> TractResult<TVec<Tensor>> {
-        let rows = inputs
-            .first()
-            .map_or(0, |t| t.shape().first().copied().unwrap_or(0));
+        let rows = inputs.first().map_or(0, |t| t.shape().first().copied().unwrap_or(0));
         anyhow::ensure!(rows > 0, "no rows to run");
         let chunk = fixed.unwrap_or(self.max_plan_batch);
         let mut parts: Vec<TVec<Tensor>> = Vec::with_capacity(rows.div_ceil(chunk));
@@ -185,12 +165,8 @@ impl Model {
             let out = out
                 .into_iter()
                 .map(|v| {
-                    let t = v.into_tensor();
-                    if size == len {
-                        Ok(t)
-                    } else {
-                        t.slice(0, 0, len)
-                    }
+                    let t = output_tensor(v)?;
+                    if size == len { Ok(t) } else { t.slice(0, 0, len) }
                 })
                 .collect::<TractResult<TVec<Tensor>>>()?;
             parts.push(out);
@@ -224,6 +200,10 @@ impl Model {
                         Dim::Free(_) => 1,
                     })
                     .collect();
+                if spec.datum_type == DatumType::String {
+                    let empty = vec![String::new(); shape.iter().product()];
+                    return Ok(tract_ndarray::ArrayD::from_shape_vec(shape, empty)?.into());
+                }
                 Tensor::zero_dt(spec.datum_type, &shape)
             })
             .collect()
@@ -254,6 +234,13 @@ impl Model {
     }
 }
 
+/// An output as served: tract computes some integer outputs (shapes, counts) as symbolic
+/// dimensions, which are plain `INT64` once concrete.
+fn output_tensor(v: TValue) -> TractResult<Tensor> {
+    let t = v.into_tensor();
+    if t.datum_type() == DatumType::TDim { t.cast_to::<i64>().map(|c| c.into_owned()) } else { Ok(t) }
+}
+
 /// Rows `start..start + len` of `t`, padded to `size` rows by repeating the last one.
 fn pad_rows(t: &Tensor, start: usize, len: usize, size: usize) -> TractResult<Tensor> {
     let rows = t.slice(0, start, start + len)?;
@@ -269,33 +256,24 @@ fn pad_rows(t: &Tensor, start: usize, len: usize, size: usize) -> TractResult<Te
 
 /// Gives every input a complete fact: its datatype, and a shape whose unknown leading
 /// dimension is the batch symbol and whose other unknown dimensions are symbols of their own.
-fn fix_input_facts(
-    model: &mut InferenceModel,
-) -> Result<(Vec<TensorSpec>, Option<Symbol>), LoadError> {
+fn fix_input_facts(model: &mut InferenceModel) -> Result<(Vec<TensorSpec>, Option<Symbol>), LoadError> {
     let mut specs = Vec::new();
     let mut batch: Option<Symbol> = None;
-    let outlets = model
-        .input_outlets()
-        .map_err(|e| LoadError::Unsupported(tract_message(&e)))?
-        .to_vec();
+    let outlets = model.input_outlets().map_err(|e| LoadError::Unsupported(tract_message(&e)))?.to_vec();
     for (ix, outlet) in outlets.iter().enumerate() {
         let name = model.node(outlet.node).name.clone();
-        let fact = model
-            .input_fact(ix)
-            .map_err(|e| LoadError::Unsupported(tract_message(&e)))?
-            .clone();
-        let datum_type = fact.datum_type.concretize().ok_or_else(|| {
-            LoadError::Unsupported(format!("input `{name}` does not declare its datatype"))
-        })?;
+        let fact = model.input_fact(ix).map_err(|e| LoadError::Unsupported(tract_message(&e)))?.clone();
+        let datum_type = fact
+            .datum_type
+            .concretize()
+            .ok_or_else(|| LoadError::Unsupported(format!("input `{name}` does not declare its datatype")))?;
         if signature::datatype_name(datum_type) == "UNSUPPORTED" || datum_type == DatumType::F16 {
             return Err(LoadError::Unsupported(format!(
                 "input `{name}` has datatype {datum_type:?}, which cannot be sent as JSON"
             )));
         }
         if fact.shape.is_open() {
-            return Err(LoadError::Unsupported(format!(
-                "input `{name}` does not declare its rank"
-            )));
+            return Err(LoadError::Unsupported(format!("input `{name}` does not declare its rank")));
         }
         let mut shape = Vec::new();
         let mut dims = TVec::new();
@@ -322,16 +300,9 @@ fn fix_input_facts(
             dims.push(GenericFactoid::Only(tdim));
         }
         model
-            .set_input_fact(
-                ix,
-                InferenceFact::dt_shape(datum_type, ShapeFactoid::closed(dims)),
-            )
+            .set_input_fact(ix, InferenceFact::dt_shape(datum_type, ShapeFactoid::closed(dims)))
             .map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
-        specs.push(TensorSpec {
-            name,
-            datum_type,
-            shape,
-        });
+        specs.push(TensorSpec { name, datum_type, shape });
     }
     Ok((specs, batch))
 }
@@ -341,19 +312,11 @@ fn output_specs(
     names: &[String],
     batch: Option<&Symbol>,
 ) -> Result<Vec<TensorSpec>, LoadError> {
-    let count = typed
-        .output_outlets()
-        .map_err(|e| LoadError::Unsupported(tract_message(&e)))?
-        .len();
+    let count = typed.output_outlets().map_err(|e| LoadError::Unsupported(tract_message(&e)))?.len();
     (0..count)
         .map(|ix| {
-            let fact = typed
-                .output_fact(ix)
-                .map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
-            let name = names
-                .get(ix)
-                .cloned()
-                .unwrap_or_else(|| format!("output_{ix}"));
+            let fact = typed.output_fact(ix).map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
+            let name = names.get(ix).cloned().unwrap_or_else(|| format!("output_{ix}"));
             let shape = fact
                 .shape
                 .iter()
@@ -364,11 +327,12 @@ fn output_specs(
                     other => Dim::Free(other.clone()),
                 })
                 .collect();
-            Ok(TensorSpec {
-                name,
-                datum_type: fact.datum_type,
-                shape,
-            })
+            // Served as INT64: see `output_tensor`.
+            let datum_type = match fact.datum_type {
+                DatumType::TDim => DatumType::I64,
+                dt => dt,
+            };
+            Ok(TensorSpec { name, datum_type, shape })
         })
         .collect()
 }
@@ -376,9 +340,7 @@ fn output_specs(
 /// Decides how requests map onto the batch dimension (see [`BatchMode`]).
 fn batch_mode(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> BatchMode {
     let any_free = |specs: &[TensorSpec]| {
-        specs
-            .iter()
-            .any(|s| s.shape.iter().skip(1).any(|d| !matches!(d, Dim::Fixed(_))))
+        specs.iter().any(|s| s.shape.iter().skip(1).any(|d| !matches!(d, Dim::Fixed(_))))
     };
     if inputs.is_empty() || any_free(inputs) {
         return BatchMode::None;
@@ -402,11 +364,7 @@ mod tests {
     use super::*;
 
     fn spec(shape: Vec<Dim>) -> TensorSpec {
-        TensorSpec {
-            name: "t".into(),
-            datum_type: DatumType::F32,
-            shape,
-        }
+        TensorSpec { name: "t".into(), datum_type: DatumType::F32, shape }
     }
 
     #[test]
@@ -414,25 +372,14 @@ mod tests {
         let batched = spec(vec![Dim::Batch, Dim::Fixed(4)]);
         let fixed = spec(vec![Dim::Fixed(1), Dim::Fixed(4)]);
         let scalar = spec(vec![]);
-        assert_eq!(
-            batch_mode(&[batched.clone()], &[batched.clone()]),
-            BatchMode::Dynamic { padded: true }
-        );
-        assert_eq!(
-            batch_mode(&[batched.clone()], &[scalar.clone()]),
-            BatchMode::Dynamic { padded: false }
-        );
-        assert_eq!(
-            batch_mode(&[fixed.clone()], &[fixed.clone()]),
-            BatchMode::Fixed(1)
-        );
-        assert_eq!(
-            batch_mode(&[fixed.clone()], &[scalar.clone()]),
-            BatchMode::None
-        );
-        assert_eq!(batch_mode(&[scalar.clone()], &[scalar]), BatchMode::None);
+        let mode = |i: &TensorSpec, o: &TensorSpec| batch_mode(std::slice::from_ref(i), std::slice::from_ref(o));
+        assert_eq!(mode(&batched, &batched), BatchMode::Dynamic { padded: true });
+        assert_eq!(mode(&batched, &scalar), BatchMode::Dynamic { padded: false });
+        assert_eq!(mode(&fixed, &fixed), BatchMode::Fixed(1));
+        assert_eq!(mode(&fixed, &scalar), BatchMode::None);
+        assert_eq!(mode(&scalar, &scalar), BatchMode::None);
         let sequence = spec(vec![Dim::Batch, Dim::Free(TDim::Val(0))]);
-        assert_eq!(batch_mode(&[sequence], &[batched]), BatchMode::None);
+        assert_eq!(mode(&sequence, &batched), BatchMode::None);
     }
 
     #[test]
@@ -441,9 +388,6 @@ mod tests {
         let padded = pad_rows(&t, 1, 2, 4).unwrap();
         assert_eq!(padded.shape(), &[4, 2]);
         let view = padded.to_plain_array_view::<f32>().unwrap();
-        assert_eq!(
-            view.iter().copied().collect::<Vec<_>>(),
-            vec![3., 4., 5., 6., 5., 6., 5., 6.]
-        );
+        assert_eq!(view.iter().copied().collect::<Vec<_>>(), vec![3., 4., 5., 6., 5., 6., 5., 6.]);
     }
 }

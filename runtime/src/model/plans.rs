@@ -26,22 +26,15 @@ pub(super) struct Plans {
 
 impl Plans {
     pub(super) fn new(model: TypedModel, batch: Option<Symbol>, mode: BatchMode) -> Plans {
-        Plans {
-            model,
-            batch,
-            mode,
-            specialised: RwLock::new(HashMap::new()),
-            symbolic: OnceLock::new(),
-        }
+        Plans { model, batch, mode, specialised: RwLock::new(HashMap::new()), symbolic: OnceLock::new() }
     }
 
     /// The plan for `rows` rows of a model with a batch dimension and nothing else free.
     pub(super) fn for_batch(&self, rows: usize) -> TractResult<Plan> {
         match &self.batch {
-            Some(b) if matches!(self.mode, BatchMode::Dynamic { .. }) => self
-                .specialised(vec![rows as i64], || {
-                    HashMap::from([(b.clone(), TDim::Val(rows as i64))])
-                }),
+            Some(b) if matches!(self.mode, BatchMode::Dynamic { .. }) => {
+                self.specialised(vec![rows as i64], || HashMap::from([(b.clone(), TDim::Val(rows as i64))]))
+            }
             _ => self.specialised(vec![], HashMap::new),
         }
     }
@@ -65,18 +58,12 @@ impl Plans {
                 }
             }
         }
-        let mut key: Vec<(String, i64)> = values
-            .iter()
-            .map(|(s, v)| (s.to_string(), v.to_i64().unwrap_or(-1)))
-            .collect();
+        let mut key: Vec<(String, i64)> =
+            values.iter().map(|(s, v)| (s.to_string(), v.to_i64().unwrap_or(-1))).collect();
         key.sort();
         let key: Vec<i64> = key.into_iter().map(|(_, v)| v).collect();
         let cached = self.specialised.read().map(|m| m.len()).unwrap_or(0);
-        let known = self
-            .specialised
-            .read()
-            .map(|m| m.contains_key(&key))
-            .unwrap_or(false);
+        let known = self.specialised.read().map(|m| m.contains_key(&key)).unwrap_or(false);
         if !known && cached >= MAX_SPECIALISED {
             return self.symbolic();
         }
@@ -88,25 +75,13 @@ impl Plans {
         key: Vec<i64>,
         values: impl FnOnce() -> HashMap<Symbol, TDim>,
     ) -> TractResult<Plan> {
-        if let Some(plan) = self
-            .specialised
-            .read()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        if let Some(plan) = self.specialised.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(plan);
         }
         let values = values();
-        let model = if values.is_empty() {
-            self.model.clone()
-        } else {
-            self.model.set_symbols(&values)?
-        };
+        let model = if values.is_empty() { self.model.clone() } else { self.model.set_symbols(&values)? };
         let plan = model.into_optimized()?.into_runnable()?;
-        let mut map = self
-            .specialised
-            .write()
-            .map_err(|_| anyhow::anyhow!("plan cache poisoned"))?;
+        let mut map = self.specialised.write().map_err(|_| anyhow::anyhow!("plan cache poisoned"))?;
         Ok(map.entry(key).or_insert(plan).clone())
     }
 

@@ -154,14 +154,8 @@ mod tests {
         assert_eq!(spec.row_shape(dynamic), &[Dim::Fixed(3), Dim::Fixed(4)]);
         assert_eq!(spec.v2_shape(), vec![-1, 3, 4]);
         assert_eq!(TensorSpec::shape_text(&spec.shape), "[N, 3, 4]");
-        let fixed = TensorSpec {
-            shape: vec![Dim::Fixed(1), Dim::Fixed(4)],
-            ..spec
-        };
+        let fixed = TensorSpec { shape: vec![Dim::Fixed(1), Dim::Fixed(4)], ..spec };
         assert_eq!(fixed.row_shape(BatchMode::Fixed(1)), &[Dim::Fixed(4)]);
-        assert_eq!(
-            fixed.row_shape(BatchMode::None),
-            &[Dim::Fixed(1), Dim::Fixed(4)]
-        );
+        assert_eq!(fixed.row_shape(BatchMode::None), &[Dim::Fixed(1), Dim::Fixed(4)]);
     }
 }

@@ -182,11 +182,7 @@ pub fn flatten_leaves<T: FromJson>(
 /// A short rendering of a JSON value for error messages.
 pub fn short(v: &Value) -> String {
     let text = v.to_string();
-    if text.len() > 40 {
-        format!("{}...", &text[..text.floor_char_boundary(40)])
-    } else {
-        text
-    }
+    if text.len() > 40 { format!("{}...", &text[..text.floor_char_boundary(40)]) } else { text }
 }
 
 /// Serialises a row-major buffer as nested JSON arrays of `shape`.
@@ -234,10 +230,8 @@ fn serialize_part<T: Datum + Serialize, S: Serializer>(
     part: Part,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    let data = tensor
-        .try_as_plain_ram()
-        .and_then(|p| p.as_slice::<T>())
-        .map_err(serde::ser::Error::custom)?;
+    let data =
+        tensor.try_as_plain_ram().and_then(|p| p.as_slice::<T>()).map_err(serde::ser::Error::custom)?;
     let shape = tensor.shape();
     match part {
         Part::Whole => Nested { data, shape }.serialize(s),
@@ -270,14 +264,9 @@ pub struct ZipMapJson<'a> {
 
 impl Serialize for ZipMapJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let data = self
-            .tensor
-            .cast_to::<f32>()
-            .map_err(serde::ser::Error::custom)?;
-        let all = data
-            .try_as_plain_ram()
-            .and_then(|p| p.as_slice::<f32>())
-            .map_err(serde::ser::Error::custom)?;
+        let data = self.tensor.cast_to::<f32>().map_err(serde::ser::Error::custom)?;
+        let all =
+            data.try_as_plain_ram().and_then(|p| p.as_slice::<f32>()).map_err(serde::ser::Error::custom)?;
         let classes = self.tensor.shape().last().copied().unwrap_or(0);
         let row = match self.part {
             Part::Row(i) => all.get(i * classes..(i + 1) * classes).unwrap_or(&[]),
@@ -313,67 +302,35 @@ mod tests {
 
     #[test]
     fn leaves_are_checked_against_the_datatype() {
-        assert_eq!(
-            leaves::<f32>(json!([[1, 2.5], [3, 4]])).unwrap(),
-            vec![1., 2.5, 3., 4.]
-        );
+        assert_eq!(leaves::<f32>(json!([[1, 2.5], [3, 4]])).unwrap(), vec![1., 2.5, 3., 4.]);
         assert_eq!(leaves::<i64>(json!([1, 2.0, -3])).unwrap(), vec![1, 2, -3]);
         assert!(leaves::<i64>(json!([1.5])).is_err());
         assert!(leaves::<u8>(json!([256])).is_err());
-        assert_eq!(
-            leaves::<bool>(json!([true, 0, 1])).unwrap(),
-            vec![true, false, true]
-        );
+        assert_eq!(leaves::<bool>(json!([true, 0, 1])).unwrap(), vec![true, false, true]);
         let err = leaves::<f32>(json!([1, "a"])).unwrap_err();
-        assert_eq!(
-            err.0,
-            "input `x`: expected numbers of datatype FP32, got \"a\""
-        );
+        assert_eq!(err.0, "input `x`: expected numbers of datatype FP32, got \"a\"");
     }
 
     #[test]
     fn tensors_serialise_whole_by_row_and_flat() {
         let t = Tensor::from_shape(&[2, 2], &[1f32, 0.1, 3., 4.]).unwrap();
-        let whole = serde_json::to_string(&TensorJson {
-            tensor: &t,
-            part: Part::Whole,
-        })
-        .unwrap();
+        let whole = serde_json::to_string(&TensorJson { tensor: &t, part: Part::Whole }).unwrap();
         assert_eq!(whole, "[[1.0,0.1],[3.0,4.0]]");
-        let row = serde_json::to_string(&TensorJson {
-            tensor: &t,
-            part: Part::Row(1),
-        })
-        .unwrap();
+        let row = serde_json::to_string(&TensorJson { tensor: &t, part: Part::Row(1) }).unwrap();
         assert_eq!(row, "[3.0,4.0]");
-        let flat = serde_json::to_string(&TensorJson {
-            tensor: &t,
-            part: Part::Flat,
-        })
-        .unwrap();
+        let flat = serde_json::to_string(&TensorJson { tensor: &t, part: Part::Flat }).unwrap();
         assert_eq!(flat, "[1.0,0.1,3.0,4.0]");
         let v = Tensor::from_shape(&[2], &[7i64, 8]).unwrap();
-        let scalar = serde_json::to_string(&TensorJson {
-            tensor: &v,
-            part: Part::Row(1),
-        })
-        .unwrap();
+        let scalar = serde_json::to_string(&TensorJson { tensor: &v, part: Part::Row(1) }).unwrap();
         assert_eq!(scalar, "8");
     }
 
     #[test]
     fn zipmap_rows_become_label_maps() {
         let t = Tensor::from_shape(&[1, 2], &[0.25f32, 0.75]).unwrap();
-        let zipmap = ZipMap {
-            output: "p".into(),
-            labels: ZipMapLabels::Int64(vec![3, 9]),
-        };
-        let json = serde_json::to_string(&ZipMapJson {
-            tensor: &t,
-            part: Part::Row(0),
-            zipmap: &zipmap,
-        })
-        .unwrap();
+        let zipmap = ZipMap { output: "p".into(), labels: ZipMapLabels::Int64(vec![3, 9]) };
+        let json =
+            serde_json::to_string(&ZipMapJson { tensor: &t, part: Part::Row(0), zipmap: &zipmap }).unwrap();
         assert_eq!(json, r#"{"3":0.25,"9":0.75}"#);
     }
 }

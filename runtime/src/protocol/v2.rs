@@ -80,13 +80,7 @@ pub fn parse_request(
     let req: InferRequest = serde_json::from_slice(json)
         .map_err(|e| InvalidRequest(format!("the body is not a valid inference request: {e}")))?;
     let specs = model.inputs();
-    let names = || {
-        specs
-            .iter()
-            .map(|s| format!("`{}`", s.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || specs.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
     for (i, input) in req.inputs.iter().enumerate() {
         if !specs.iter().any(|s| s.name == input.name) {
             return Err(InvalidRequest(format!(
@@ -96,10 +90,7 @@ pub fn parse_request(
             )));
         }
         if req.inputs[..i].iter().any(|o| o.name == input.name) {
-            return Err(InvalidRequest(format!(
-                "input `{}` is given twice",
-                input.name
-            )));
+            return Err(InvalidRequest(format!("input `{}` is given twice", input.name)));
         }
     }
     // Binary buffers follow the JSON in the order of the request's inputs.
@@ -122,17 +113,9 @@ pub fn parse_request(
     let mut inputs = TVec::new();
     let mut rows: Option<(usize, &str)> = None;
     for spec in specs {
-        let input = req
-            .inputs
-            .iter()
-            .find(|i| i.name == spec.name)
-            .ok_or_else(|| {
-                InvalidRequest(format!(
-                    "input `{}` is missing; the model's inputs are {}",
-                    spec.name,
-                    names()
-                ))
-            })?;
+        let input = req.inputs.iter().find(|i| i.name == spec.name).ok_or_else(|| {
+            InvalidRequest(format!("input `{}` is missing; the model's inputs are {}", spec.name, names()))
+        })?;
         check_shape(model, spec, input)?;
         if matches!(spec.shape.first(), Some(Dim::Batch)) {
             let n = input.shape[0];
@@ -154,37 +137,24 @@ pub fn parse_request(
     }
     let all_binary = flag(&req.parameters, "binary_data_output").unwrap_or(false);
     let outputs = match &req.outputs {
-        None => (0..model.outputs().len())
-            .map(|ix| (ix, all_binary))
-            .collect(),
+        None => (0..model.outputs().len()).map(|ix| (ix, all_binary)).collect(),
         Some(requested) => requested
             .iter()
             .map(|o| {
-                let ix = model
-                    .outputs()
-                    .iter()
-                    .position(|s| s.name == o.name)
-                    .ok_or_else(|| {
-                        let known: Vec<String> = model
-                            .outputs()
-                            .iter()
-                            .map(|s| format!("`{}`", s.name))
-                            .collect();
-                        InvalidRequest(format!(
-                            "unknown output `{}`; the model's outputs are {}",
-                            o.name,
-                            known.join(", ")
-                        ))
-                    })?;
+                let ix = model.outputs().iter().position(|s| s.name == o.name).ok_or_else(|| {
+                    let known: Vec<String> =
+                        model.outputs().iter().map(|s| format!("`{}`", s.name)).collect();
+                    InvalidRequest(format!(
+                        "unknown output `{}`; the model's outputs are {}",
+                        o.name,
+                        known.join(", ")
+                    ))
+                })?;
                 Ok((ix, flag(&o.parameters, "binary_data").unwrap_or(all_binary)))
             })
             .collect::<Result<_, InvalidRequest>>()?,
     };
-    Ok(ParsedInfer {
-        id: req.id,
-        inputs,
-        outputs,
-    })
+    Ok(ParsedInfer { id: req.id, inputs, outputs })
 }
 
 fn check_shape(model: &Model, spec: &TensorSpec, input: &InferInput) -> Result<(), InvalidRequest> {
@@ -198,18 +168,11 @@ fn check_shape(model: &Model, spec: &TensorSpec, input: &InferInput) -> Result<(
         )));
     }
     let fits = input.shape.len() == spec.shape.len()
-        && spec
-            .shape
-            .iter()
-            .zip(&input.shape)
-            .enumerate()
-            .all(|(k, (d, n))| match d {
-                Dim::Fixed(_) if k == 0 && matches!(model.batch_mode(), BatchMode::Fixed(_)) => {
-                    *n > 0
-                }
-                Dim::Fixed(m) => m == n,
-                _ => *n > 0,
-            });
+        && spec.shape.iter().zip(&input.shape).enumerate().all(|(k, (d, n))| match d {
+            Dim::Fixed(_) if k == 0 && matches!(model.batch_mode(), BatchMode::Fixed(_)) => *n > 0,
+            Dim::Fixed(m) => m == n,
+            _ => *n > 0,
+        });
     if !fits {
         return Err(InvalidRequest(format!(
             "input `{}` has shape {:?} but the model expects {expected} ({})",
@@ -222,12 +185,10 @@ fn check_shape(model: &Model, spec: &TensorSpec, input: &InferInput) -> Result<(
 }
 
 fn tensor_from_json(spec: &TensorSpec, input: &InferInput) -> Result<Tensor, InvalidRequest> {
-    let data = input.data.as_ref().ok_or_else(|| {
-        InvalidRequest(format!(
-            "input `{}` has neither `data` nor binary data",
-            spec.name
-        ))
-    })?;
+    let data = input
+        .data
+        .as_ref()
+        .ok_or_else(|| InvalidRequest(format!("input `{}` has neither `data` nor binary data", spec.name)))?;
     with_datum!(spec.datum_type, T => json_tensor::<T>(spec, &input.shape, data),
         else Err(InvalidRequest(format!("input `{}` has a datatype JSON cannot carry", spec.name))))
 }
@@ -250,11 +211,7 @@ fn json_tensor<T: FromJson>(
     tensor_from_vec(shape, out)
 }
 
-fn tensor_from_binary(
-    spec: &TensorSpec,
-    input: &InferInput,
-    bytes: &[u8],
-) -> Result<Tensor, InvalidRequest> {
+fn tensor_from_binary(spec: &TensorSpec, input: &InferInput, bytes: &[u8]) -> Result<Tensor, InvalidRequest> {
     let count: usize = input.shape.iter().product();
     if spec.datum_type == DatumType::String {
         let mut strings = Vec::with_capacity(count);
@@ -314,17 +271,10 @@ impl Serialize for OutputJson<'_> {
         map.serialize_entry("datatype", datatype_name(self.tensor.datum_type()))?;
         map.serialize_entry("shape", self.tensor.shape())?;
         match self.binary_size {
-            Some(size) => map.serialize_entry(
-                "parameters",
-                &serde_json::json!({ "binary_data_size": size }),
-            )?,
-            None => map.serialize_entry(
-                "data",
-                &TensorJson {
-                    tensor: self.tensor,
-                    part: Part::Flat,
-                },
-            )?,
+            Some(size) => {
+                map.serialize_entry("parameters", &serde_json::json!({ "binary_data_size": size }))?
+            }
+            None => map.serialize_entry("data", &TensorJson { tensor: self.tensor, part: Part::Flat })?,
         }
         map.end()
     }
@@ -332,10 +282,8 @@ impl Serialize for OutputJson<'_> {
 
 fn tensor_bytes(tensor: &Tensor) -> Result<Vec<u8>, String> {
     if tensor.datum_type() == DatumType::String {
-        let strings = tensor
-            .try_as_plain_ram()
-            .and_then(|p| p.as_slice::<String>())
-            .map_err(|e| e.to_string())?;
+        let strings =
+            tensor.try_as_plain_ram().and_then(|p| p.as_slice::<String>()).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for s in strings {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -369,11 +317,7 @@ pub fn response(
         } else {
             None
         };
-        items.push(OutputJson {
-            spec,
-            tensor,
-            binary_size,
-        });
+        items.push(OutputJson { spec, tensor, binary_size });
     }
     let mut json = serde_json::Map::new();
     json.insert("model_name".into(), Value::from(model_name));
@@ -386,23 +330,13 @@ pub fn response(
         head: serde_json::Map<String, Value>,
         outputs: Vec<OutputJson<'a>>,
     }
-    let mut body = serde_json::to_vec(&Body {
-        head: json,
-        outputs: items,
-    })
-    .map_err(|e| e.to_string())?;
+    let mut body = serde_json::to_vec(&Body { head: json, outputs: items }).map_err(|e| e.to_string())?;
     if binary.is_empty() {
-        return Ok(InferResponse {
-            body,
-            json_length: None,
-        });
+        return Ok(InferResponse { body, json_length: None });
     }
     let json_length = body.len();
     body.extend_from_slice(&binary);
-    Ok(InferResponse {
-        body,
-        json_length: Some(json_length),
-    })
+    Ok(InferResponse { body, json_length: Some(json_length) })
 }
 
 /// `GET /v2/models/{name}`.

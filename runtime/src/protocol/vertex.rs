@@ -11,9 +11,7 @@ use serde_json::Value;
 use tract_onnx::prelude::*;
 
 use super::InvalidRequest;
-use super::json::{
-    FromJson, Part, TensorJson, ZipMapJson, leaf_kind, short, tensor_from_vec, with_datum,
-};
+use super::json::{FromJson, Part, TensorJson, ZipMapJson, leaf_kind, short, tensor_from_vec, with_datum};
 use crate::model::{BatchMode, Dim, Model, TensorSpec};
 
 /// The body of a predict request. Unknown fields are ignored, as Vertex does.
@@ -32,9 +30,7 @@ pub fn parse_request(body: &[u8], max_instances: usize) -> Result<PredictRequest
         ))
     })?;
     if req.instances.is_empty() {
-        return Err(InvalidRequest(
-            "`instances` is empty; send at least one instance".into(),
-        ));
+        return Err(InvalidRequest("`instances` is empty; send at least one instance".into()));
     }
     if req.instances.len() > max_instances {
         return Err(InvalidRequest(format!(
@@ -72,10 +68,7 @@ pub fn inputs(model: &Model, instances: &[Value]) -> Result<Vec<RunInputs>, Inva
             .zip(&values)
             .map(|(spec, vs)| column(spec, spec.row_shape(mode), vs, 0, true))
             .collect::<Result<_, _>>()?;
-        return Ok(vec![RunInputs {
-            inputs,
-            rows: Some(instances.len()),
-        }]);
+        return Ok(vec![RunInputs { inputs, rows: Some(instances.len()) }]);
     }
     (0..instances.len())
         .map(|i| {
@@ -95,13 +88,7 @@ fn split_instance<'a>(
     i: usize,
     instance: &'a Value,
 ) -> Result<Vec<&'a Value>, InvalidRequest> {
-    let names = || {
-        specs
-            .iter()
-            .map(|s| format!("`{}`", s.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || specs.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
     match (specs, instance) {
         ([only], Value::Object(map)) if map.len() == 1 && map.contains_key(&only.name) => {
             Ok(vec![&map[&only.name]])
@@ -169,11 +156,7 @@ fn column_of<T: FromJson>(
     let row_len: usize = dims.iter().map(|d| d.unwrap_or(1)).product();
     let mut data: Vec<T> = Vec::with_capacity(row_len * values.len());
     for (k, v) in values.iter().enumerate() {
-        let ctx = Context {
-            spec,
-            row_shape,
-            instance: first_index + k,
-        };
+        let ctx = Context { spec, row_shape, instance: first_index + k };
         walk(v, &mut dims, 0, &mut data, &ctx)?;
     }
     let mut shape: Vec<usize> = dims.iter().map(|d| d.unwrap_or(0)).collect();
@@ -305,17 +288,8 @@ struct OutputValue<'a> {
 impl Serialize for OutputValue<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.model.zipmap(self.name) {
-            Some(zipmap) => ZipMapJson {
-                tensor: self.tensor,
-                part: self.part,
-                zipmap,
-            }
-            .serialize(s),
-            None => TensorJson {
-                tensor: self.tensor,
-                part: self.part,
-            }
-            .serialize(s),
+            Some(zipmap) => ZipMapJson { tensor: self.tensor, part: self.part, zipmap }.serialize(s),
+            None => TensorJson { tensor: self.tensor, part: self.part }.serialize(s),
         }
     }
 }
@@ -324,24 +298,13 @@ impl Serialize for Prediction<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let specs = self.model.outputs();
         if let ([spec], [tensor]) = (specs, self.outputs) {
-            return OutputValue {
-                model: self.model,
-                name: &spec.name,
-                tensor,
-                part: self.part,
-            }
-            .serialize(s);
+            return OutputValue { model: self.model, name: &spec.name, tensor, part: self.part }.serialize(s);
         }
         let mut map = s.serialize_map(Some(specs.len()))?;
         for (spec, tensor) in specs.iter().zip(self.outputs) {
             map.serialize_entry(
                 &spec.name,
-                &OutputValue {
-                    model: self.model,
-                    name: &spec.name,
-                    tensor,
-                    part: self.part,
-                },
+                &OutputValue { model: self.model, name: &spec.name, tensor, part: self.part },
             )?;
         }
         map.end()

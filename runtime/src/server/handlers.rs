@@ -26,14 +26,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
 }
 
 fn json_response(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn finish(
@@ -47,9 +40,7 @@ fn finish(
         Protocol::Vertex => "vertex",
         Protocol::V2 => "v2",
     };
-    state
-        .metrics
-        .observe_request(label, response.status().as_u16(), start.elapsed());
+    state.metrics.observe_request(label, response.status().as_u16(), start.elapsed());
     response
 }
 
@@ -73,10 +64,7 @@ async fn vertex_predict_inner(
     let mut runs = Vec::new();
     for run in vertex::inputs(model, &request.instances)? {
         let outputs = serving.batcher.infer(run.inputs).await?;
-        runs.push(vertex::RunOutputs {
-            outputs,
-            rows: run.rows,
-        });
+        runs.push(vertex::RunOutputs { outputs, rows: run.rows });
     }
     let body = serde_json::to_vec(&vertex::Predictions { model, runs: &runs })
         .map_err(|e| ServeError::Internal(e.to_string()))?;
@@ -91,13 +79,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], state.metrics.render())
         .into_response()
 }
 
@@ -116,11 +98,7 @@ pub async fn v2_live() -> Response {
 
 pub async fn v2_ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.serving.get().is_some();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"ready": ready}))).into_response()
 }
 
@@ -132,10 +110,7 @@ fn check_model(state: &AppState, name: &str, version: Option<&str>) -> Result<()
             Some(v) => format!("{name}` version `{v}"),
             None => name.to_string(),
         };
-        return Err(ServeError::UnknownModel(
-            asked,
-            format!("{served}` version `1"),
-        ));
+        return Err(ServeError::UnknownModel(asked, format!("{served}` version `1")));
     }
     Ok(())
 }
@@ -147,10 +122,7 @@ async fn model_metadata(state: &AppState, name: &str, version: Option<&str>) -> 
     result.unwrap_or_else(|e| e.into_response(Protocol::V2))
 }
 
-pub async fn v2_model_metadata(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Response {
+pub async fn v2_model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     model_metadata(&state, &name, None).await
 }
 
@@ -168,10 +140,7 @@ async fn model_ready(state: &AppState, name: &str, version: Option<&str>) -> Res
     result.unwrap_or_else(|e| e.into_response(Protocol::V2))
 }
 
-pub async fn v2_model_ready(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Response {
+pub async fn v2_model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     model_ready(&state, &name, None).await
 }
 
@@ -206,14 +175,9 @@ async fn infer_inner(
     let body = body_bytes(body, state.config.max_body_bytes)?;
     let json_length = match headers.get(v2::HEADER_LENGTH) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ServeError::Body("Inference-Header-Content-Length must be a byte count".into())
-                })?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
+            ServeError::Body("Inference-Header-Content-Length must be a byte count".into())
+        })?),
     };
     let parsed = v2::parse_request(&serving.model, &body, json_length)?;
     let outputs = serving.batcher.infer(parsed.inputs).await?;
@@ -229,14 +193,8 @@ async fn infer_inner(
         None => Ok(json_response(response.body)),
         Some(n) => Ok((
             [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                ),
-                (
-                    header::HeaderName::from_static(v2::HEADER_LENGTH),
-                    HeaderValue::from(n),
-                ),
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+                (header::HeaderName::from_static(v2::HEADER_LENGTH), HeaderValue::from(n)),
             ],
             response.body,
         )

@@ -43,18 +43,13 @@ const RESERVED: &[&str] = &["/metrics", "/v2"];
 
 /// Checks the configured routes before they reach the router, which would panic on them.
 fn check_route(what: &str, route: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        route.starts_with('/'),
-        "the {what} route `{route}` must start with `/`"
-    );
+    anyhow::ensure!(route.starts_with('/'), "the {what} route `{route}` must start with `/`");
     anyhow::ensure!(
         !route.contains(['{', '}', '*']),
         "the {what} route `{route}` may not contain `{{`, `}}` or `*`"
     );
     anyhow::ensure!(
-        !RESERVED
-            .iter()
-            .any(|r| route == *r || route.starts_with(&format!("{r}/"))),
+        !RESERVED.iter().any(|r| route == *r || route.starts_with(&format!("{r}/"))),
         "the {what} route `{route}` collides with the runtime's own routes (/metrics, /v2/...)"
     );
     Ok(())
@@ -66,10 +61,7 @@ fn router(state: Arc<AppState>) -> anyhow::Result<Router> {
     check_route("health", &cfg.health_route)?;
     let mut app = Router::new();
     if cfg.predict_route == cfg.health_route {
-        app = app.route(
-            &cfg.predict_route,
-            post(handlers::vertex_predict).get(handlers::health),
-        );
+        app = app.route(&cfg.predict_route, post(handlers::vertex_predict).get(handlers::health));
     } else {
         app = app
             .route(&cfg.predict_route, post(handlers::vertex_predict))
@@ -81,20 +73,11 @@ fn router(state: Arc<AppState>) -> anyhow::Result<Router> {
         .route("/v2/health/live", get(handlers::v2_live))
         .route("/v2/health/ready", get(handlers::v2_ready))
         .route("/v2/models/{name}", get(handlers::v2_model_metadata))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(handlers::v2_model_metadata_version),
-        )
+        .route("/v2/models/{name}/versions/{version}", get(handlers::v2_model_metadata_version))
         .route("/v2/models/{name}/ready", get(handlers::v2_model_ready))
-        .route(
-            "/v2/models/{name}/versions/{version}/ready",
-            get(handlers::v2_model_ready_version),
-        )
+        .route("/v2/models/{name}/versions/{version}/ready", get(handlers::v2_model_ready_version))
         .route("/v2/models/{name}/infer", post(handlers::v2_infer))
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(handlers::v2_infer_version),
-        )
+        .route("/v2/models/{name}/versions/{version}/infer", post(handlers::v2_infer_version))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .with_state(state))
 }
@@ -128,22 +111,15 @@ pub async fn serve(
     config: RuntimeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(AppState {
-        config: config.clone(),
-        metrics: Metrics::new(),
-        serving: OnceLock::new(),
-    });
+    let state =
+        Arc::new(AppState { config: config.clone(), metrics: Metrics::new(), serving: OnceLock::new() });
     let app = router(state.clone())?;
     let addr = (config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     tracing::info!(address = %listener.local_addr()?, model = %config.model, "listening");
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .into_future(),
-    );
+    let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future());
 
     let load = load_model(&config);
     tokio::pin!(load);
@@ -168,19 +144,14 @@ pub async fn serve(
             return done.context("server task failed")?.context("server failed");
         }
     }
-    server
-        .await
-        .context("server task failed")?
-        .context("server failed")
+    server.await.context("server task failed")?.context("server failed")
 }
 
 async fn load_model(config: &RuntimeConfig) -> anyhow::Result<Model> {
     let path = crate::source::fetch(&config.model, &config.cache_dir())
         .await
         .with_context(|| format!("cannot fetch the model {}", config.model))?;
-    let options = ModelOptions {
-        max_plan_batch: config.max_batch_size.max(64),
-    };
+    let options = ModelOptions { max_plan_batch: config.max_batch_size.max(64) };
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&path, options)?;
