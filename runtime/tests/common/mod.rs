@@ -74,7 +74,12 @@ impl Runtime {
 
     /// Starts the runtime on a model and waits until it is ready.
     pub async fn start(args: &[&str]) -> Runtime {
-        let mut rt = Runtime::spawn(args, &[]);
+        Runtime::start_with_env(args, &[]).await
+    }
+
+    /// Starts the runtime with extra environment and waits until it is ready.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Runtime {
+        let mut rt = Runtime::spawn(args, env);
         rt.wait_ready().await;
         rt
     }
