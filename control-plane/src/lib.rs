@@ -3,5 +3,6 @@
 //! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
 
 pub mod auth;
+pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
