@@ -6,3 +6,4 @@ pub mod auth;
 pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
+pub mod tls;
