@@ -65,6 +65,14 @@ async fn store_suite_on_postgres() {
 }
 
 #[tokio::test]
+async fn sqlite_in_memory_works_for_throwaway_use() {
+    let store = store::open("sqlite::memory:").await.expect("open an in-memory store");
+    store.create_user("alice", "hash").await.expect("create a user");
+    assert_eq!(store.get_user_by_name("alice").await.expect("get the user").password_hash, "hash");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn open_rejects_unknown_schemes() {
     let err = store::open("mysql://localhost/db").await.err().expect("an error");
     assert!(err.is_invalid_argument(), "{err}");
