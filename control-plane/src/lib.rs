@@ -7,3 +7,4 @@ pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
 pub mod tls;
+pub mod store;
