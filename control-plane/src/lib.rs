@@ -1,3 +1,6 @@
 //! The control plane of the platform: REST API, web UI, controller and gateway.
 //!
 //! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
+
+pub mod machine;
+pub mod manifests;
