@@ -2,5 +2,6 @@
 //!
 //! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
 
+pub mod backend;
 pub mod machine;
 pub mod manifests;
