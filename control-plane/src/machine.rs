@@ -133,7 +133,7 @@ pub enum MachineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
     types: BTreeMap<String, MachineType>,
-    default: String,
+    default: MachineType,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -199,10 +199,12 @@ impl Catalog {
             gpu(t("g2-standard-8", 8000, 32 * gib), "NVIDIA_L4", 1),
             gpu(t("a2-highgpu-1g", 12000, 85 * gib), "NVIDIA_TESLA_A100", 1),
         ];
-        Catalog {
-            types: types.into_iter().map(|m| (m.name.clone(), m)).collect(),
-            default: DEFAULT_MACHINE_TYPE.to_string(),
-        }
+        let default = types
+            .iter()
+            .find(|m| m.name == DEFAULT_MACHINE_TYPE)
+            .cloned()
+            .unwrap_or_else(|| types[0].clone());
+        Catalog { types: types.into_iter().map(|m| (m.name.clone(), m)).collect(), default }
     }
 
     /// A catalog from YAML (see the module docs for the format).
@@ -255,18 +257,18 @@ impl Catalog {
                 )));
             }
         };
-        if !types.contains_key(&default) {
+        let Some(default) = types.get(&default).cloned() else {
             return Err(MachineError::Invalid(format!(
                 "the default machine type {default} is not in the catalog"
             )));
-        }
+        };
         Ok(Catalog { types, default })
     }
 
     /// The catalog as YAML, in the format [`Catalog::from_yaml`] reads.
     pub fn to_yaml(&self) -> String {
         let raw = RawCatalog {
-            default: Some(self.default.clone()),
+            default: Some(self.default.name.clone()),
             machine_types: self.types.values().cloned().collect(),
         };
         serde_norway::to_string(&raw).unwrap_or_default()
@@ -282,10 +284,7 @@ impl Catalog {
 
     /// The machine type a DeployedModel gets when it names none.
     pub fn default_type(&self) -> &MachineType {
-        // `from_raw` and `builtin` guarantee that the default is present.
-        self.types
-            .get(&self.default)
-            .unwrap_or_else(|| unreachable!("the default machine type is in the catalog"))
+        &self.default
     }
 
     /// A Vertex `machineSpec`: the machine type (default when empty) with the accelerator it asks

@@ -329,7 +329,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == os.environ["AIP_HEALTH_ROUTE"]:
-            self.reply(200, {"status": "ok"})
+            sick = os.path.exists(os.environ.get("SICK_FILE", "/nonexistent"))
+            self.reply(503 if sick else 200, {"status": "sick" if sick else "ok"})
         else:
             self.reply(404, {"error": self.path})
 
@@ -361,7 +362,10 @@ async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() 
         image_uri: "python:3.12-slim".into(),
         command: vec!["python3".into(), script.display().to_string()],
         args: vec!["--name".into(), "$(AIP_DEPLOYED_MODEL_ID)".into(), "$$(AIP_DEPLOYED_MODEL_ID)".into()],
-        env: vec![EnvVar::new("GREETING", "hello from $(AIP_ENDPOINT_ID)")],
+        env: vec![
+            EnvVar::new("GREETING", "hello from $(AIP_ENDPOINT_ID)"),
+            EnvVar::new("SICK_FILE", dir.path().join("sick").display().to_string()),
+        ],
         predict_route: Some("/predict".into()),
         health_route: Some("/health".into()),
         ..Default::default()
@@ -384,6 +388,20 @@ async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() 
     assert_eq!(body["port"], addr.port().to_string());
     let log = std::fs::read_to_string(local.log_path(&name, &s.replicas[0].id)).unwrap();
     assert!(log.contains(&format!("serving on {}", addr.port())), "{log}");
+
+    // Failing health checks take the replica out of routing without restarting it; it rejoins
+    // on the next 200 (the Vertex contract).
+    std::fs::write(dir.path().join("sick"), "").unwrap();
+    let sick = wait_for("the replica to be unready", Duration::from_secs(30), || async {
+        let r = status(&local, &name).await.replicas[0].clone();
+        if r.state == ReplicaState::Unready { Ok(r) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    assert!(!sick.ready && sick.restarts == 0, "{sick:?}");
+    assert!(sick.last_error.as_deref().unwrap_or("").contains("HTTP 503"), "{sick:?}");
+    std::fs::remove_file(dir.path().join("sick")).unwrap();
+    let healthy = wait_settled(&local, &name, 1).await;
+    assert_eq!((healthy.replicas[0].restarts, healthy.replicas[0].address), (0, addr));
     local.shutdown().await;
     assert!(local.list().await.unwrap().is_empty());
 }

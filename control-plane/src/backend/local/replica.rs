@@ -22,6 +22,7 @@ use crate::manifests::expand::{expand, expand_env};
 
 /// Lines of output kept in `last_error`.
 const TAIL_LINES: usize = 5;
+const READINESS_FAILED: &str = "readiness probe failed";
 
 /// What supervisors tell the backend.
 pub(crate) enum Event {
@@ -560,13 +561,21 @@ async fn watch_probes(rep: &Replica, ctx: &Ctx, env: &[(String, String)], starte
                 Err(why) => {
                     ok = 0;
                     failed += 1;
-                    if failed >= p.failure_threshold && rep.ready() {
+                    if failed >= p.failure_threshold {
+                        let was_ready = rep.ready();
+                        let message = format!("{READINESS_FAILED} {failed} times: {why}");
                         rep.update(|s| {
-                            s.ready = false;
-                            s.state = ReplicaState::Unready;
-                            s.last_error = Some(format!("readiness probe failed {failed} times: {why}"));
+                            if was_ready {
+                                s.ready = false;
+                                s.state = ReplicaState::Unready;
+                                s.last_error = Some(message);
+                            } else if s.last_error.as_deref().is_none_or(|e| e.starts_with(READINESS_FAILED))
+                            {
+                                // Why a replica does not become ready, unless a crash says more.
+                                s.last_error = Some(message);
+                            }
                         });
-                        flipped = true;
+                        flipped = was_ready;
                     }
                 }
             }
