@@ -302,6 +302,7 @@ async fn deployments_that_do_not_fit_are_refused() {
     local.delete(&name_of(&a)).await.unwrap();
     local.apply(&b).await.unwrap();
     local.shutdown().await;
+    drop(local);
 
     // The machine's own capacity (nproc, /proc/meminfo) refuses an absurd machine type.
     let local = Local::new(config(dir.path())).await.unwrap();
@@ -611,6 +612,9 @@ async fn orphans_case(die_with_parent: bool) {
     assert!(alive(grandchild), "the grandchild is an orphan now");
 
     let local = Local::new(config(dir.path())).await.unwrap();
+    // One platform per data directory.
+    let second = Local::new(config(dir.path())).await.err().expect("a second backend on the same data dir");
+    assert!(second.to_string().contains("in use by another platform process"), "{second}");
     wait_for("the orphans to be killed", Duration::from_secs(20), || async {
         if alive(leader) || alive(grandchild) {
             Err(format!("leader {leader}, grandchild {grandchild}"))

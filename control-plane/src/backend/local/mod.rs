@@ -147,6 +147,8 @@ struct Inner {
     engine: OnceCell<Result<Engine, String>>,
     ctx: Arc<Ctx>,
     state: Mutex<State>,
+    /// Held while the backend lives: one platform process per data directory.
+    _lock: std::fs::File,
 }
 
 #[derive(Default)]
@@ -185,6 +187,13 @@ impl Local {
         let replicas_dir = cfg.data_dir.join("replicas");
         std::fs::create_dir_all(&replicas_dir)
             .map_err(|e| BackendError::io(format!("cannot create {}", replicas_dir.display()), e))?;
+        let lock_file = process::lock_dir(&replicas_dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => BackendError::Other(format!(
+                "{} is in use by another platform process; give each one its own data directory",
+                cfg.data_dir.display()
+            )),
+            _ => BackendError::io(format!("cannot lock {}", replicas_dir.display()), e),
+        })?;
         let killed = process::kill_leftovers(&replicas_dir, Duration::from_secs(10)).await;
         for k in &killed {
             tracing::warn!("killed a replica left over by a previous run: {k}");
@@ -213,6 +222,7 @@ impl Local {
             runtime_exe,
             engine: OnceCell::new(),
             state: Mutex::new(State::default()),
+            _lock: lock_file,
         });
         tokio::spawn(handle_events(Arc::downgrade(&inner), rx));
         Ok(Local { inner })

@@ -196,6 +196,18 @@ pub(crate) fn log_stdio(log: &File) -> io::Result<(Stdio, Stdio, Stdio)> {
     Ok((Stdio::null(), Stdio::from(log.try_clone()?), Stdio::from(log.try_clone()?)))
 }
 
+/// Takes an exclusive lock on `{dir}/.lock` (released when the file is closed, also when the
+/// process dies); `WouldBlock` when another process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
 /// Kills what a previous run of the platform left behind in `replicas_dir` (pid files whose
 /// process groups still run, containers) and removes the pid files. Returns what was killed.
 pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<String> {
