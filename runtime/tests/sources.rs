@@ -31,7 +31,8 @@ async fn start_model_server() -> ModelServer {
     let (etag, etag_rx) = watch::channel("\"v1\"");
     let counter = downloads.clone();
     let handler = move |method: Method| {
-        let (bytes, counter, mut released, etag) = (bytes.clone(), counter.clone(), released.clone(), *etag_rx.borrow());
+        let (bytes, counter, mut released, etag) =
+            (bytes.clone(), counter.clone(), released.clone(), *etag_rx.borrow());
         async move {
             let mut headers = HeaderMap::new();
             headers.insert(header::ETAG, HeaderValue::from_static(etag));
@@ -79,14 +80,16 @@ async fn an_http_model_is_served_once_downloaded_and_cached_by_content() {
     assert_close(&body["predictions"], &predictions, TOLERANCE);
 
     // A second replica on the same machine finds the blob: no second download.
-    let second = Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
+    let second =
+        Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
     assert_eq!(server.downloads.load(Ordering::SeqCst), 1);
     assert!(second.log().contains("found in the cache"), "{}", second.log());
     drop(second);
 
     // A changed object is downloaded again.
     server.etag.send("\"v2\"").expect("etag");
-    let third = Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
+    let third =
+        Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
     assert_eq!(server.downloads.load(Ordering::SeqCst), 2);
     assert_eq!(third.post_json("/predict", &instances).await.0, 200);
 }
@@ -153,7 +156,8 @@ async fn an_s3_model_is_read_through_the_standard_aws_environment() {
     ];
     let rt = Runtime::start_with_env(&["--model", "s3://models/cnn/v1/"], &env).await;
     let reference = reference("cnn");
-    let (status, body) = rt.post_json("/predict", &json!({"instances": reference["vertex"]["instances"]})).await;
+    let (status, body) =
+        rt.post_json("/predict", &json!({"instances": reference["vertex"]["instances"]})).await;
     assert_eq!(status, 200, "{body}");
     assert_close(&body["predictions"], &reference["vertex"]["predictions"], TOLERANCE);
 
@@ -165,7 +169,9 @@ async fn an_s3_model_is_read_through_the_standard_aws_environment() {
 #[tokio::test]
 async fn tritonclient_works_against_the_runtime() {
     for model in ["mlp", "two_io"] {
-        let rt = Runtime::start(&["--model", model_path(model).to_str().expect("path"), "--model-name", model]).await;
+        let rt =
+            Runtime::start(&["--model", model_path(model).to_str().expect("path"), "--model-name", model])
+                .await;
         let reference = root().join("tests/models").join(format!("{model}.json"));
         let output = Command::new(python())
             .arg(root().join("tests/clients/triton_check.py"))

@@ -372,7 +372,8 @@ mod tests {
         let batched = spec(vec![Dim::Batch, Dim::Fixed(4)]);
         let fixed = spec(vec![Dim::Fixed(1), Dim::Fixed(4)]);
         let scalar = spec(vec![]);
-        let mode = |i: &TensorSpec, o: &TensorSpec| batch_mode(std::slice::from_ref(i), std::slice::from_ref(o));
+        let mode =
+            |i: &TensorSpec, o: &TensorSpec| batch_mode(std::slice::from_ref(i), std::slice::from_ref(o));
         assert_eq!(mode(&batched, &batched), BatchMode::Dynamic { padded: true });
         assert_eq!(mode(&batched, &scalar), BatchMode::Dynamic { padded: false });
         assert_eq!(mode(&fixed, &fixed), BatchMode::Fixed(1));

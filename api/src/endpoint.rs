@@ -1,0 +1,246 @@
+//! Endpoints, deployed models and their resources (Vertex `Endpoint`, `DeployedModel`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Who may call an endpoint's `:predict`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Access {
+    /// Callers need a token with the predictor role (or higher) on the project.
+    #[default]
+    Authenticated,
+    /// Anyone, like Cloud Run's `--allow-unauthenticated`.
+    Public,
+    /// Not served on the public listener.
+    Private,
+}
+
+/// An HTTPS endpoint that serves predictions from its deployed models.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// Output only: `projects/{p}/locations/{l}/endpoints/{id}`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Required; at most 128 characters.
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Output only; changed through `:deployModel` and `:undeployModel`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployed_models: Vec<DeployedModel>,
+    /// Deployed model id to percent of traffic; sums to 100, or is empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic_split: BTreeMap<String, i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub create_time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub update_time: String,
+    /// Who may call `:predict` (an extension of this platform; default `AUTHENTICATED`).
+    #[serde(default)]
+    pub access: Access,
+    /// Output only: the full URL of `:predict` (an extension of this platform).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub predict_uri: String,
+}
+
+/// A model version deployed on an endpoint with its compute resources.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployedModel {
+    /// Digits; generated when omitted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// A model name, optionally with `@version` or `@alias`; without one, the default version.
+    #[serde(default)]
+    pub model: String,
+    /// Output only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_version_id: String,
+    /// Defaults to the model's display name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub create_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_resources: Option<DedicatedResources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_resources: Option<AutomaticResources>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_access_logging: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disable_container_logging: bool,
+    /// Output only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeployedModelStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DedicatedResources {
+    pub machine_spec: MachineSpec,
+    /// At least 0 (0 scales to zero when idle).
+    #[serde(default)]
+    pub min_replica_count: i32,
+    /// Defaults to `minReplicaCount`.
+    #[serde(default)]
+    pub max_replica_count: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_replica_count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autoscaling_metric_specs: Vec<AutoscalingMetricSpec>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub spot: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutomaticResources {
+    #[serde(default)]
+    pub min_replica_count: i32,
+    #[serde(default)]
+    pub max_replica_count: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineSpec {
+    /// A machine type of the catalog; default `n1-standard-2`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub machine_type: String,
+    /// For example `NVIDIA_L4`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub accelerator_type: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub accelerator_count: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// The metric that drives autoscaling and its target (for example
+/// `aiplatform.googleapis.com/prediction/online/cpu/utilization` at 60).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoscalingMetricSpec {
+    pub metric_name: String,
+    /// Default 60.
+    #[serde(default)]
+    pub target: i32,
+}
+
+/// Autoscale on CPU utilisation, percent per replica.
+pub const METRIC_CPU: &str = "aiplatform.googleapis.com/prediction/online/cpu/utilization";
+/// Autoscale on GPU duty cycle, percent per replica.
+pub const METRIC_GPU: &str = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle";
+/// Autoscale on requests per minute per replica.
+pub const METRIC_REQUESTS: &str = "aiplatform.googleapis.com/prediction/online/request_count";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedModelStatus {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_update_time: String,
+    #[serde(default)]
+    pub available_replica_count: i32,
+}
+
+/// `POST .../endpoints/{id}:deployModel`. In `trafficSplit`, key `"0"` is the model being deployed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployModelRequest {
+    pub deployed_model: DeployedModel,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic_split: BTreeMap<String, i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployModelResponse {
+    pub deployed_model: DeployedModel,
+}
+
+/// `POST .../endpoints/{id}:undeployModel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UndeployModelRequest {
+    pub deployed_model_id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic_split: BTreeMap<String, i32>,
+}
+
+/// `POST .../endpoints/{id}:mutateDeployedModel`: replica bounds and autoscaling only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MutateDeployedModelRequest {
+    pub deployed_model: DeployedModel,
+    /// Comma-separated field paths, e.g. `dedicatedResources.minReplicaCount`.
+    #[serde(default)]
+    pub update_mask: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutateDeployedModelResponse {
+    pub deployed_model: DeployedModel,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEndpointsResponse {
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vertex_deploy_example_parses() {
+        let body = r#"{
+          "deployedModel": {
+            "model": "projects/p/locations/us-central1/models/iris@staging",
+            "displayName": "iris-v2",
+            "dedicatedResources": {
+              "machineSpec": {"machineType": "g2-standard-4", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1},
+              "minReplicaCount": 1, "maxReplicaCount": 3,
+              "autoscalingMetricSpecs": [{"metricName": "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle", "target": 70}]
+            },
+            "enableAccessLogging": true, "disableContainerLogging": false
+          },
+          "trafficSplit": {"0": 20, "4567890123": 80}
+        }"#;
+        let req: DeployModelRequest = serde_json::from_str(body).unwrap();
+        let res = req.deployed_model.dedicated_resources.as_ref().unwrap();
+        assert_eq!(res.machine_spec.accelerator_count, 1);
+        assert_eq!(res.autoscaling_metric_specs[0].metric_name, METRIC_GPU);
+        assert_eq!(req.traffic_split["0"], 20);
+    }
+
+    #[test]
+    fn access_is_a_proto_style_enum() {
+        let e: Endpoint = serde_json::from_str(r#"{"displayName": "e", "access": "PUBLIC"}"#).unwrap();
+        assert_eq!(e.access, Access::Public);
+        assert!(serde_json::from_str::<Endpoint>(r#"{"displayName": "e", "access": "open"}"#).is_err());
+    }
+}

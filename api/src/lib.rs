@@ -1,0 +1,27 @@
+//! The platform's REST resources and messages, in the shapes of Vertex AI's `aiplatform.v1`
+//! REST API (proto3 JSON: lowerCamelCase, int64 as strings, durations as `"30s"`), so that
+//! people and tools that know Vertex feel at home. Shared by the server and `platform-cli`, so
+//! that nothing is defined twice.
+
+pub mod endpoint;
+pub mod error;
+pub mod int64;
+pub mod model;
+pub mod names;
+pub mod operation;
+pub mod predict;
+
+pub use endpoint::*;
+pub use error::{ErrorBody, FieldViolation, Status};
+pub use model::*;
+pub use names::*;
+pub use operation::*;
+pub use predict::*;
+
+/// Prefix of every `@type` in operation metadata and responses.
+pub const TYPE_PREFIX: &str = "type.googleapis.com/google.cloud.aiplatform.v1.";
+
+/// The project used when none is given.
+pub const DEFAULT_PROJECT: &str = "default";
+/// The location used when none is given.
+pub const DEFAULT_LOCATION: &str = "local";

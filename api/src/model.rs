@@ -1,0 +1,290 @@
+//! Models and model versions (Vertex `Model`, `ModelContainerSpec`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A model version. `name` carries no version; `versionId` says which one this is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Model {
+    /// Output only: `projects/{p}/locations/{l}/models/{id}`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Required on upload; at most 128 characters.
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Output only: `"1"`, `"2"`, ...
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version_id: String,
+    /// Aliases of this version; the first version gets `default`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version_description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version_create_time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version_update_time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub create_time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub update_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_schemata: Option<PredictSchemata>,
+    /// The serving container. Omitted: the prebuilt ONNX runtime serves `artifactUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_spec: Option<ModelContainerSpec>,
+    /// Where the model's files are: `s3://`, `https://`, `file://` (admins) or an uploaded artifact.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub artifact_uri: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub etag: String,
+    /// Output only: where this version is deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployed_models: Vec<DeployedModelRef>,
+    /// Output only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supported_deployment_resources_types: Vec<String>,
+}
+
+/// A deployment of a model version: its endpoint and deployed model id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedModelRef {
+    pub endpoint: String,
+    pub deployed_model_id: String,
+}
+
+/// URIs of OpenAPI schemata of instances, parameters and predictions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PredictSchemata {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance_schema_uri: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parameters_schema_uri: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prediction_schema_uri: String,
+}
+
+/// The container that serves a model, following the Vertex custom-container contract.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelContainerSpec {
+    /// Required. The prebuilt runtime image (`platform-runtime:<version>`) or your own.
+    #[serde(default)]
+    pub image_uri: String,
+    /// Overrides the image's ENTRYPOINT. Without a container engine, runs as a host process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Overrides the image's CMD.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// May reference `$(AIP_...)` variables; `$$(X)` escapes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Only the first port is used; default 8080.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub predict_route: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health_route: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grpc_ports: Vec<Port>,
+    /// A duration such as `"1800s"`; at most two hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_timeout: Option<String>,
+    #[serde(default, with = "crate::int64::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub shared_memory_size_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// Readiness; replaces the default check of `healthRoute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Port {
+    pub container_port: i32,
+}
+
+/// A probe; each field maps onto the Kubernetes probe field of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAction {
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetAction {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<EnvVar>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcAction {
+    #[serde(default)]
+    pub port: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpSocketAction {
+    #[serde(default)]
+    pub port: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+}
+
+/// `POST .../models:upload`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadModelRequest {
+    /// Set only to upload a new version of this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_model: Option<String>,
+    /// The new model's id; generated (numeric) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    pub model: Model,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// The response of a finished upload operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadModelResponse {
+    pub model: String,
+    pub model_version_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListModelsResponse {
+    #[serde(default)]
+    pub models: Vec<Model>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+/// `POST .../models/{id}:mergeVersionAliases`: `["golden", "-staging"]` adds `golden` to the
+/// named version and removes `staging`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MergeVersionAliasesRequest {
+    pub version_aliases: Vec<String>,
+}
+
+/// An uploaded artifact: where it is stored and its digest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    pub artifact_uri: String,
+    pub sha256: String,
+    #[serde(with = "crate::int64::string")]
+    #[schema(value_type = String)]
+    pub size_bytes: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deduplicated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vertex_upload_example_parses() {
+        let body = r#"{
+          "modelId": "iris",
+          "model": {
+            "displayName": "iris-sklearn", "description": "demo", "versionAliases": ["staging"],
+            "artifactUri": "s3://bucket/iris/model/", "labels": {"team": "ml"},
+            "containerSpec": {
+              "imageUri": "registry/server:1.0", "command": ["python", "serve.py"], "args": ["--workers=2"],
+              "env": [{"name": "MODEL_NAME", "value": "iris"}], "ports": [{"containerPort": 8080}],
+              "predictRoute": "/predict", "healthRoute": "/health", "deploymentTimeout": "1800s",
+              "sharedMemorySizeMb": "1024",
+              "startupProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10, "failureThreshold": 30},
+              "healthProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 5}
+            },
+            "predictSchemata": {"instanceSchemaUri": "s3://b/i.yaml"}
+          }
+        }"#;
+        let req: UploadModelRequest = serde_json::from_str(body).unwrap();
+        let spec = req.model.container_spec.as_ref().unwrap();
+        assert_eq!(spec.shared_memory_size_mb, Some(1024));
+        assert_eq!(spec.ports[0].container_port, 8080);
+        let out = serde_json::to_value(&req).unwrap();
+        assert_eq!(out["model"]["containerSpec"]["sharedMemorySizeMb"], "1024");
+        assert_eq!(out["model"]["labels"]["team"], "ml");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let err = serde_json::from_str::<UploadModelRequest>(
+            r#"{"model": {"displayName": "x", "containerSpecs": {}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `containerSpecs`"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Endpoints, deployed models and traffic: the rules of the Vertex endpoint service.
+
+pub mod traffic;

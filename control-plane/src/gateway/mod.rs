@@ -1,0 +1,263 @@
+//! The data plane: `:predict` and `:rawPredict`. Reads the routing snapshot (never the
+//! database), picks a deployed model by traffic split and a replica by load, forwards over
+//! pooled keep-alive connections, and adds which deployed model answered.
+
+pub mod route;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use route::{EndpointRoute, ModelRoute, Replica, RoutingTable};
+
+/// Why a prediction could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("endpoint `{0}` not found")]
+    UnknownEndpoint(String),
+    #[error(
+        "endpoint `{0}` has no deployed model that receives traffic; deploy a model or set its traffic split"
+    )]
+    NoTraffic(String),
+    #[error("deployed model {0} has no ready replica yet; retry shortly")]
+    NoReadyReplica(String),
+    #[error("the request body is not a predict request: {0}; expected {{\"instances\": [...]}}")]
+    BadRequest(String),
+    #[error("deployed model {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("deployed model {0} failed: {1}")]
+    Upstream(String, String),
+}
+
+/// Settings of the data plane.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long a replica may take to answer.
+    pub timeout: Duration,
+}
+
+/// An answer from a replica, ready to return to the caller.
+#[derive(Debug)]
+pub struct Forwarded {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub deployed_model_id: String,
+}
+
+/// The gateway: the current routing snapshot and a pooled HTTP client.
+pub struct Gateway {
+    table: RwLock<Arc<RoutingTable>>,
+    client: reqwest::Client,
+    config: GatewayConfig,
+    rotation: AtomicUsize,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Gateway {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        Gateway {
+            table: RwLock::new(Arc::new(RoutingTable::default())),
+            client,
+            config,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Swaps in a new routing snapshot.
+    pub fn publish(&self, table: RoutingTable) {
+        if let Ok(mut t) = self.table.write() {
+            *t = Arc::new(table);
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<RoutingTable> {
+        self.table.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The route of an endpoint, by resource name.
+    pub fn endpoint(&self, name: &str) -> Result<Arc<EndpointRoute>, GatewayError> {
+        self.snapshot()
+            .endpoints
+            .get(name)
+            .cloned()
+            .ok_or_else(|| GatewayError::UnknownEndpoint(name.to_string()))
+    }
+
+    fn choose<'a>(
+        &self,
+        name: &str,
+        route: &'a EndpointRoute,
+    ) -> Result<(&'a ModelRoute, Arc<Replica>), GatewayError> {
+        let roll = fastrand_percent();
+        let ix =
+            route::pick_model(&route.split, roll).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
+        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let replica = route::pick_replica(&model.replicas, start)
+            .cloned()
+            .ok_or_else(|| GatewayError::NoReadyReplica(model.deployed_model_id.clone()))?;
+        Ok((model, replica))
+    }
+
+    async fn forward(
+        &self,
+        model: &ModelRoute,
+        replica: &Arc<Replica>,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let _in_flight = replica.begin();
+        let url = format!("http://{}{}", replica.address, model.predict_route);
+        self.client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(self.config.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    GatewayError::Timeout(model.deployed_model_id.clone(), self.config.timeout)
+                } else {
+                    GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string())
+                }
+            })
+    }
+
+    /// `:predict`: forwards `{"instances": [...]}` and adds `deployedModelId`, `model`,
+    /// `modelVersionId` and `modelDisplayName` to the container's answer.
+    pub async fn predict(
+        &self,
+        name: &str,
+        route: &EndpointRoute,
+        body: Bytes,
+    ) -> Result<Forwarded, GatewayError> {
+        check_predict_body(&body)?;
+        let (model, replica) = self.choose(name, route)?;
+        let response = self.forward(model, &replica, "application/json", body).await?;
+        let status = response.status().as_u16();
+        let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Ok(Forwarded {
+                status,
+                content_type,
+                body: bytes,
+                deployed_model_id: model.deployed_model_id.clone(),
+            });
+        }
+        let mut answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::Upstream(
+                model.deployed_model_id.clone(),
+                format!("the container's answer is not JSON: {e}"),
+            )
+        })?;
+        let Some(object) = answer.as_object_mut() else {
+            return Err(GatewayError::Upstream(
+                model.deployed_model_id.clone(),
+                "the container's answer is not a JSON object with `predictions`".into(),
+            ));
+        };
+        object.insert("deployedModelId".into(), Value::from(model.deployed_model_id.as_str()));
+        object.insert("model".into(), Value::from(model.model.as_str()));
+        object.insert("modelVersionId".into(), Value::from(model.model_version_id.as_str()));
+        object.insert("modelDisplayName".into(), Value::from(model.model_display_name.as_str()));
+        let body = serde_json::to_vec(&answer)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
+        Ok(Forwarded {
+            status,
+            content_type: Some("application/json".into()),
+            body,
+            deployed_model_id: model.deployed_model_id.clone(),
+        })
+    }
+
+    /// `:rawPredict`: forwards the body and its content type unchanged, and returns the
+    /// container's answer unchanged.
+    pub async fn raw_predict(
+        &self,
+        name: &str,
+        route: &EndpointRoute,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Forwarded, GatewayError> {
+        let (model, replica) = self.choose(name, route)?;
+        let response = self.forward(model, &replica, content_type, body).await?;
+        let status = response.status().as_u16();
+        let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
+        Ok(Forwarded { status, content_type, body, deployed_model_id: model.deployed_model_id.clone() })
+    }
+}
+
+fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// A predict body must be a JSON object with an `instances` array.
+fn check_predict_body(body: &[u8]) -> Result<(), GatewayError> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        instances: Vec<serde::de::IgnoredAny>,
+    }
+    let shape: Shape = serde_json::from_slice(body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    if shape.instances.is_empty() {
+        return Err(GatewayError::BadRequest("`instances` is empty".into()));
+    }
+    Ok(())
+}
+
+/// A uniform number in `0..100` for the traffic split.
+fn fastrand_percent() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded randomly per process; hashing a counter gives cheap uniform bits.
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STATE: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let bits = STATE.with(|s| {
+        let mut h = s.build_hasher();
+        h.write_usize(n);
+        h.finish()
+    });
+    (bits % 100) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predict_bodies_need_instances() {
+        assert!(check_predict_body(br#"{"instances": [[1]]}"#).is_ok());
+        assert!(check_predict_body(br#"{"instances": []}"#).unwrap_err().to_string().contains("empty"));
+        assert!(check_predict_body(br#"{"inputs": []}"#).unwrap_err().to_string().contains("instances"));
+        assert!(check_predict_body(b"nope").is_err());
+    }
+
+    #[test]
+    fn percent_rolls_cover_the_range() {
+        let rolls: Vec<u32> = (0..10_000).map(|_| fastrand_percent()).collect();
+        assert!(rolls.iter().all(|r| *r < 100));
+        let low = rolls.iter().filter(|r| **r < 50).count();
+        assert!((4_000..6_000).contains(&low), "{low} of 10000 below 50");
+    }
+}
