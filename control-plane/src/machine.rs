@@ -345,6 +345,16 @@ impl Catalog {
         })
     }
 
+    /// [`Catalog::resolve`] for the API's `machineSpec`.
+    pub fn resolve_spec(&self, spec: &api::MachineSpec) -> Result<MachineType, MachineError> {
+        let count = u32::try_from(spec.accelerator_count).map_err(|_| MachineError::Accelerator {
+            machine_type: spec.machine_type.clone(),
+            accelerator: format!("{}x {}", spec.accelerator_count, spec.accelerator_type),
+            reason: "acceleratorCount cannot be negative".into(),
+        })?;
+        self.resolve(&spec.machine_type, Some(spec.accelerator_type.as_str()), count)
+    }
+
     /// Names of all machine types, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.types.keys().map(String::as_str)
@@ -475,5 +485,14 @@ machineTypes:
         let err = c.resolve("e2-standard-2", Some("NVIDIA_L4"), 1).unwrap_err().to_string();
         assert!(err.contains("takes no accelerators"), "{err}");
         assert!(c.resolve("e2-standard-2", None, 1).is_err());
+        let spec = api::MachineSpec {
+            machine_type: "g2-standard-4".into(),
+            accelerator_type: "NVIDIA_L4".into(),
+            accelerator_count: 1,
+        };
+        assert_eq!(c.resolve_spec(&spec).unwrap().name, "g2-standard-4");
+        assert_eq!(c.resolve_spec(&api::MachineSpec::default()).unwrap().name, "n1-standard-2");
+        let negative = api::MachineSpec { accelerator_count: -1, ..spec };
+        assert!(c.resolve_spec(&negative).is_err());
     }
 }

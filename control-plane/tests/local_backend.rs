@@ -13,7 +13,7 @@ use control_plane::backend::{
     Backend, BackendError, DeploymentStatus, Local, LocalConfig, ReplicaState, Resources,
 };
 use control_plane::machine::{Catalog, MachineType};
-use control_plane::manifests::{ContainerSpec, EnvVar, RenderConfig, RenderInput, render};
+use control_plane::manifests::{EnvVar, ModelContainerSpec, RenderConfig, RenderInput, render};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar as K8sEnvVar, Toleration, Volume};
 use serde_json::{Value, json};
@@ -43,13 +43,17 @@ fn config(data_dir: &Path) -> LocalConfig {
     cfg
 }
 
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: value.into() }
+}
+
 fn machine(name: &str) -> MachineType {
     Catalog::builtin().get(name).expect("machine type").clone()
 }
 
 fn input(
     endpoint: &str,
-    container: ContainerSpec,
+    container: ModelContainerSpec,
     artifact: Option<String>,
     m: MachineType,
     replicas: u32,
@@ -74,7 +78,7 @@ fn input(
 fn mlp_deployment(endpoint: &str, replicas: u32) -> Deployment {
     let model = root().join("tests/models/mlp.onnx").display().to_string();
     render(
-        &input(endpoint, ContainerSpec::default(), Some(model), machine("e2-micro"), replicas),
+        &input(endpoint, ModelContainerSpec::default(), Some(model), machine("e2-micro"), replicas),
         &RenderConfig::default(),
     )
     .deployment
@@ -82,7 +86,7 @@ fn mlp_deployment(endpoint: &str, replicas: u32) -> Deployment {
 
 /// A Deployment running `command` on the host (the image is not run: no container engine).
 fn command_deployment(endpoint: &str, command: &[&str], m: MachineType, replicas: u32) -> Deployment {
-    let spec = ContainerSpec {
+    let spec = ModelContainerSpec {
         image_uri: "busybox:1.36".into(),
         command: command.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -359,16 +363,16 @@ async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() 
     let script = dir.path().join("server.py");
     std::fs::write(&script, PYTHON_SERVER).unwrap();
     let local = Local::new(config(dir.path())).await.unwrap();
-    let spec = ContainerSpec {
+    let spec = ModelContainerSpec {
         image_uri: "python:3.12-slim".into(),
         command: vec!["python3".into(), script.display().to_string()],
         args: vec!["--name".into(), "$(AIP_DEPLOYED_MODEL_ID)".into(), "$$(AIP_DEPLOYED_MODEL_ID)".into()],
         env: vec![
-            EnvVar::new("GREETING", "hello from $(AIP_ENDPOINT_ID)"),
-            EnvVar::new("SICK_FILE", dir.path().join("sick").display().to_string()),
+            env("GREETING", "hello from $(AIP_ENDPOINT_ID)"),
+            env("SICK_FILE", &dir.path().join("sick").display().to_string()),
         ],
-        predict_route: Some("/predict".into()),
-        health_route: Some("/health".into()),
+        predict_route: "/predict".into(),
+        health_route: "/health".into(),
         ..Default::default()
     };
     let deployment =
@@ -451,12 +455,12 @@ async fn an_image_runs_in_a_container_engine_with_its_port_published() {
     cfg.container_engines = vec![fake.display().to_string()];
     let local = Local::new(cfg).await.unwrap();
     assert_eq!(local.container_engine().await.unwrap().program, fake);
-    let spec = ContainerSpec {
+    let spec = ModelContainerSpec {
         image_uri: "registry.example/server:1".into(),
         command: vec!["python3".into(), script.display().to_string()],
-        env: vec![EnvVar::new("GREETING", "hi $(AIP_DEPLOYED_MODEL_ID)")],
-        predict_route: Some("/predict".into()),
-        health_route: Some("/health".into()),
+        env: vec![env("GREETING", "hi $(AIP_DEPLOYED_MODEL_ID)")],
+        predict_route: "/predict".into(),
+        health_route: "/health".into(),
         ..Default::default()
     };
     let deployment =
@@ -520,7 +524,7 @@ async fn an_image_without_an_engine_or_a_command_is_refused_with_the_reason() {
     let mut cfg = config(dir.path());
     cfg.container_engines = vec![fake.display().to_string(), "/nonexistent/podman".into()];
     let local = Local::new(cfg).await.unwrap();
-    let spec = ContainerSpec { image_uri: "registry.example/server:1".into(), ..Default::default() };
+    let spec = ModelContainerSpec { image_uri: "registry.example/server:1".into(), ..Default::default() };
     let deployment =
         render(&input("img", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
     let err = local.apply(&deployment).await.unwrap_err().to_string();

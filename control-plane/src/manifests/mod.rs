@@ -13,7 +13,8 @@ pub use render::{
     deployment_name, label_value, render, selector_labels,
 };
 pub use spec::{
-    ContainerSpec, EnvVar, ExecAction, GrpcAction, HttpGetAction, HttpHeader, Port, Probe, TcpSocketAction,
+    DEFAULT_PORT, EnvVar, ExecAction, GrpcAction, HttpGetAction, ModelContainerSpec, Port, Probe,
+    TcpSocketAction, container_port,
 };
 
 use serde::Serialize;

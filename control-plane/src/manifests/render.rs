@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::spec::{ContainerSpec, Probe};
+use super::spec::{ModelContainerSpec, Probe, container_port};
 use crate::machine::MachineType;
 
 /// Name of the serving container in every rendered pod.
@@ -34,7 +34,7 @@ pub struct RenderInput {
     pub model_version_id: String,
     /// The DeployedModel's display name (an annotation; label values are too restricted).
     pub display_name: String,
-    pub container: ContainerSpec,
+    pub container: ModelContainerSpec,
     /// The model's artifact URI; `AIP_STORAGE_URI` (empty when the model has none).
     pub artifact_uri: Option<String>,
     pub machine: MachineType,
@@ -227,9 +227,9 @@ pub fn aip_env(input: &RenderInput) -> Vec<(String, String)> {
     let c = &input.container;
     let (e, d) = (input.endpoint_id.as_str(), input.deployed_model_id.as_str());
     let mut env = vec![
-        ("AIP_HTTP_PORT", c.port().to_string()),
-        ("AIP_PREDICT_ROUTE", c.predict_route.clone().unwrap_or_else(|| default_predict_route(e, d))),
-        ("AIP_HEALTH_ROUTE", c.health_route.clone().unwrap_or_else(|| default_health_route(e, d))),
+        ("AIP_HTTP_PORT", container_port(c).to_string()),
+        ("AIP_PREDICT_ROUTE", or_default(&c.predict_route, || default_predict_route(e, d))),
+        ("AIP_HEALTH_ROUTE", or_default(&c.health_route, || default_health_route(e, d))),
         ("AIP_DEPLOYED_MODEL_ID", d.to_string()),
         ("AIP_ENDPOINT_ID", e.to_string()),
         ("AIP_MODEL_NAME", e.to_string()),
@@ -253,7 +253,7 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
     let labels = labels(input, cfg, &name);
     let selector = selector_labels(input, cfg);
     let spec = &input.container;
-    let port = spec.port();
+    let port = container_port(spec);
 
     // A prebuilt-runtime model names no image (or the bare runtime repository): it gets the
     // runtime image of this installation.
@@ -274,10 +274,8 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         value_from: None,
     }));
 
-    let health_route = spec
-        .health_route
-        .clone()
-        .unwrap_or_else(|| default_health_route(&input.endpoint_id, &input.deployed_model_id));
+    let health_route =
+        or_default(&spec.health_route, || default_health_route(&input.endpoint_id, &input.deployed_model_id));
     let readiness = match &spec.health_probe {
         Some(p) => probe(p, port),
         // Vertex: ready = 200 within 10 s; four failures 10 s apart take it out of routing.
@@ -432,6 +430,15 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
     Rendered { deployment, service }
 }
 
+/// `value`, or the default when it is empty (proto3: empty means unset).
+fn or_default(value: &str, default: impl FnOnce() -> String) -> String {
+    if value.is_empty() { default() } else { value.to_string() }
+}
+
+fn some_text(s: &str) -> Option<String> {
+    if s.is_empty() { None } else { Some(s.to_string()) }
+}
+
 fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
     if v.is_empty() { None } else { Some(v) }
 }
@@ -441,10 +448,10 @@ fn probe(p: &Probe, container_port: i32) -> K8sProbe {
     K8sProbe {
         exec: p.exec.as_ref().map(|e| ExecAction { command: Some(e.command.clone()) }),
         http_get: p.http_get.as_ref().map(|h| HTTPGetAction {
-            path: h.path.clone(),
-            port: IntOrString::Int(h.port.unwrap_or(container_port)),
-            host: h.host.clone(),
-            scheme: h.scheme.clone(),
+            path: some_text(&h.path),
+            port: IntOrString::Int(h.port.filter(|p| *p > 0).unwrap_or(container_port)),
+            host: some_text(&h.host),
+            scheme: some_text(&h.scheme),
             http_headers: if h.http_headers.is_empty() {
                 None
             } else {
@@ -456,13 +463,13 @@ fn probe(p: &Probe, container_port: i32) -> K8sProbe {
                 )
             },
         }),
-        grpc: p
-            .grpc
-            .as_ref()
-            .map(|g| GRPCAction { port: g.port.unwrap_or(container_port), service: g.service.clone() }),
+        grpc: p.grpc.as_ref().map(|g| GRPCAction {
+            port: if g.port > 0 { g.port } else { container_port },
+            service: some_text(&g.service),
+        }),
         tcp_socket: p.tcp_socket.as_ref().map(|t| TCPSocketAction {
-            port: IntOrString::Int(t.port.unwrap_or(container_port)),
-            host: t.host.clone(),
+            port: IntOrString::Int(if t.port > 0 { t.port } else { container_port }),
+            host: some_text(&t.host),
         }),
         period_seconds: p.period_seconds,
         timeout_seconds: p.timeout_seconds,
@@ -490,6 +497,10 @@ mod tests {
     use super::*;
     use crate::machine::Catalog;
     use crate::manifests::spec::{EnvVar, HttpGetAction as VertexHttpGet, Port};
+
+    fn env(name: &str, value: &str) -> EnvVar {
+        EnvVar { name: name.into(), value: value.into() }
+    }
     use crate::manifests::to_yaml;
 
     fn runtime_input() -> RenderInput {
@@ -501,7 +512,7 @@ mod tests {
             model_id: "mlp".into(),
             model_version_id: "2".into(),
             display_name: "MLP v2 (ONNX)".into(),
-            container: ContainerSpec::default(),
+            container: ModelContainerSpec::default(),
             artifact_uri: Some("s3://models/mlp/".into()),
             machine: Catalog::builtin().get("e2-small").unwrap().clone(),
             min_replicas: 2,
@@ -519,22 +530,22 @@ mod tests {
             model_id: "iris".into(),
             model_version_id: "1".into(),
             display_name: "iris".into(),
-            container: ContainerSpec {
+            container: ModelContainerSpec {
                 image_uri: "registry.example/iris-server:1.0".into(),
                 command: vec!["python".into(), "serve.py".into()],
                 args: vec!["--port=$(AIP_HTTP_PORT)".into()],
                 env: vec![
-                    EnvVar::new("MODEL_NAME", "iris"),
-                    EnvVar::new("MODEL_URL", "$(AIP_STORAGE_URI)/model.pkl"),
-                    EnvVar::new("LITERAL", "$$(AIP_HTTP_PORT)"),
+                    env("MODEL_NAME", "iris"),
+                    env("MODEL_URL", "$(AIP_STORAGE_URI)/model.pkl"),
+                    env("LITERAL", "$$(AIP_HTTP_PORT)"),
                 ],
                 ports: vec![Port { container_port: 7080 }],
-                predict_route: Some("/predict".into()),
-                health_route: Some("/health".into()),
+                predict_route: "/predict".into(),
+                health_route: "/health".into(),
                 deployment_timeout: Some("1800s".into()),
                 shared_memory_size_mb: Some(1024),
                 startup_probe: Some(Probe {
-                    http_get: Some(VertexHttpGet { path: Some("/health".into()), ..Default::default() }),
+                    http_get: Some(VertexHttpGet { path: "/health".into(), ..Default::default() }),
                     period_seconds: Some(5),
                     failure_threshold: Some(60),
                     ..Default::default()
