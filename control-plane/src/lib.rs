@@ -3,8 +3,11 @@
 //! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
 
 pub mod auth;
+pub mod backend;
 pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
-pub mod tls;
+pub mod machine;
+pub mod manifests;
 pub mod store;
+pub mod tls;

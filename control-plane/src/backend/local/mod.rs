@@ -1,0 +1,535 @@
+//! The `local` backend: replicas as child processes of this machine.
+//!
+//! It interprets a Deployment's pod template: replicas, image or command, args, env, ports,
+//! probes, resources, strategy and grace period.
+//! - The runtime image (`platform-runtime...`) re-executes the platform's own binary as
+//!   `platform runtime`.
+//! - Any other image runs in docker or podman when one is usable (`{engine} info` works), its
+//!   port published on loopback; otherwise a container with a `command` runs that command as a
+//!   host process; otherwise apply fails and says why.
+//!
+//! Each replica listens on its own loopback port (`AIP_HTTP_PORT` and `PORT`), logs to
+//! `{data_dir}/replicas/{deployment}/{replica}.log` and records its pid (with its start time)
+//! in `{replica}.pid`. Replicas run in their own process group and, on Linux, receive SIGTERM
+//! when the platform dies; [`Local::new`] kills whatever a previous run left behind. The
+//! machine type's CPU and memory are accounted against this machine's capacity.
+
+mod engine;
+mod launch;
+mod probe;
+mod process;
+mod replica;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use tokio::sync::{OnceCell, mpsc};
+
+pub use engine::Engine;
+
+use super::{Backend, BackendError, DeploymentStatus, ReplicaStatus, Resources};
+use launch::{Launch, ParseContext};
+use replica::{Ctx, Event, Replica};
+
+/// Settings of the local backend.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Root of the backend's files: `replicas/` (logs, pid files) and `cache/`.
+    pub data_dir: PathBuf,
+    /// Images whose repository starts with this run the platform's own runtime.
+    pub runtime_image: String,
+    /// The executable run as `{exe} runtime`; default: this process's own executable.
+    pub runtime_exe: Option<PathBuf>,
+    /// Container engines to try, in order; empty disables containers.
+    pub container_engines: Vec<String>,
+    /// This machine's capacity; default: the CPUs this process may use and `MemTotal`.
+    pub capacity: Option<Resources>,
+    /// Factor on the CPU capacity (1.0: no overcommit).
+    pub cpu_overcommit: f64,
+    /// Factor on the memory capacity (1.0: no overcommit).
+    pub memory_overcommit: f64,
+    /// Address replicas listen on and are reached at.
+    pub host: IpAddr,
+    /// Host environment variables passed to replicas (`NAME`, or a prefix `NAME_*`).
+    pub inherit_env: Vec<String>,
+    /// Extra host variables passed to runtime replicas only (object-store credentials).
+    pub runtime_inherit_env: Vec<String>,
+    /// Overrides the period of readiness and startup probes (short in tests).
+    pub readiness_period: Option<Duration>,
+    /// Overrides the period of liveness probes.
+    pub liveness_period: Option<Duration>,
+    /// Until a replica is first ready, its readiness is checked at least this often.
+    pub first_ready_poll: Duration,
+    /// First restart delay; doubled after each crash up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// A replica that ran this long before crashing restarts with `backoff_initial` again.
+    pub backoff_reset_after: Duration,
+    /// Caps the pod's `terminationGracePeriodSeconds`.
+    pub max_grace: Option<Duration>,
+    /// On Linux, replicas get SIGTERM when the platform dies (`PR_SET_PDEATHSIG`).
+    pub die_with_parent: bool,
+    /// A replica log larger than this is rotated to `.log.1` when the replica (re)starts.
+    pub max_log_bytes: u64,
+}
+
+impl LocalConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> LocalConfig {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        LocalConfig {
+            data_dir: data_dir.into(),
+            runtime_image: "platform-runtime".into(),
+            runtime_exe: None,
+            container_engines: names(&["docker", "podman"]),
+            capacity: None,
+            cpu_overcommit: 1.0,
+            memory_overcommit: 1.0,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            inherit_env: names(&[
+                "PATH",
+                "HOME",
+                "USER",
+                "LOGNAME",
+                "LANG",
+                "LC_*",
+                "TZ",
+                "TMPDIR",
+                "PYENV_ROOT",
+                "PYENV_VERSION",
+                "VIRTUAL_ENV",
+                "CONDA_PREFIX",
+                "SSL_CERT_FILE",
+                "SSL_CERT_DIR",
+                "RUST_LOG",
+                "RUST_BACKTRACE",
+                "DOCKER_*",
+                "CONTAINER_HOST",
+                "XDG_RUNTIME_DIR",
+            ]),
+            runtime_inherit_env: names(&["AWS_*", "PLATFORM_LOG_FORMAT"]),
+            readiness_period: None,
+            liveness_period: None,
+            first_ready_poll: Duration::from_millis(500),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_reset_after: Duration::from_secs(120),
+            max_grace: None,
+            die_with_parent: true,
+            max_log_bytes: 16 << 20,
+        }
+    }
+
+    fn inherits(&self, name: &str, runtime: bool) -> bool {
+        let matches = |pattern: &String| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        self.inherit_env.iter().any(matches) || (runtime && self.runtime_inherit_env.iter().any(matches))
+    }
+}
+
+/// The local backend. Dropping it kills its replicas at once; [`Local::shutdown`] stops them
+/// gracefully.
+pub struct Local {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<LocalConfig>,
+    capacity: Resources,
+    replicas_dir: PathBuf,
+    runtime_exe: PathBuf,
+    engine: OnceCell<Result<Engine, String>>,
+    ctx: Arc<Ctx>,
+    state: Mutex<State>,
+    /// Held while the backend lives: one platform process per data directory.
+    _lock: std::fs::File,
+}
+
+#[derive(Default)]
+struct State {
+    deployments: BTreeMap<String, Dep>,
+    ports: BTreeSet<u16>,
+}
+
+struct Dep {
+    hash: String,
+    launch: Arc<Launch>,
+    desired: u32,
+    /// Replicas of the current pod template.
+    current: Vec<Arc<Replica>>,
+    /// Replicas of older templates, serving until the current ones are ready.
+    old: Vec<Arc<Replica>>,
+    /// Replicas asked to stop, until their processes are gone.
+    retiring: Vec<Arc<Replica>>,
+    next_index: u64,
+}
+
+impl Dep {
+    fn per_replica(&self) -> Resources {
+        self.launch.requests
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Local {
+    /// Starts the backend on `cfg.data_dir`, first killing replicas (and their process groups
+    /// and containers) that a previous run of the platform left behind.
+    pub async fn new(cfg: LocalConfig) -> Result<Local, BackendError> {
+        let replicas_dir = cfg.data_dir.join("replicas");
+        std::fs::create_dir_all(&replicas_dir)
+            .map_err(|e| BackendError::io(format!("cannot create {}", replicas_dir.display()), e))?;
+        let lock_file = process::lock_dir(&replicas_dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => BackendError::Other(format!(
+                "{} is in use by another platform process; give each one its own data directory",
+                cfg.data_dir.display()
+            )),
+            _ => BackendError::io(format!("cannot lock {}", replicas_dir.display()), e),
+        })?;
+        let killed = process::kill_leftovers(&replicas_dir, Duration::from_secs(10)).await;
+        for k in &killed {
+            tracing::warn!("killed a replica left over by a previous run: {k}");
+        }
+        let runtime_exe = match &cfg.runtime_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| BackendError::io("cannot find the platform's own executable", e))?,
+        };
+        let capacity = match cfg.capacity {
+            Some(c) => c,
+            None => detect_capacity(),
+        };
+        let capacity = Resources {
+            cpu_millis: (capacity.cpu_millis as f64 * cfg.cpu_overcommit.max(0.0)) as u64,
+            memory_bytes: (capacity.memory_bytes as f64 * cfg.memory_overcommit.max(0.0)) as u64,
+        };
+        let clients = probe::Clients::new().map_err(BackendError::Other)?;
+        let (events, rx) = mpsc::unbounded_channel();
+        let cfg = Arc::new(cfg);
+        let inner = Arc::new(Inner {
+            ctx: Arc::new(Ctx { cfg: cfg.clone(), clients, events }),
+            cfg,
+            capacity,
+            replicas_dir,
+            runtime_exe,
+            engine: OnceCell::new(),
+            state: Mutex::new(State::default()),
+            _lock: lock_file,
+        });
+        tokio::spawn(handle_events(Arc::downgrade(&inner), rx));
+        Ok(Local { inner })
+    }
+
+    /// This machine's capacity for replicas (with overcommit applied).
+    pub fn capacity(&self) -> Resources {
+        self.inner.capacity
+    }
+
+    /// What the deployments' desired replicas take of the capacity.
+    pub fn allocated(&self) -> Resources {
+        let state = lock(&self.inner.state);
+        state
+            .deployments
+            .values()
+            .fold(Resources::default(), |acc, d| acc.plus(d.per_replica().times(d.desired)))
+    }
+
+    /// The pid of a replica's process, while it runs.
+    pub fn pid(&self, deployment: &str, replica: &str) -> Option<u32> {
+        let state = lock(&self.inner.state);
+        let dep = state.deployments.get(deployment)?;
+        dep.current.iter().chain(&dep.old).find(|r| r.id == replica).and_then(|r| r.pid())
+    }
+
+    /// Where a replica's stdout and stderr go.
+    pub fn log_path(&self, deployment: &str, replica: &str) -> PathBuf {
+        self.inner.replicas_dir.join(deployment).join(format!("{replica}.log"))
+    }
+
+    /// The container engine replicas of non-runtime images use, or why there is none.
+    pub async fn container_engine(&self) -> Result<Engine, String> {
+        self.inner.engine().await.clone()
+    }
+
+    /// Stops every replica gracefully (SIGTERM, then SIGKILL after the grace period).
+    pub async fn shutdown(&self) {
+        let replicas: Vec<Arc<Replica>> = {
+            let mut state = lock(&self.inner.state);
+            let deps = std::mem::take(&mut state.deployments);
+            deps.into_values().flat_map(|d| d.current.into_iter().chain(d.old).chain(d.retiring)).collect()
+        };
+        stop_all(&replicas).await;
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let state = lock(&self.inner.state);
+        for dep in state.deployments.values() {
+            for r in dep.current.iter().chain(&dep.old).chain(&dep.retiring) {
+                r.kill_now();
+            }
+        }
+    }
+}
+
+async fn stop_all(replicas: &[Arc<Replica>]) {
+    for r in replicas {
+        r.request_stop();
+    }
+    for r in replicas {
+        r.wait_stopped().await;
+    }
+}
+
+impl Inner {
+    async fn engine(&self) -> &Result<Engine, String> {
+        self.engine.get_or_init(|| engine::detect(&self.cfg.container_engines)).await
+    }
+
+    fn dir(&self, deployment: &str) -> PathBuf {
+        self.replicas_dir.join(deployment)
+    }
+
+    /// Free capacity for `name`: the total less what the other deployments take.
+    fn available_for(&self, state: &State, name: &str) -> Resources {
+        let others = state
+            .deployments
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .fold(Resources::default(), |acc, (_, d)| acc.plus(d.per_replica().times(d.desired)));
+        self.capacity.minus(others)
+    }
+
+    fn check_fits(
+        &self,
+        state: &State,
+        name: &str,
+        per_replica: Resources,
+        replicas: u32,
+    ) -> Result<(), BackendError> {
+        let needed = per_replica.times(replicas);
+        let available = self.available_for(state, name);
+        if needed.fits_in(available) { Ok(()) } else { Err(BackendError::Insufficient { needed, available }) }
+    }
+
+    fn new_replica(
+        &self,
+        state: &mut State,
+        name: &str,
+        dep_hash: &str,
+        launch: &Arc<Launch>,
+        index: u64,
+    ) -> Result<Arc<Replica>, BackendError> {
+        let port = free_port(self.cfg.host, &state.ports)?;
+        state.ports.insert(port);
+        let dir = self.dir(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BackendError::io(format!("cannot create {}", dir.display()), e))?;
+        let id = format!("{name}-{}-{index}", &dep_hash[..dep_hash.len().min(8)]);
+        Ok(Replica::start(
+            id,
+            name.to_string(),
+            SocketAddr::new(self.cfg.host, port),
+            launch.clone(),
+            &dir,
+            self.ctx.clone(),
+        ))
+    }
+
+    /// Starts or stops replicas of the current template to match `desired`, and retires old
+    /// replicas as current ones become ready (never fewer ready replicas than desired while a
+    /// replacement is under way, unless the strategy is Recreate).
+    fn reconcile(&self, state: &mut State, name: &str) -> Result<(), BackendError> {
+        let Some(mut dep) = state.deployments.remove(name) else { return Ok(()) };
+        let result = self.reconcile_dep(state, name, &mut dep);
+        state.deployments.insert(name.to_string(), dep);
+        result
+    }
+
+    fn reconcile_dep(&self, state: &mut State, name: &str, dep: &mut Dep) -> Result<(), BackendError> {
+        dep.retiring.retain(|r| !r.finished());
+        let desired = dep.desired as usize;
+        while dep.current.len() < desired {
+            let r = self.new_replica(state, name, &dep.hash, &dep.launch, dep.next_index)?;
+            dep.next_index += 1;
+            dep.current.push(r);
+        }
+        if dep.current.len() > desired {
+            // Scale down: not-ready replicas first, then the newest.
+            let mut order: Vec<usize> = (0..dep.current.len()).collect();
+            order.sort_by_key(|&i| (dep.current[i].ready(), std::cmp::Reverse(i)));
+            let mut victims: Vec<usize> = order.into_iter().take(dep.current.len() - desired).collect();
+            victims.sort_unstable_by(|a, b| b.cmp(a));
+            for i in victims {
+                let r = dep.current.remove(i);
+                r.request_stop();
+                dep.retiring.push(r);
+            }
+        }
+        if !dep.old.is_empty() {
+            let ready_current = dep.current.iter().filter(|r| r.ready()).count();
+            let keep = if dep.launch.recreate { 0 } else { desired.saturating_sub(ready_current) };
+            // Old replicas that are not ready serve nobody: they go first.
+            dep.old.sort_by_key(|r| std::cmp::Reverse(r.ready()));
+            while dep.old.len() > keep || dep.old.last().is_some_and(|r| !r.ready()) {
+                let Some(r) = dep.old.pop() else { break };
+                r.request_stop();
+                dep.retiring.push(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn handle_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        let mut state = lock(&inner.state);
+        match event {
+            Event::Changed(name) => {
+                if let Err(e) = inner.reconcile(&mut state, &name) {
+                    tracing::warn!(deployment = %name, "cannot reconcile: {e}");
+                }
+            }
+            Event::Stopped { port } => {
+                state.ports.remove(&port);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Local {
+    async fn apply(&self, deployment: &Deployment) -> Result<Vec<String>, BackendError> {
+        let inner = &self.inner;
+        let no_engine = Err("not needed".to_string());
+        let engine = if launch::needs_engine(deployment, &inner.cfg.runtime_image) {
+            inner.engine().await
+        } else {
+            &no_engine
+        };
+        let ctx = ParseContext {
+            runtime_image: &inner.cfg.runtime_image,
+            runtime_exe: inner.runtime_exe.clone(),
+            engine,
+        };
+        let parsed = launch::parse(deployment, &ctx)?;
+        let name = parsed.name.clone();
+        let mut state = lock(&inner.state);
+        inner.check_fits(&state, &name, parsed.launch.requests, parsed.replicas)?;
+        match state.deployments.get_mut(&name) {
+            Some(dep) if dep.hash == parsed.template_hash => {
+                dep.desired = parsed.replicas;
+            }
+            Some(dep) => {
+                // A new pod template: new replicas; the old ones serve until these are ready.
+                dep.hash = parsed.template_hash;
+                dep.launch = Arc::new(parsed.launch);
+                dep.desired = parsed.replicas;
+                let previous: Vec<Arc<Replica>> = dep.current.drain(..).collect();
+                dep.old.extend(previous);
+            }
+            None => {
+                state.deployments.insert(
+                    name.clone(),
+                    Dep {
+                        hash: parsed.template_hash,
+                        launch: Arc::new(parsed.launch),
+                        desired: parsed.replicas,
+                        current: Vec::new(),
+                        old: Vec::new(),
+                        retiring: Vec::new(),
+                        next_index: 0,
+                    },
+                );
+            }
+        }
+        inner.reconcile(&mut state, &name)?;
+        Ok(parsed.warnings)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        let removed = lock(&self.inner.state).deployments.remove(name);
+        if let Some(dep) = removed {
+            let replicas: Vec<Arc<Replica>> =
+                dep.current.into_iter().chain(dep.old).chain(dep.retiring).collect();
+            stop_all(&replicas).await;
+        }
+        if launch::valid_name(name) {
+            let dir = self.inner.dir(name);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| BackendError::io(format!("cannot remove {}", dir.display()), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn status(&self, name: &str) -> Result<DeploymentStatus, BackendError> {
+        let state = lock(&self.inner.state);
+        let dep = state.deployments.get(name).ok_or_else(|| BackendError::NotFound(name.to_string()))?;
+        let mut replicas: Vec<ReplicaStatus> = dep.current.iter().map(|r| r.status()).collect();
+        replicas.extend(dep.old.iter().map(|r| ReplicaStatus { current: false, ..r.status() }));
+        Ok(DeploymentStatus { replicas, desired: dep.desired })
+    }
+
+    async fn scale(&self, name: &str, replicas: u32) -> Result<(), BackendError> {
+        let inner = &self.inner;
+        let mut state = lock(&inner.state);
+        let per_replica = state
+            .deployments
+            .get(name)
+            .map(|d| d.per_replica())
+            .ok_or_else(|| BackendError::NotFound(name.to_string()))?;
+        inner.check_fits(&state, name, per_replica, replicas)?;
+        if let Some(dep) = state.deployments.get_mut(name) {
+            dep.desired = replicas;
+        }
+        inner.reconcile(&mut state, name)
+    }
+
+    async fn list(&self) -> Result<Vec<String>, BackendError> {
+        Ok(lock(&self.inner.state).deployments.keys().cloned().collect())
+    }
+}
+
+/// A loopback port that no replica of this backend uses.
+fn free_port(host: IpAddr, taken: &BTreeSet<u16>) -> Result<u16, BackendError> {
+    for _ in 0..64 {
+        let listener = TcpListener::bind(SocketAddr::new(host, 0))
+            .map_err(|e| BackendError::io("cannot find a free port", e))?;
+        let port = listener.local_addr().map_err(|e| BackendError::io("cannot find a free port", e))?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+    Err(BackendError::Other("cannot find a free port".into()))
+}
+
+/// The CPUs this process may use and the machine's memory.
+fn detect_capacity() -> Resources {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| {
+                l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024)
+            })
+        })
+        .unwrap_or(4 << 30);
+    Resources { cpu_millis: cpus * 1000, memory_bytes: memory }
+}
+
+/// Paths a test or tool may want to look at.
+pub fn replica_dir(data_dir: &Path, deployment: &str) -> PathBuf {
+    data_dir.join("replicas").join(deployment)
+}

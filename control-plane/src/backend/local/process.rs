@@ -1,0 +1,263 @@
+//! Processes of replicas: spawning them in their own process group (dying with the platform on
+//! Linux), waiting for them, signalling the group, pid files, and leftovers of a previous run.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// A started replica process.
+pub(crate) struct Spawned {
+    pub pid: u32,
+    /// Completes when the process has exited (its status, or why waiting failed).
+    pub exit: oneshot::Receiver<io::Result<ExitStatus>>,
+}
+
+type Job = (Command, bool, oneshot::Sender<io::Result<Child>>);
+
+/// All replicas are forked by one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread*
+/// that forked a child exits, so forking from short-lived runtime threads would kill replicas.
+fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new().name("replica-spawner".into()).spawn(move || {
+            while let Ok((mut cmd, die_with_parent, reply)) = rx.recv() {
+                let _ = reply.send(spawn_here(&mut cmd, die_with_parent));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the replica spawner thread: {e}");
+        }
+        Mutex::new(tx)
+    })
+}
+
+fn spawn_here(cmd: &mut Command, die_with_parent: bool) -> io::Result<Child> {
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            if die_with_parent {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The platform may have died between fork and prctl.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = (die_with_parent, parent);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Spawns `cmd` in its own process group from the spawner thread, and a thread that waits for it.
+pub(crate) async fn spawn(cmd: Command, die_with_parent: bool) -> io::Result<Spawned> {
+    let (tx, rx) = oneshot::channel();
+    {
+        let sender = spawner().lock().map_err(|_| io::Error::other("the replica spawner is poisoned"))?;
+        sender
+            .send((cmd, die_with_parent, tx))
+            .map_err(|_| io::Error::other("the replica spawner thread is gone"))?;
+    }
+    let mut child = rx.await.map_err(|_| io::Error::other("the replica spawner thread is gone"))??;
+    let pid = child.id();
+    let (exit_tx, exit_rx) = oneshot::channel();
+    std::thread::Builder::new().name(format!("replica-wait-{pid}")).spawn(move || {
+        let _ = exit_tx.send(child.wait());
+    })?;
+    Ok(Spawned { pid, exit: exit_rx })
+}
+
+/// Sends `signal` to the process group `pgid`; a group that is gone is not an error.
+pub(crate) fn signal_group(pgid: u32, signal: i32) {
+    if let Ok(pgid) = i32::try_from(pgid)
+        && pgid > 1
+    {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+/// Whether a process runs (exists and is not a zombie).
+pub(crate) fn alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat_fields(&stat)
+                .and_then(|f| f.first().copied())
+                .is_some_and(|state| state != "Z" && state != "X"),
+            Err(_) => false,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: kill with signal 0 only checks for existence.
+        i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0)
+    }
+}
+
+/// The fields of `/proc/{pid}/stat` after the command name: state first.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let close = stat.rfind(')')?;
+    Some(stat.get(close + 1..)?.split_whitespace().collect())
+}
+
+/// When the process started (clock ticks since boot), to tell a pid from a reused one.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 of stat; the fields after the name start at field 3.
+    stat_fields(&stat)?.get(22 - 3)?.parse().ok()
+}
+
+/// What `{replica}.pid` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PidRecord {
+    pub pid: u32,
+    /// `/proc` start time of the process; absent off Linux.
+    pub start_time: Option<u64>,
+    pub port: u16,
+    /// Container name and engine program, when the replica runs in a container.
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub engine: Option<PathBuf>,
+}
+
+pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    let text = serde_json::to_vec(record).map_err(io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub(crate) fn read_pid_file(path: &Path) -> Option<PidRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Opens a replica's log for appending; rotates it to `.log.1` first when it is too large.
+pub(crate) fn open_log(path: &Path, max_bytes: u64) -> io::Result<(File, u64)> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > max_bytes) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let offset = file.seek(SeekFrom::End(0))?;
+    Ok((file, offset))
+}
+
+/// Writes a line into a replica's log (the platform's own notes, e.g. why it restarts).
+pub(crate) fn log_note(path: &Path, note: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "[platform] {note}");
+    }
+}
+
+/// The last `n` non-empty lines written to the log since `offset`.
+pub(crate) fn tail(path: &Path, offset: u64, n: usize) -> Vec<String> {
+    const WINDOW: u64 = 16 * 1024;
+    let Ok(mut file) = File::open(path) else { return Vec::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if len < offset { 0 } else { offset.max(len.saturating_sub(WINDOW)) };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    if file.take(WINDOW).read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("[platform]"))
+        .map(String::from)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Stdio for a replica: stdin closed, stdout and stderr appended to its log.
+pub(crate) fn log_stdio(log: &File) -> io::Result<(Stdio, Stdio, Stdio)> {
+    Ok((Stdio::null(), Stdio::from(log.try_clone()?), Stdio::from(log.try_clone()?)))
+}
+
+/// Takes an exclusive lock on `{dir}/.lock` (released when the file is closed, also when the
+/// process dies); `WouldBlock` when another process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Kills what a previous run of the platform left behind in `replicas_dir` (pid files whose
+/// process groups still run, containers) and removes the pid files. Returns what was killed.
+pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<String> {
+    let mut killed = Vec::new();
+    let mut waiting = Vec::new();
+    let Ok(deployments) = std::fs::read_dir(replicas_dir) else { return killed };
+    for dep in deployments.flatten() {
+        let Ok(files) = std::fs::read_dir(dep.path()) else { continue };
+        for file in files.flatten() {
+            let path = file.path();
+            let ext = path.extension().and_then(|e| e.to_str());
+            if ext == Some("tmp") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if ext != Some("pid") {
+                continue;
+            }
+            if let Some(rec) = read_pid_file(&path) {
+                let what = format!("{} (pid {})", path.display(), rec.pid);
+                let exists = std::path::Path::new(&format!("/proc/{}", rec.pid)).exists() || alive(rec.pid);
+                let ours = match (rec.start_time, start_time(rec.pid)) {
+                    (Some(recorded), Some(now)) => recorded == now,
+                    // Off Linux nothing tells a reused pid apart: trust the record.
+                    (None, _) => exists,
+                    (Some(_), None) => false,
+                };
+                if ours {
+                    signal_group(rec.pid, libc::SIGTERM);
+                    waiting.push(rec.pid);
+                    killed.push(what);
+                } else if !exists {
+                    // The leader is gone, but members of its group may live on; a pid that is
+                    // still some group's id cannot have been reused.
+                    signal_group(rec.pid, libc::SIGKILL);
+                }
+                if let (Some(name), Some(engine)) = (&rec.container, &rec.engine) {
+                    super::engine::remove_container(engine, name).await;
+                    killed.push(format!("container {name}"));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while waiting.iter().any(|p| alive(*p)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in waiting {
+        signal_group(pid, libc::SIGKILL);
+    }
+    killed
+}

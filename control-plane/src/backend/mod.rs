@@ -1,0 +1,172 @@
+//! Backends make rendered Deployments true: `local` runs replicas as processes on this machine,
+//! `kubernetes` (later) applies the objects to a cluster. Both read the same objects.
+
+pub mod local;
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use serde::Serialize;
+
+pub use local::{Local, LocalConfig};
+
+/// What runs a rendered Deployment.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Make the world match `deployment` (create, scale, or replace replicas when the pod
+    /// template changed). Returns warnings about fields this backend cannot honour.
+    async fn apply(&self, deployment: &Deployment) -> Result<Vec<String>, BackendError>;
+    /// Remove everything of this deployment name. Deleting an unknown name is not an error.
+    async fn delete(&self, name: &str) -> Result<(), BackendError>;
+    /// Current replicas with their state and address (ready replicas get routed to).
+    async fn status(&self, name: &str) -> Result<DeploymentStatus, BackendError>;
+    /// Change only the replica count (autoscaler).
+    async fn scale(&self, name: &str, replicas: u32) -> Result<(), BackendError>;
+    /// Names of deployments this backend runs (for garbage collection after a restart).
+    async fn list(&self) -> Result<Vec<String>, BackendError>;
+}
+
+/// The replicas of one deployment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Every replica, including those of an older pod template still serving while their
+    /// replacements start (see [`ReplicaStatus::current`]).
+    pub replicas: Vec<ReplicaStatus>,
+    /// The desired replica count.
+    pub desired: u32,
+}
+
+impl DeploymentStatus {
+    /// Addresses of the ready replicas: where the gateway may send requests.
+    pub fn ready_addresses(&self) -> Vec<SocketAddr> {
+        self.replicas.iter().filter(|r| r.ready).map(|r| r.address).collect()
+    }
+
+    /// Ready replicas of the current pod template.
+    pub fn ready_current(&self) -> u32 {
+        self.replicas.iter().filter(|r| r.ready && r.current).count() as u32
+    }
+
+    /// Whether the rollout is complete: `desired` ready replicas, all of the current template.
+    pub fn is_settled(&self) -> bool {
+        self.replicas.len() as u32 == self.desired && self.ready_current() == self.desired
+    }
+}
+
+/// One replica.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub address: SocketAddr,
+    pub ready: bool,
+    /// How often the replica's process was restarted.
+    pub restarts: u32,
+    /// Why it last stopped or failed, with the last lines of its output.
+    pub last_error: Option<String>,
+    pub state: ReplicaState,
+    /// Whether it runs the deployment's current pod template (false while it is being replaced).
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplicaState {
+    /// Started, not ready yet.
+    Starting,
+    /// Passing its readiness probe.
+    Ready,
+    /// Was ready, now failing its readiness probe (not routed to, not restarted).
+    Unready,
+    /// Exited (or failed its liveness probe) and waits for its next restart.
+    CrashLoop,
+    /// Could not be started at all; retried with backoff.
+    Failed,
+}
+
+impl fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ReplicaState::Starting => "Starting",
+            ReplicaState::Ready => "Ready",
+            ReplicaState::Unready => "Unready",
+            ReplicaState::CrashLoop => "CrashLoop",
+            ReplicaState::Failed => "Failed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// CPU and memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    pub fn times(self, n: u32) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_mul(u64::from(n)),
+            memory_bytes: self.memory_bytes.saturating_mul(u64::from(n)),
+        }
+    }
+
+    pub fn plus(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(o.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(o.memory_bytes),
+        }
+    }
+
+    pub fn minus(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(o.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(o.memory_bytes),
+        }
+    }
+
+    pub fn fits_in(self, o: Resources) -> bool {
+        self.cpu_millis <= o.cpu_millis && self.memory_bytes <= o.memory_bytes
+    }
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gib = self.memory_bytes as f64 / (1u64 << 30) as f64;
+        write!(
+            f,
+            "{} vCPU and {:.2} GiB memory",
+            crate::manifests::quantity::format_cpu(self.cpu_millis),
+            gib
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("deployment {0} not found")]
+    NotFound(String),
+    #[error("not enough capacity on this machine: the deployment needs {needed}, only {available} is free")]
+    Insufficient { needed: Resources, available: Resources },
+    #[error("invalid deployment: {0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BackendError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> BackendError {
+        BackendError::Io { context: context.into(), source }
+    }
+}

@@ -1,0 +1,642 @@
+//! The local backend with real processes: the prebuilt runtime re-executed from the `platform`
+//! binary, a stdlib Python server run as a host process, crashing commands, capacity, and
+//! leftovers of a platform that was killed with SIGKILL.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use control_plane::backend::local::replica_dir;
+use control_plane::backend::{
+    Backend, BackendError, DeploymentStatus, Local, LocalConfig, ReplicaState, Resources,
+};
+use control_plane::machine::{Catalog, MachineType};
+use control_plane::manifests::{EnvVar, ModelContainerSpec, RenderConfig, RenderInput, render};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvVar as K8sEnvVar, Toleration, Volume};
+use serde_json::{Value, json};
+
+const TOLERANCE: f64 = 1e-4;
+const STARTUP: Duration = Duration::from_secs(90);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn reference(name: &str) -> Value {
+    let path = root().join("tests/models").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("reference file")).expect("reference is JSON")
+}
+
+/// Test-friendly settings: the built `platform` binary, fast probes and backoff, no engines.
+fn config(data_dir: &Path) -> LocalConfig {
+    let mut cfg = LocalConfig::new(data_dir);
+    cfg.runtime_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_platform")));
+    cfg.container_engines = Vec::new();
+    cfg.readiness_period = Some(Duration::from_millis(100));
+    cfg.first_ready_poll = Duration::from_millis(50);
+    cfg.backoff_initial = Duration::from_millis(200);
+    cfg.backoff_max = Duration::from_secs(2);
+    cfg.max_grace = Some(Duration::from_secs(5));
+    cfg
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: value.into() }
+}
+
+fn machine(name: &str) -> MachineType {
+    Catalog::builtin().get(name).expect("machine type").clone()
+}
+
+fn input(
+    endpoint: &str,
+    container: ModelContainerSpec,
+    artifact: Option<String>,
+    m: MachineType,
+    replicas: u32,
+) -> RenderInput {
+    RenderInput {
+        project: "test".into(),
+        location: "local".into(),
+        endpoint_id: endpoint.into(),
+        deployed_model_id: "1".into(),
+        model_id: "m".into(),
+        model_version_id: "1".into(),
+        display_name: endpoint.into(),
+        container,
+        artifact_uri: artifact,
+        machine: m,
+        min_replicas: replicas,
+        max_replicas: replicas,
+    }
+}
+
+/// The rendered Deployment of the mlp test model on the prebuilt runtime.
+fn mlp_deployment(endpoint: &str, replicas: u32) -> Deployment {
+    let model = root().join("tests/models/mlp.onnx").display().to_string();
+    render(
+        &input(endpoint, ModelContainerSpec::default(), Some(model), machine("e2-micro"), replicas),
+        &RenderConfig::default(),
+    )
+    .deployment
+}
+
+/// A Deployment running `command` on the host (the image is not run: no container engine).
+fn command_deployment(endpoint: &str, command: &[&str], m: MachineType, replicas: u32) -> Deployment {
+    let spec = ModelContainerSpec {
+        image_uri: "busybox:1.36".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    render(&input(endpoint, spec, None, m, replicas), &RenderConfig::default()).deployment
+}
+
+fn name_of(d: &Deployment) -> String {
+    d.metadata.name.clone().expect("name")
+}
+
+fn container_mut(d: &mut Deployment) -> &mut Container {
+    &mut d.spec.as_mut().and_then(|s| s.template.spec.as_mut()).expect("pod spec").containers[0]
+}
+
+/// Polls `check` every 50 ms until it gives a value; panics with `what` after `timeout`.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("timed out waiting for {what}: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn status(local: &Local, name: &str) -> DeploymentStatus {
+    local.status(name).await.expect("status")
+}
+
+/// Waits until the deployment has exactly `n` replicas, all ready and of the current template.
+async fn wait_settled(local: &Local, name: &str, n: usize) -> DeploymentStatus {
+    wait_for(&format!("{n} ready replicas of {name}"), STARTUP, || async {
+        let s = status(local, name).await;
+        if s.replicas.len() == n && s.is_settled() { Ok(s) } else { Err(format!("{s:#?}")) }
+    })
+    .await
+}
+
+async fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {addr}{path}: {e}"));
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn assert_close(actual: &Value, expected: &Value) {
+    match (actual, expected) {
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{actual} vs {expected}");
+            a.iter().zip(e).for_each(|(a, e)| assert_close(a, e));
+        }
+        (a, e) => {
+            let (a, e) = (a.as_f64().expect("number"), e.as_f64().expect("number"));
+            assert!((a - e).abs() <= TOLERANCE, "{a} vs {e}");
+        }
+    }
+}
+
+async fn predict_mlp(addr: SocketAddr, endpoint: &str) {
+    let reference = reference("mlp");
+    let route = format!("/v1/endpoints/{endpoint}/deployedModels/1:predict");
+    let (code, body) = post(addr, &route, &json!({"instances": reference["vertex"]["instances"]})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_close(&body["predictions"], &reference["vertex"]["predictions"]);
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+fn kill9(pid: u32) {
+    // SAFETY: plain kill(2).
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0, "kill -9 {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_replicas_serve_predictions_and_come_back_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let deployment = mlp_deployment("mlp", 2);
+    let name = name_of(&deployment);
+    let warnings = local.apply(&deployment).await.unwrap();
+    assert!(warnings.iter().any(|w| w.contains("securityContext")), "{warnings:?}");
+
+    let s = wait_settled(&local, &name, 2).await;
+    let addrs: BTreeSet<SocketAddr> = s.replicas.iter().map(|r| r.address).collect();
+    assert_eq!(addrs.len(), 2, "each replica has its own port");
+    for r in &s.replicas {
+        assert_eq!(r.state, ReplicaState::Ready);
+        predict_mlp(r.address, "mlp").await;
+        assert!(local.log_path(&name, &r.id).exists());
+        assert!(replica_dir(dir.path(), &name).join(format!("{}.pid", r.id)).exists());
+    }
+
+    // kill -9 one replica: it is restarted on the same address and becomes ready again.
+    let victim = s.replicas[0].clone();
+    let pid = local.pid(&name, &victim.id).expect("pid");
+    kill9(pid);
+    let back = wait_for("the killed replica to be restarted and ready", STARTUP, || async {
+        let s = status(&local, &name).await;
+        let r = s.replicas.iter().find(|r| r.id == victim.id).cloned().ok_or("replica gone")?;
+        let new_pid = local.pid(&name, &r.id);
+        if r.ready && r.restarts >= 1 && new_pid.is_some_and(|p| p != pid) {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    assert_eq!(back.address, victim.address);
+    assert!(back.last_error.as_deref().unwrap_or("").contains("signal 9"), "{back:?}");
+    predict_mlp(back.address, "mlp").await;
+
+    let pids: Vec<u32> = s.replicas.iter().filter_map(|r| local.pid(&name, &r.id)).collect();
+    local.delete(&name).await.unwrap();
+    assert!(matches!(local.status(&name).await, Err(BackendError::NotFound(_))));
+    assert!(pids.iter().all(|p| !alive(*p)), "replicas are gone after delete");
+    assert!(!replica_dir(dir.path(), &name).exists());
+    assert!(local.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_and_a_changed_template_replace_replicas_without_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let mut deployment = mlp_deployment("scale", 2);
+    let name = name_of(&deployment);
+    local.apply(&deployment).await.unwrap();
+    wait_settled(&local, &name, 2).await;
+    assert_eq!(local.list().await.unwrap(), vec![name.clone()]);
+
+    local.scale(&name, 1).await.unwrap();
+    let one = wait_settled(&local, &name, 1).await;
+    assert_eq!(one.desired, 1);
+    local.scale(&name, 3).await.unwrap();
+    let three = wait_settled(&local, &name, 3).await;
+    assert_eq!(local.allocated(), Resources { cpu_millis: 750, memory_bytes: 3 << 30 });
+
+    // A new env value is a new pod template: every replica is replaced, and while that happens
+    // there is always a ready replica (maxUnavailable 0).
+    let before: BTreeSet<String> = three.replicas.iter().map(|r| r.id.clone()).collect();
+    let before_pids: Vec<u32> = three.replicas.iter().filter_map(|r| local.pid(&name, &r.id)).collect();
+    container_mut(&mut deployment).env.get_or_insert_default().push(K8sEnvVar {
+        name: "FEATURE_FLAG".into(),
+        value: Some("on".into()),
+        value_from: None,
+    });
+    deployment.spec.as_mut().unwrap().replicas = Some(2);
+    local.apply(&deployment).await.unwrap();
+    let replaced = wait_for("the replicas to be replaced", STARTUP, || async {
+        let s = status(&local, &name).await;
+        assert!(!s.ready_addresses().is_empty(), "no ready replica during the replacement: {s:#?}");
+        let fresh = s.replicas.iter().all(|r| !before.contains(&r.id));
+        if fresh && s.replicas.len() == 2 && s.is_settled() { Ok(s) } else { Err(format!("{s:#?}")) }
+    })
+    .await;
+    wait_for("the old processes to exit", Duration::from_secs(20), || async {
+        if before_pids.iter().any(|p| alive(*p)) { Err(format!("{before_pids:?}")) } else { Ok(()) }
+    })
+    .await;
+    for r in &replaced.replicas {
+        predict_mlp(r.address, "scale").await;
+        let environ = std::fs::read(format!("/proc/{}/environ", local.pid(&name, &r.id).unwrap())).unwrap();
+        assert!(environ.split(|b| *b == 0).any(|kv| kv == b"FEATURE_FLAG=on"));
+    }
+
+    // The same template again changes nothing.
+    local.apply(&deployment).await.unwrap();
+    let again = status(&local, &name).await;
+    assert_eq!(
+        again.replicas.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        replaced.replicas.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_that_do_not_fit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.capacity = Some(Resources { cpu_millis: 2000, memory_bytes: 8 << 30 });
+    let local = Local::new(cfg).await.unwrap();
+    assert_eq!(local.capacity(), Resources { cpu_millis: 2000, memory_bytes: 8 << 30 });
+
+    let a = command_deployment("a", &["sleep", "300"], machine("e2-medium"), 1);
+    local.apply(&a).await.unwrap();
+    let b = command_deployment("b", &["sleep", "300"], machine("n1-standard-2"), 1);
+    match local.apply(&b).await {
+        Err(BackendError::Insufficient { needed, available }) => {
+            assert_eq!(needed, Resources { cpu_millis: 2000, memory_bytes: 7680 << 20 });
+            assert_eq!(available, Resources { cpu_millis: 1000, memory_bytes: 4 << 30 });
+        }
+        other => panic!("expected Insufficient, got {other:?}"),
+    }
+    let err = local.apply(&b).await.unwrap_err().to_string();
+    assert!(err.contains("not enough capacity") && err.contains("2 vCPU"), "{err}");
+    assert!(matches!(local.scale(&name_of(&a), 3).await, Err(BackendError::Insufficient { .. })));
+    assert_eq!(status(&local, &name_of(&a)).await.desired, 1);
+    assert_eq!(local.list().await.unwrap(), vec![name_of(&a)]);
+
+    // Once `a` is gone, `b` fits.
+    local.delete(&name_of(&a)).await.unwrap();
+    local.apply(&b).await.unwrap();
+    local.shutdown().await;
+    drop(local);
+
+    // The machine's own capacity (nproc, /proc/meminfo) refuses an absurd machine type.
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let huge = MachineType {
+        name: "huge".into(),
+        cpu_millis: 1_000_000,
+        memory_bytes: 1 << 50,
+        ..machine("e2-micro")
+    };
+    let c = command_deployment("c", &["sleep", "300"], huge, 1);
+    assert!(matches!(local.apply(&c).await, Err(BackendError::Insufficient { .. })));
+}
+
+const PYTHON_SERVER: &str = r#"
+import http.server, json, os, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == os.environ["AIP_HEALTH_ROUTE"]:
+            sick = os.path.exists(os.environ.get("SICK_FILE", "/nonexistent"))
+            self.reply(503 if sick else 200, {"status": "sick" if sick else "ok"})
+        else:
+            self.reply(404, {"error": self.path})
+
+    def do_POST(self):
+        if self.path != os.environ["AIP_PREDICT_ROUTE"]:
+            return self.reply(404, {"error": self.path})
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.reply(200, {
+            "predictions": [sum(x) for x in body["instances"]],
+            "greeting": os.environ.get("GREETING"),
+            "argv": sys.argv[1:],
+            "port": os.environ["AIP_HTTP_PORT"],
+        })
+
+    def log_message(self, *args):
+        pass
+
+print("serving on", os.environ["AIP_HTTP_PORT"], flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["AIP_HTTP_PORT"])), Handler).serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, PYTHON_SERVER).unwrap();
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let spec = ModelContainerSpec {
+        image_uri: "python:3.12-slim".into(),
+        command: vec!["python3".into(), script.display().to_string()],
+        args: vec!["--name".into(), "$(AIP_DEPLOYED_MODEL_ID)".into(), "$$(AIP_DEPLOYED_MODEL_ID)".into()],
+        env: vec![
+            env("GREETING", "hello from $(AIP_ENDPOINT_ID)"),
+            env("SICK_FILE", &dir.path().join("sick").display().to_string()),
+        ],
+        predict_route: "/predict".into(),
+        health_route: "/health".into(),
+        ..Default::default()
+    };
+    let deployment =
+        render(&input("py", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
+    let name = name_of(&deployment);
+    let warnings = local.apply(&deployment).await.unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("python:3.12-slim") && w.contains("runs as a process")),
+        "{warnings:?}"
+    );
+    let s = wait_settled(&local, &name, 1).await;
+    let addr = s.replicas[0].address;
+    let (code, body) = post(addr, "/predict", &json!({"instances": [[1, 2], [3, 4.5]]})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["predictions"], json!([3, 7.5]));
+    assert_eq!(body["greeting"], "hello from py");
+    assert_eq!(body["argv"], json!(["--name", "1", "$(AIP_DEPLOYED_MODEL_ID)"]));
+    assert_eq!(body["port"], addr.port().to_string());
+    let log = std::fs::read_to_string(local.log_path(&name, &s.replicas[0].id)).unwrap();
+    assert!(log.contains(&format!("serving on {}", addr.port())), "{log}");
+
+    // Failing health checks take the replica out of routing without restarting it; it rejoins
+    // on the next 200 (the Vertex contract).
+    std::fs::write(dir.path().join("sick"), "").unwrap();
+    let sick = wait_for("the replica to be unready", Duration::from_secs(30), || async {
+        let r = status(&local, &name).await.replicas[0].clone();
+        if r.state == ReplicaState::Unready { Ok(r) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    assert!(!sick.ready && sick.restarts == 0, "{sick:?}");
+    assert!(sick.last_error.as_deref().unwrap_or("").contains("HTTP 503"), "{sick:?}");
+    std::fs::remove_file(dir.path().join("sick")).unwrap();
+    let healthy = wait_settled(&local, &name, 1).await;
+    assert_eq!((healthy.replicas[0].restarts, healthy.replicas[0].address), (0, addr));
+    local.shutdown().await;
+    assert!(local.list().await.unwrap().is_empty());
+}
+
+/// A stand-in for `docker` that answers `info`, records `run` and runs the "container" on the
+/// host: the image's command with the `-e` variables, listening on the published host port.
+const FAKE_DOCKER: &str = r#"#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+if args[0] in ("info", "rm"):
+    sys.exit(0)
+assert args[0] == "run", args
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.jsonl"), "a") as f:
+    f.write(json.dumps(args) + "\n")
+with_value = {"--name", "--label", "-p", "--cpus", "--memory", "--gpus", "--cap-drop", "--security-opt", "-e", "-w", "--entrypoint"}
+i, opts, env = 1, {}, {}
+while args[i].startswith("-"):
+    if args[i] in with_value:
+        if args[i] == "-e":
+            env[args[i + 1]] = os.environ[args[i + 1]]
+        opts.setdefault(args[i], []).append(args[i + 1])
+        i += 2
+    else:
+        i += 1
+image, rest = args[i], args[i + 1:]
+host, host_port, container_port = opts["-p"][0].split(":")
+env["AIP_HTTP_PORT"] = host_port
+env["PATH"] = os.environ["PATH"]
+argv = opts.get("--entrypoint", []) + rest
+os.execvpe(argv[0], argv, env)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_runs_in_a_container_engine_with_its_port_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, PYTHON_SERVER).unwrap();
+    let fake = dir.path().join("docker");
+    std::fs::write(&fake, FAKE_DOCKER).unwrap();
+    std::fs::set_permissions(
+        &fake,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cfg = config(dir.path());
+    cfg.container_engines = vec![fake.display().to_string()];
+    let local = Local::new(cfg).await.unwrap();
+    assert_eq!(local.container_engine().await.unwrap().program, fake);
+    let spec = ModelContainerSpec {
+        image_uri: "registry.example/server:1".into(),
+        command: vec!["python3".into(), script.display().to_string()],
+        env: vec![env("GREETING", "hi $(AIP_DEPLOYED_MODEL_ID)")],
+        predict_route: "/predict".into(),
+        health_route: "/health".into(),
+        ..Default::default()
+    };
+    let deployment =
+        render(&input("eng", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
+    let name = name_of(&deployment);
+    let warnings = local.apply(&deployment).await.unwrap();
+    assert!(!warnings.iter().any(|w| w.contains("securityContext")), "the engine enforces it: {warnings:?}");
+    let s = wait_settled(&local, &name, 1).await;
+    let addr = s.replicas[0].address;
+    let (code, body) = post(addr, "/predict", &json!({"instances": [[1, 1]]})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["greeting"], "hi 1");
+
+    let runs = std::fs::read_to_string(dir.path().join("runs.jsonl")).unwrap();
+    let run: Vec<String> = serde_json::from_str(runs.lines().next().unwrap()).unwrap();
+    let has = |pair: &[&str]| run.windows(pair.len()).any(|w| w == pair);
+    assert!(has(&["-p", &format!("127.0.0.1:{}:8080", addr.port())]), "{run:?}");
+    assert!(has(&["--cpus", "0.250"]) && has(&["--memory", "1073741824b"]), "{run:?}");
+    assert!(has(&["--cap-drop", "ALL"]) && has(&["--security-opt", "no-new-privileges"]), "{run:?}");
+    assert!(has(&["-e", "GREETING"]) && has(&["-e", "AIP_STORAGE_URI"]), "{run:?}");
+    assert!(has(&["--entrypoint", "python3", "registry.example/server:1"]), "{run:?}");
+    assert!(!runs.contains("hi 1"), "env values stay off the command line: {run:?}");
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_command_is_reported_as_crash_loop_with_its_last_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let script = "echo starting up; echo 'fatal: cannot open /models/missing.onnx' >&2; exit 3";
+    let deployment = command_deployment("crash", &["sh", "-c", script], machine("e2-micro"), 1);
+    let name = name_of(&deployment);
+    local.apply(&deployment).await.unwrap();
+    let r = wait_for("a crash loop", Duration::from_secs(60), || async {
+        let s = status(&local, &name).await;
+        let r = s.replicas[0].clone();
+        if r.state == ReplicaState::CrashLoop && r.restarts >= 2 { Ok(r) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    assert!(!r.ready);
+    let err = r.last_error.unwrap_or_default();
+    assert!(err.contains("status 3") && err.contains("fatal: cannot open /models/missing.onnx"), "{err}");
+    local.delete(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_image_without_an_engine_or_a_command_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // A docker CLI whose daemon does not answer: the CLI alone does not count.
+    let fake = dir.path().join("docker");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cfg = config(dir.path());
+    cfg.container_engines = vec![fake.display().to_string(), "/nonexistent/podman".into()];
+    let local = Local::new(cfg).await.unwrap();
+    let spec = ModelContainerSpec { image_uri: "registry.example/server:1".into(), ..Default::default() };
+    let deployment =
+        render(&input("img", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
+    let err = local.apply(&deployment).await.unwrap_err().to_string();
+    assert!(err.contains("needs a container engine") && err.contains("no command"), "{err}");
+    assert!(
+        err.contains("Cannot connect to the Docker daemon") && err.contains("podman: not installed"),
+        "{err}"
+    );
+    assert!(local.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn fields_the_local_backend_cannot_honour_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let mut deployment = mlp_deployment("warn", 0);
+    let pod = deployment.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    pod.volumes = Some(vec![Volume { name: "data".into(), ..Default::default() }]);
+    pod.node_selector = Some([("gpu".to_string(), "yes".to_string())].into());
+    pod.tolerations = Some(vec![Toleration { key: Some("gpu".into()), ..Default::default() }]);
+    let sidecar = Container { name: "sidecar".into(), image: Some("envoy".into()), ..Default::default() };
+    pod.containers.push(sidecar);
+    let warnings = local.apply(&deployment).await.unwrap();
+    let all = warnings.join("\n");
+    for word in ["volumes", "nodeSelector", "tolerations", "sidecar", "securityContext"] {
+        assert!(all.contains(word), "{word} missing from {all}");
+    }
+    assert!(status(&local, &name_of(&deployment)).await.replicas.is_empty());
+    let mut bad = deployment.clone();
+    bad.metadata.name = Some("../escape".into());
+    assert!(matches!(local.apply(&bad).await, Err(BackendError::Invalid(_))));
+}
+
+/// Run in a child process by the test below: starts a backend with one replica whose shell
+/// leaves a grandchild behind, then waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of orphans_of_a_killed_platform_are_killed_by_the_next_start"]
+async fn orphan_helper() {
+    let Some(dir) = std::env::var_os("ORPHAN_HELPER_DIR").map(PathBuf::from) else { return };
+    let mut cfg = config(&dir);
+    cfg.die_with_parent = std::env::var("ORPHAN_HELPER_DIE_WITH_PARENT").as_deref() != Ok("0");
+    let local = Local::new(cfg).await.unwrap();
+    let script = format!("sleep 600 & echo $! > {}/grandchild.pid; exec sleep 600", dir.display());
+    let deployment = command_deployment("orphans", &["sh", "-c", &script], machine("e2-micro"), 1);
+    local.apply(&deployment).await.unwrap();
+    std::future::pending::<()>().await;
+}
+
+async fn orphans_case(die_with_parent: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["orphan_helper", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("ORPHAN_HELPER_DIR", dir.path())
+        .env("ORPHAN_HELPER_DIE_WITH_PARENT", if die_with_parent { "1" } else { "0" })
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let replicas = replica_dir(dir.path(), "ep-orphans-dm-1");
+    let (leader, grandchild) = wait_for("the helper's replica", STARTUP, || async {
+        let pid_file = std::fs::read_dir(&replicas)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "pid"))
+            .ok_or("no pid file yet")?;
+        let record: Value = serde_json::from_slice(&std::fs::read(&pid_file).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let leader = record["pid"].as_u64().ok_or("no pid")? as u32;
+        let gc = std::fs::read_to_string(dir.path().join("grandchild.pid")).map_err(|e| e.to_string())?;
+        let gc: u32 = gc.trim().parse().map_err(|_| format!("grandchild pid {gc:?}"))?;
+        Ok((leader, gc))
+    })
+    .await;
+    assert!(alive(leader) && alive(grandchild));
+
+    // The platform dies without any chance to clean up.
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    if die_with_parent {
+        wait_for("the replica to die with the platform", Duration::from_secs(20), || async {
+            if alive(leader) { Err("still alive".to_string()) } else { Ok(()) }
+        })
+        .await;
+    } else {
+        assert!(alive(leader), "without PDEATHSIG the replica outlives the platform");
+    }
+    // What PDEATHSIG cannot reach: the replica's own children.
+    assert!(alive(grandchild), "the grandchild is an orphan now");
+
+    let local = Local::new(config(dir.path())).await.unwrap();
+    // One platform per data directory.
+    let second = Local::new(config(dir.path())).await.err().expect("a second backend on the same data dir");
+    assert!(second.to_string().contains("in use by another platform process"), "{second}");
+    wait_for("the orphans to be killed", Duration::from_secs(20), || async {
+        if alive(leader) || alive(grandchild) {
+            Err(format!("leader {leader}, grandchild {grandchild}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let leftover = std::fs::read_dir(&replicas)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "pid"));
+    assert!(!leftover, "pid files are cleaned up");
+    assert!(local.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_a_killed_platform_are_killed_by_the_next_start() {
+    orphans_case(true).await;
+    orphans_case(false).await;
+}
