@@ -1,8 +1,9 @@
 //! Dynamic batching: concurrent requests are merged into one model execution.
 //!
 //! One task owns the queue. When an inference worker is free it takes the oldest request and
-//! everything queued behind it, up to `max_batch` rows, waiting at most `timeout` (counted
-//! from the first request's arrival) for more. So an idle server adds no latency and a busy
+//! its share of the requests queued behind it (the queue divided among the free workers), up
+//! to `max_batch` rows, waiting at most `timeout` (counted from the first request's arrival)
+//! for more. So an idle server adds no latency and a busy
 //! one runs large batches. Requests are only merged when the model has a free, padded batch
 //! dimension; otherwise each runs alone, still bounded by the worker count.
 
@@ -97,8 +98,17 @@ async fn run_queue(
         };
         let mut rows = first.rows;
         let deadline = tokio::time::Instant::from_std(first.enqueued + config.timeout);
+        // Without a timeout, take a fair share of what is queued, so that a burst keeps every
+        // free worker busy instead of piling onto the first one. With a timeout, wait for a
+        // full batch as asked.
+        let limit = if config.timeout.is_zero() {
+            let free = workers.available_permits() + 1;
+            config.max_batch.min(rows + rx.len().div_ceil(free))
+        } else {
+            config.max_batch
+        };
         let mut jobs = vec![first];
-        while mergeable && rows < config.max_batch {
+        while mergeable && rows < limit {
             let next = match rx.try_recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Empty) if !config.timeout.is_zero() => {
@@ -107,7 +117,7 @@ async fn run_queue(
                 Err(_) => None,
             };
             let Some(job) = next else { break };
-            if rows + job.rows > config.max_batch {
+            if rows + job.rows > limit {
                 carried = Some(job);
                 break;
             }

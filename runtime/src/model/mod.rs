@@ -3,7 +3,7 @@
 //! Loading gives unknown leading dimensions a batch symbol (scikit-learn exports leave them
 //! unnamed), types and declutters the graph once, and then compiles plans specialised for
 //! concrete batch sizes on demand: a concrete plan runs several times faster than a symbolic
-//! one on small models. Batches are padded up to the next compiled size (powers of two), so
+//! one on small models. Batches are padded up to the next compiled size (see [`padded_size`]), so
 //! a handful of plans serve every batch size.
 
 mod plans;
@@ -151,7 +151,7 @@ impl Model {
         let mut parts: Vec<TVec<Tensor>> = Vec::with_capacity(rows.div_ceil(chunk));
         for start in (0..rows).step_by(chunk) {
             let len = chunk.min(rows - start);
-            let size = fixed.unwrap_or_else(|| len.next_power_of_two());
+            let size = fixed.unwrap_or_else(|| padded_size(len));
             let plan = self.plans.for_batch(size)?;
             let chunk_inputs: TVec<TValue> = if start == 0 && len == rows && size == rows {
                 inputs.iter().map(|t| TValue::from(t.clone())).collect()
@@ -228,7 +228,7 @@ impl Model {
                     tracing::warn!(size, error = %tract_message(&e), "could not compile a batch plan");
                     return;
                 }
-                size *= 2;
+                size = padded_size(size + 1);
             }
         }
     }
@@ -239,6 +239,15 @@ impl Model {
 fn output_tensor(v: TValue) -> TractResult<Tensor> {
     let t = v.into_tensor();
     if t.datum_type() == DatumType::TDim { t.cast_to::<i64>().map(|c| c.into_owned()) } else { Ok(t) }
+}
+
+/// The compiled batch size that `rows` rows are padded up to: powers of two and the midpoints
+/// between them (1, 2, 3, 4, 6, 8, 12, 16, 24, ...), so that padding wastes at most a third of
+/// a batch while a handful of plans (each with its own packed weights) serve every size.
+pub fn padded_size(rows: usize) -> usize {
+    let pow = rows.max(1).next_power_of_two();
+    let mid = pow / 4 * 3;
+    if rows <= mid && mid >= 3 { mid } else { pow }
 }
 
 /// Rows `start..start + len` of `t`, padded to `size` rows by repeating the last one.
@@ -381,6 +390,13 @@ mod tests {
         assert_eq!(mode(&scalar, &scalar), BatchMode::None);
         let sequence = spec(vec![Dim::Batch, Dim::Free(TDim::Val(0))]);
         assert_eq!(mode(&sequence, &batched), BatchMode::None);
+    }
+
+    #[test]
+    fn batches_pad_to_powers_of_two_and_midpoints() {
+        let sizes: Vec<usize> = (1..=17).map(padded_size).collect();
+        assert_eq!(sizes, vec![1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16, 24]);
+        assert_eq!(padded_size(0), 1);
     }
 
     #[test]
