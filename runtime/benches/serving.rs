@@ -1,0 +1,925 @@
+//! Serving benchmark: tract in-process vs onnxruntime in-process, `platform-runtime` over HTTP
+//! (dynamic batching on and off) and the FastAPI + uvicorn + onnxruntime baseline, on the test
+//! MLP and CNN, batch 1 per request, at concurrency 1, 4 and 16.
+//!
+//!     cargo bench -p runtime --bench serving
+//!
+//! Needs the Python baseline environment in `.venv` at the repository root
+//! (`python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt`).
+//!
+//! Environment: `BENCH_SECONDS` (measuring time per cell, default 3), `BENCH_WARMUP_SECONDS`
+//! (default 1), `BENCH_MODELS` (comma-separated subset of `mlp,cnn`).
+//!
+//! The load generator runs in this process: exactly C request loops, each on its own keep-alive
+//! HTTP/1.1 connection to 127.0.0.1, each sending its next request when the previous answer has
+//! arrived. Every latency that completes inside the measuring window is recorded. The report
+//! (a markdown table and the goals with PASS/FAIL) is printed and written to
+//! `target/bench/serving.md`. A missed goal never fails the process.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use runtime::model::{Dim, Model, ModelOptions};
+use tract_onnx::prelude::*;
+
+const CONCURRENCIES: [usize; 3] = [1, 4, 16];
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+const TRACT: &str = "tract in-process";
+const ORT: &str = "onnxruntime in-process";
+const RUNTIME_ON: &str = "platform-runtime, batching on";
+const RUNTIME_OFF: &str = "platform-runtime, batching off";
+const FASTAPI: &str = "FastAPI + uvicorn (2 workers)";
+
+struct Settings {
+    seconds: f64,
+    warmup: f64,
+    models: Vec<String>,
+    root: PathBuf,
+    out_dir: PathBuf,
+}
+
+/// One measured cell of the table.
+struct Cell {
+    model: String,
+    contender: &'static str,
+    concurrency: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    errors: u64,
+    cpu: CpuUse,
+    /// platform-runtime only, from its `/metrics` over the measuring window: mean rows per
+    /// model execution, and cores spent inside model executions.
+    batching: Option<(f64, f64)>,
+}
+
+/// tract in-process, one thread, several rows per run: what dynamic batching can gain.
+struct BatchCost {
+    model: String,
+    rows: usize,
+    p50_us: f64,
+}
+
+/// CPU used during the measuring window, in cores (CPU seconds per second).
+#[derive(Default, Clone, Copy)]
+struct CpuUse {
+    /// The bench process: the load generator (or, in-process, the inference threads).
+    bench: Option<f64>,
+    /// The server's process tree.
+    server: Option<f64>,
+    /// Everything else on the machine: noise from other processes.
+    other: Option<f64>,
+}
+
+/// CPU seconds used so far: (this process, the server tree, the whole machine).
+#[derive(Clone, Copy)]
+struct CpuSnapshot {
+    bench: Option<f64>,
+    server: Option<f64>,
+    machine: Option<f64>,
+}
+
+impl CpuSnapshot {
+    fn take(server: Option<u32>) -> CpuSnapshot {
+        CpuSnapshot {
+            bench: process_tree_cpu(std::process::id(), false),
+            server: server.and_then(|pid| process_tree_cpu(pid, true)),
+            machine: machine_busy_cpu(),
+        }
+    }
+
+    fn usage_until(&self, after: &CpuSnapshot, seconds: f64) -> CpuUse {
+        let d = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / seconds);
+        let bench = d(self.bench, after.bench);
+        let server = d(self.server, after.server);
+        let machine = d(self.machine, after.machine);
+        let other = machine.and_then(|m| Some((m - bench? - server.unwrap_or(0.0)).max(0.0)));
+        CpuUse { bench, server, other }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there are no other arguments.
+    if let Err(e) = run() {
+        eprintln!("serving bench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let settings = settings()?;
+    std::fs::create_dir_all(settings.out_dir.join("logs"))?;
+    let venv = settings.root.join(".venv/bin");
+    ensure!(
+        venv.join("python").exists() && venv.join("uvicorn").exists(),
+        "the Python baseline needs {}: run `python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt` at the repository root",
+        venv.display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()?;
+
+    eprintln!(
+        "serving bench: {} s per cell after {} s of warm-up, models {:?}",
+        settings.seconds, settings.warmup, settings.models
+    );
+    let mut cells = Vec::new();
+    let mut costs = Vec::new();
+    for name in &settings.models {
+        bench_model(&settings, &rt, name, &mut cells, &mut costs)?;
+    }
+    let report = report(&settings, &cells, &costs);
+    println!("\n{report}");
+    let path = settings.out_dir.join("serving.md");
+    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("serving bench: report written to {}", path.display());
+    Ok(())
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let float = |name: &str, default: f64| -> anyhow::Result<f64> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => {
+                let x: f64 = v.trim().parse().with_context(|| format!("{name}={v}"))?;
+                ensure!(x > 0.0 && x <= 600.0, "{name} must be in (0, 600]");
+                Ok(x)
+            }
+            _ => Ok(default),
+        }
+    };
+    let models = match std::env::var("BENCH_MODELS") {
+        Ok(v) if !v.trim().is_empty() => {
+            let list: Vec<String> =
+                v.split(',').map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
+            for m in &list {
+                ensure!(m == "mlp" || m == "cnn", "BENCH_MODELS: unknown model {m:?} (mlp, cnn)");
+            }
+            list
+        }
+        _ => vec!["mlp".into(), "cnn".into()],
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("no workspace root")?.to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"));
+    Ok(Settings {
+        seconds: float("BENCH_SECONDS", 3.0)?,
+        warmup: float("BENCH_WARMUP_SECONDS", 1.0)?,
+        models,
+        root,
+        out_dir: target.join("bench"),
+    })
+}
+
+fn bench_model(
+    s: &Settings,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    cells: &mut Vec<Cell>,
+    costs: &mut Vec<BatchCost>,
+) -> anyhow::Result<()> {
+    let model_path = s.root.join(format!("tests/models/{name}.onnx"));
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.root.join(format!("tests/models/{name}.json")))
+            .with_context(|| format!("reading the reference of {name}"))?,
+    )?;
+    let instance =
+        reference["vertex"]["instances"].get(0).cloned().context("the reference has no vertex.instances")?;
+    let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "instances": [instance] }))?);
+
+    // (a) tract in-process.
+    let model = Model::load(&model_path, ModelOptions::default())
+        .map_err(|e| anyhow::anyhow!("loading {}: {e}", model_path.display()))?;
+    model.warm_up().map_err(|e| anyhow::anyhow!("warming up {name}: {e}"))?;
+    let input = input_tensor(&model, &instance)?;
+    for c in CONCURRENCIES {
+        eprintln!("serving bench: {name}: {TRACT}, concurrency {c}");
+        cells.push(inprocess_cell(s, name, &model, &input, c));
+    }
+    for rows in [1, 2, 4, 8, 16, 32] {
+        costs.push(batch_cost(s, name, &model, &input, rows)?);
+    }
+    drop(model);
+
+    // (a') onnxruntime in-process, one thread.
+    eprintln!("serving bench: {name}: {ORT}");
+    cells.push(onnxruntime_cell(s, name, &model_path)?);
+
+    // (b) platform-runtime over HTTP, batching on (the defaults) and off.
+    for (contender, tag, args, concurrencies) in [
+        (RUNTIME_ON, "batching-on", &[][..], &CONCURRENCIES[..]),
+        (RUNTIME_OFF, "batching-off", &["--max-batch-size", "1"][..], &[16][..]),
+    ] {
+        let port = free_port()?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-runtime"));
+        cmd.arg("--model")
+            .arg(&model_path)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(args);
+        for var in [
+            "AIP_PREDICT_ROUTE",
+            "AIP_HEALTH_ROUTE",
+            "PLATFORM_MAX_BATCH_SIZE",
+            "PLATFORM_BATCH_TIMEOUT",
+            "PLATFORM_WORKERS",
+            "PLATFORM_MAX_QUEUE",
+            "PLATFORM_MAX_INSTANCES",
+        ] {
+            cmd.env_remove(var);
+        }
+        let log = s.out_dir.join(format!("logs/{name}-runtime-{tag}.log"));
+        let mut server = Server::start(contender, cmd, &log)?;
+        rt.block_on(server.wait_ready(port, 1))?;
+        for &c in concurrencies {
+            eprintln!("serving bench: {name}: {contender}, concurrency {c}");
+            cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &body, c))?);
+        }
+        drop(server);
+    }
+
+    // (c) FastAPI + uvicorn + onnxruntime, 2 workers.
+    let port = free_port()?;
+    let mut cmd = Command::new(s.root.join(".venv/bin/uvicorn"));
+    cmd.args(["bench.fastapi_server:app", "--workers", "2", "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .env("MODEL_PATH", &model_path)
+        .current_dir(&s.root);
+    let log = s.out_dir.join(format!("logs/{name}-fastapi.log"));
+    let mut server = Server::start(FASTAPI, cmd, &log)?;
+    rt.block_on(server.wait_ready(port, 2))?;
+    for c in CONCURRENCIES {
+        eprintln!("serving bench: {name}: {FASTAPI}, concurrency {c}");
+        cells.push(rt.block_on(http_cell(s, name, FASTAPI, &server, port, &body, c))?);
+    }
+    drop(server);
+    Ok(())
+}
+
+/// The instance as a batch-1 tensor of the model's (single, FP32) input.
+fn input_tensor(model: &Model, instance: &serde_json::Value) -> anyhow::Result<Tensor> {
+    ensure!(model.inputs().len() == 1, "the benchmark models have one input");
+    let spec = &model.inputs()[0];
+    ensure!(spec.datum_type == f32::datum_type(), "the benchmark models take FP32");
+    let shape: Vec<usize> = spec
+        .shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n,
+            Dim::Batch | Dim::Free(_) => 1,
+        })
+        .collect();
+    let mut data = Vec::new();
+    flatten(instance, &mut data)?;
+    ensure!(
+        data.len() == shape.iter().product::<usize>(),
+        "the instance has {} values, the input {:?} needs {}",
+        data.len(),
+        shape,
+        shape.iter().product::<usize>()
+    );
+    Tensor::from_shape(&shape, &data)
+}
+
+fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> anyhow::Result<()> {
+    match v {
+        serde_json::Value::Array(items) => items.iter().try_for_each(|i| flatten(i, out)),
+        serde_json::Value::Number(n) => {
+            out.push(n.as_f64().context("not a number")? as f32);
+            Ok(())
+        }
+        other => bail!("unexpected value in an instance: {other}"),
+    }
+}
+
+/// Median time of one run of `rows` copies of the instance, on this thread.
+fn batch_cost(
+    s: &Settings,
+    name: &str,
+    model: &Model,
+    input: &Tensor,
+    rows: usize,
+) -> anyhow::Result<BatchCost> {
+    let copies = vec![input; rows];
+    let batch = Tensor::stack_tensors(0, &copies)?;
+    let warm_end = Instant::now() + Duration::from_secs_f64(s.warmup.min(0.3));
+    while Instant::now() < warm_end {
+        model.run(tvec![batch.clone()])?;
+    }
+    let end = Instant::now() + Duration::from_secs_f64((s.seconds / 3.0).clamp(0.2, 1.0));
+    let mut times = Vec::new();
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        model.run(tvec![batch.clone()])?;
+        times.push(t0.elapsed().as_nanos() as u64);
+    }
+    times.sort_unstable();
+    Ok(BatchCost { model: name.to_string(), rows, p50_us: times[times.len() / 2] as f64 / 1e3 })
+}
+
+/// `c` OS threads each running the model in a loop.
+fn inprocess_cell(s: &Settings, name: &str, model: &Model, input: &Tensor, c: usize) -> Cell {
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(s.warmup);
+    let window_end = window_start + Duration::from_secs_f64(s.seconds);
+    let (results, cpu) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..c)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut latencies = Vec::new();
+                    let mut errors = 0u64;
+                    loop {
+                        let t0 = Instant::now();
+                        if t0 >= window_end {
+                            break;
+                        }
+                        let ok = model.run(tvec![input.clone()]).is_ok();
+                        let t1 = Instant::now();
+                        if !ok {
+                            errors += 1;
+                        } else if t1 >= window_start && t1 <= window_end {
+                            latencies.push((t1 - t0).as_nanos() as u64);
+                        }
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
+        let cpu0 = CpuSnapshot::take(None);
+        std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
+        let cpu1 = CpuSnapshot::take(None);
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        (results, cpu0.usage_until(&cpu1, s.seconds))
+    });
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for (l, e) in results {
+        latencies.extend(l);
+        errors += e;
+    }
+    cell(name, TRACT, c, latencies, errors, s.seconds, cpu)
+}
+
+fn onnxruntime_cell(s: &Settings, name: &str, model_path: &Path) -> anyhow::Result<Cell> {
+    let output = Command::new(s.root.join(".venv/bin/python"))
+        .arg("bench/onnxruntime_inprocess.py")
+        .arg(model_path)
+        .args(["--seconds", &s.seconds.to_string(), "--warmup", &s.warmup.to_string()])
+        .current_dir(&s.root)
+        .stdin(Stdio::null())
+        .output()
+        .context("running bench/onnxruntime_inprocess.py")?;
+    ensure!(
+        output.status.success(),
+        "bench/onnxruntime_inprocess.py failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("bench/onnxruntime_inprocess.py printed no JSON line")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let num = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {line}"));
+    let mean_us = num("mean_us")?;
+    Ok(Cell {
+        model: name.to_string(),
+        contender: ORT,
+        concurrency: 1,
+        rps: if mean_us > 0.0 { 1e6 / mean_us } else { 0.0 },
+        p50_ms: num("p50_us")? / 1000.0,
+        p99_ms: num("p99_us")? / 1000.0,
+        requests: num("runs")? as u64,
+        errors: 0,
+        cpu: CpuUse::default(),
+        batching: None,
+    })
+}
+
+/// `c` request loops against `server`, each on its own keep-alive connection.
+async fn http_cell(
+    s: &Settings,
+    name: &str,
+    contender: &'static str,
+    server: &Server,
+    port: u16,
+    body: &Bytes,
+    c: usize,
+) -> anyhow::Result<Cell> {
+    let url = format!("http://127.0.0.1:{port}/predict");
+    // A first request checks the answer's shape.
+    let client = http_client()?;
+    let answer = client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.clone())
+        .send()
+        .await?;
+    let status = answer.status();
+    let text = answer.text().await?;
+    ensure!(status == 200, "{contender} answered {status}: {text}");
+    let parsed: serde_json::Value = serde_json::from_str(&text)?;
+    ensure!(
+        parsed["predictions"].as_array().is_some_and(|p| p.len() == 1),
+        "{contender} answered without one prediction: {text}"
+    );
+
+    let clients: Vec<reqwest::Client> = (0..c).map(|_| http_client()).collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(s.warmup);
+    let window_end = window_start + Duration::from_secs_f64(s.seconds);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let url = url.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= window_end {
+                        break;
+                    }
+                    let ok = match client
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(response) => {
+                            let status = response.status();
+                            match response.bytes().await {
+                                Ok(b) => status == 200 && contains(&b, b"\"predictions\""),
+                                Err(_) => false,
+                            }
+                        }
+                        Err(_) => false,
+                    };
+                    let t1 = Instant::now();
+                    if !ok {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else if t1 >= window_start && t1 <= window_end {
+                        latencies.push((t1 - t0).as_nanos() as u64);
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let runtime_metrics = contender != FASTAPI;
+    tokio::time::sleep_until(window_start.into()).await;
+    let cpu0 = CpuSnapshot::take(Some(server.pid()));
+    let m0 = scrape_batching(&client, port, runtime_metrics).await;
+    tokio::time::sleep_until(window_end.into()).await;
+    let cpu1 = CpuSnapshot::take(Some(server.pid()));
+    let m1 = scrape_batching(&client, port, runtime_metrics).await;
+    let batching = m0.zip(m1).and_then(|(a, b)| {
+        let executions = b[1] - a[1];
+        (executions > 0.0).then(|| ((b[0] - a[0]) / executions, (b[2] - a[2]) / s.seconds))
+    });
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        // Each loop ends at the window's end plus at most one request timeout.
+        let (l, e) = tokio::time::timeout(REQUEST_TIMEOUT * 2, task)
+            .await
+            .context("a request loop did not finish")??;
+        latencies.extend(l);
+        errors += e;
+    }
+    let cpu = cpu0.usage_until(&cpu1, s.seconds);
+    let mut cell = cell(name, contender, c, latencies, errors, s.seconds, cpu);
+    cell.batching = batching;
+    Ok(cell)
+}
+
+/// `[rows, executions, seconds in executions]` so far, from platform-runtime's `/metrics`.
+async fn scrape_batching(client: &reqwest::Client, port: u16, enabled: bool) -> Option<[f64; 3]> {
+    if !enabled {
+        return None;
+    }
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next()? == name).then(|| parts.next()?.parse::<f64>().ok())?
+        })
+    };
+    Some([
+        value("runtime_batch_size_sum")?,
+        value("runtime_batch_size_count")?,
+        value("runtime_inference_duration_seconds_sum")?,
+    ])
+}
+
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn cell(
+    name: &str,
+    contender: &'static str,
+    concurrency: usize,
+    mut latencies: Vec<u64>,
+    errors: u64,
+    seconds: f64,
+    cpu: CpuUse,
+) -> Cell {
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1] as f64 / 1e6
+    };
+    Cell {
+        model: name.to_string(),
+        contender,
+        concurrency,
+        rps: latencies.len() as f64 / seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        requests: latencies.len() as u64,
+        errors,
+        cpu,
+        batching: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes.
+
+/// A server started by the benchmark; stopped (with its descendants) when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(name: &'static str, mut cmd: Command, log: &Path) -> anyhow::Result<Server> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        // If the benchmark dies without running destructors, the server gets SIGTERM. (It is
+        // tied to the spawning thread: always the main thread here.)
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Server { name, child, log: log.to_path_buf() })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for `GET /health` to answer 200 and, for uvicorn, for `workers` workers to have
+    /// started their application.
+    async fn wait_ready(&mut self, port: u16, workers: usize) -> anyhow::Result<()> {
+        let client = http_client()?;
+        let url = format!("http://127.0.0.1:{port}/health");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before it was ready; its log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log)
+                );
+            }
+            let healthy = matches!(client.get(&url).send().await, Ok(r) if r.status() == 200);
+            let started = workers <= 1
+                || std::fs::read_to_string(&self.log)
+                    .map(|l| l.matches("Application startup complete").count() >= workers)
+                    .unwrap_or(false);
+            if healthy && started {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} was not ready after {STARTUP_TIMEOUT:?}; its log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let descendants = descendants(pid);
+        if matches!(self.child.try_wait(), Ok(None)) {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(self.child.try_wait(), Ok(None)) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        // Whatever the server started and left behind (uvicorn's workers), by pid, checking that
+        // the pid still names the same process.
+        for (d, started) in descendants {
+            if proc_stat(d).is_some_and(|st| st.start_time == started) {
+                unsafe {
+                    libc::kill(d as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+struct ProcStat {
+    ppid: u32,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
+    start_time: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 3.. of proc(5): state=3 ppid=4 ... utime=14 stime=15 ... starttime=22.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    Some(ProcStat { ppid: field(4)? as u32, cpu_ticks: field(14)? + field(15)?, start_time: field(22)? })
+}
+
+/// (pid, start time) of every live descendant of `pid`.
+fn descendants(pid: u32) -> Vec<(u32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(u32, ProcStat)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| Some((p, proc_stat(p)?)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (p, st) in &all {
+            if st.ppid == parent {
+                found.push((*p, st.start_time));
+                frontier.push(*p);
+            }
+        }
+    }
+    found
+}
+
+/// CPU time used so far by `pid` (and its descendants), in seconds.
+fn process_tree_cpu(pid: u32, with_descendants: bool) -> Option<f64> {
+    let mut ticks = proc_stat(pid)?.cpu_ticks;
+    if with_descendants {
+        for (d, _) in descendants(pid) {
+            ticks += proc_stat(d).map_or(0, |s| s.cpu_ticks);
+        }
+    }
+    Some(ticks as f64 / clock_ticks())
+}
+
+/// Busy CPU time of the whole machine so far (user, nice, system, irq, softirq, steal), in
+/// seconds, from `/proc/stat`.
+fn machine_busy_cpu() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).unwrap_or(&0);
+    Some(busy as f64 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report.
+
+fn find<'a>(cells: &'a [Cell], model: &str, contender: &str, c: usize) -> Option<&'a Cell> {
+    cells.iter().find(|x| x.model == model && x.contender == contender && x.concurrency == c)
+}
+
+struct Goal {
+    text: String,
+    measured: String,
+    target: &'static str,
+    result: &'static str,
+}
+
+fn goal(
+    text: &str,
+    target: &'static str,
+    cells: &[Option<&Cell>],
+    eval: impl FnOnce() -> (String, bool),
+) -> Goal {
+    if cells.iter().any(|c| c.is_none()) {
+        return Goal { text: text.into(), measured: "not measured".into(), target, result: "n/a" };
+    }
+    let errors: u64 = cells.iter().flatten().map(|c| c.errors).sum();
+    let (measured, ok) = eval();
+    Goal {
+        text: text.into(),
+        measured: if errors > 0 { format!("{measured} ({errors} errors)") } else { measured },
+        target,
+        result: if ok && errors == 0 { "PASS" } else { "FAIL" },
+    }
+}
+
+fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
+    let ratio_p50 = |model: &str, text: &str, target: &'static str, limit: f64| {
+        let (a, b) = (find(cells, model, TRACT, 1), find(cells, model, ORT, 1));
+        goal(text, target, &[a, b], || {
+            let r = a.unwrap().p50_ms / b.unwrap().p50_ms;
+            (format!("{r:.2}x ({:.3} vs {:.3} ms)", a.unwrap().p50_ms, b.unwrap().p50_ms), r <= limit)
+        })
+    };
+    let overhead = |model: &str, text: &str| {
+        let (a, b) = (find(cells, model, TRACT, 1), find(cells, model, RUNTIME_ON, 1));
+        goal(text, "≤ 0.2 ms", &[a, b], || {
+            let d = b.unwrap().p50_ms - a.unwrap().p50_ms;
+            (format!("{d:.3} ms ({:.3} − {:.3} ms)", b.unwrap().p50_ms, a.unwrap().p50_ms), d <= 0.2)
+        })
+    };
+    let vs_fastapi = |model: &str, text: &str| {
+        let (b, c) = (find(cells, model, RUNTIME_ON, 16), find(cells, model, FASTAPI, 16));
+        goal(text, "≥ 5x and lower p99", &[b, c], || {
+            let (b, c) = (b.unwrap(), c.unwrap());
+            let r = b.rps / c.rps;
+            (
+                format!(
+                    "{r:.1}x ({:.0} vs {:.0} req/s); p99 {:.2} vs {:.2} ms",
+                    b.rps, c.rps, b.p99_ms, c.p99_ms
+                ),
+                r >= 5.0 && b.p99_ms < c.p99_ms,
+            )
+        })
+    };
+    let batching = |model: &str, text: &str| {
+        let (on, off) = (find(cells, model, RUNTIME_ON, 16), find(cells, model, RUNTIME_OFF, 16));
+        goal(text, "≥ 2x", &[on, off], || {
+            let r = on.unwrap().rps / off.unwrap().rps;
+            (format!("{r:.2}x ({:.0} vs {:.0} req/s)", on.unwrap().rps, off.unwrap().rps), r >= 2.0)
+        })
+    };
+    let main = vec![
+        ratio_p50("mlp", "MLP, in-process, 1 thread, batch 1: tract p50 / onnxruntime p50", "≤ 1.2x", 1.2),
+        ratio_p50("cnn", "CNN, in-process, 1 thread, batch 1: tract p50 / onnxruntime p50", "≤ 2x", 2.0),
+        overhead("mlp", "MLP, concurrency 1: HTTP + JSON overhead, p50(runtime) − p50(tract in-process)"),
+        vs_fastapi("mlp", "MLP, concurrency 16: runtime throughput / FastAPI throughput, and p99"),
+        batching("cnn", "CNN, concurrency 16: runtime throughput, batching on / off"),
+    ];
+    let info = vec![
+        overhead("cnn", "CNN, concurrency 1: HTTP + JSON overhead (information)"),
+        vs_fastapi("cnn", "CNN, concurrency 16: runtime vs FastAPI (information)"),
+        batching("mlp", "MLP, concurrency 16: batching on / off (information)"),
+    ];
+    (main, info)
+}
+
+fn report(s: &Settings, cells: &[Cell], costs: &[BatchCost]) -> String {
+    let mut out = String::new();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(out, "# Serving benchmark\n");
+    let _ = writeln!(
+        out,
+        "Machine: {cores} CPUs, {cpu_model}. Batch 1 per request; {} s measured per cell after {} s of warm-up. \
+         CPU columns: cores used during the measuring window by the bench process (the load generator; \
+         in-process: the inference threads), by the server's process tree, and by any other process \
+         on the machine (noise). For platform-runtime, from its `/metrics` over the window: rows/run is \
+         the mean number of rows per model execution (dynamic batching), CPU infer the cores spent \
+         inside model executions.\n",
+        s.seconds, s.warmup
+    );
+    let _ = writeln!(
+        out,
+        "| model | contender | conc. | req/s | p50 ms | p99 ms | requests | errors | CPU bench | CPU server | CPU other | rows/run | CPU infer |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let opt = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
+    for c in cells {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {} |",
+            c.model.to_uppercase(),
+            c.contender,
+            c.concurrency,
+            c.rps,
+            c.p50_ms,
+            c.p99_ms,
+            c.requests,
+            c.errors,
+            opt(c.cpu.bench),
+            opt(c.cpu.server),
+            opt(c.cpu.other),
+            opt(c.batching.map(|b| b.0)),
+            opt(c.batching.map(|b| b.1)),
+        );
+    }
+    let (main, info) = goals(cells);
+    let _ = writeln!(out, "\n## Goals\n");
+    let _ = writeln!(out, "| goal | measured | target | result |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for g in main.iter().chain(&info) {
+        let result = if g.text.contains("(information)") && g.result != "n/a" { "info" } else { g.result };
+        let _ = writeln!(out, "| {} | {} | {} | {} |", g.text, g.measured, g.target, result);
+    }
+    let _ = writeln!(out);
+    for g in &main {
+        let _ = writeln!(out, "{}: {} — {} (target {})  ", g.result, g.text, g.measured, g.target);
+    }
+    if !costs.is_empty() {
+        let _ = writeln!(out, "\n## tract in-process, one thread, rows per run (what batching can save)\n");
+        let _ = writeln!(out, "| model | rows | p50 µs per run | µs per row | per row vs 1 row |");
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|");
+        for c in costs {
+            let single =
+                costs.iter().find(|x| x.model == c.model && x.rows == 1).map_or(f64::NAN, |x| x.p50_us);
+            let per_row = c.p50_us / c.rows as f64;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} | {:.2}x |",
+                c.model.to_uppercase(),
+                c.rows,
+                c.p50_us,
+                per_row,
+                per_row / single
+            );
+        }
+    }
+    let busiest = cells.iter().filter_map(|c| c.cpu.other).fold(0.0f64, f64::max);
+    if busiest > 0.25 {
+        let _ = writeln!(
+            out,
+            "\nWARNING: other processes used up to {busiest:.2} cores during a measuring window; \
+             the figures are disturbed (run on an otherwise idle machine)."
+        );
+    }
+    let errors: u64 = cells.iter().map(|c| c.errors).sum();
+    if errors > 0 {
+        let _ = writeln!(out, "\nWARNING: {errors} requests failed (see the errors column).");
+    }
+    out
+}
