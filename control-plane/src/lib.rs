@@ -2,12 +2,16 @@
 //!
 //! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
 
+pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod bootstrap;
+pub mod config;
 pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
 pub mod machine;
 pub mod manifests;
+pub mod serve;
 pub mod store;
 pub mod tls;

@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the platform: REST API, controller and gateway, over HTTPS.
+    Serve(control_plane::config::ServeConfig),
     /// Serve one ONNX model with the prebuilt runtime (what `platform-runtime` does).
     Runtime(runtime::RuntimeConfig),
 }
@@ -21,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::init_logging();
     match cli.command {
+        Command::Serve(config) => control_plane::serve::run(config).await,
         Command::Runtime(config) => runtime::serve(config, runtime::shutdown_signal()).await,
     }
 }

@@ -1,0 +1,84 @@
+//! Errors of the REST API, mapped to HTTP in one place: `{"error": {"code", "message",
+//! "status", "details"}}` as Google APIs write them. 5xx are logged at error level.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+/// An error answer: HTTP status, `google.rpc.Code` name and a message that says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = api::ErrorBody {
+            error: api::Status {
+                code: i32::from(self.status.as_u16()),
+                message: self.message,
+                status: self.code.to_string(),
+                details: vec![],
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AuthError::MissingToken
+            | AuthError::InvalidToken(_)
+            | AuthError::Revoked
+            | AuthError::BadCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+            }
+            AuthError::Forbidden { .. } | AuthError::WrongProject { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(message),
+            StoreError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "ALREADY_EXISTS", message)
+            }
+            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "ABORTED", message),
+            StoreError::InvalidArgument(_) => ApiError::invalid(message),
+            _ => ApiError::internal(message),
+        }
+    }
+}

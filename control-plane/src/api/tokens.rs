@@ -1,0 +1,138 @@
+//! `POST /v1/auth/token`: a username and password for an API token.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::auth::{AuthError, Caller, password};
+use crate::store::records::{ApiToken, Timestamp};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    pub username: String,
+    pub password: String,
+    /// Limit the token to one project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// What the token is for, shown when tokens are listed.
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub token: String,
+    pub token_id: String,
+    pub expire_time: String,
+}
+
+pub async fn create_token(
+    State(app): State<AppState>,
+    body: Result<Json<TokenRequest>, JsonRejection>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if let Some(project) = &req.project {
+        api::check_project(project).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    let user = match app.store.get_user_by_name(&req.username).await {
+        Ok(user) => user,
+        Err(e) if e.is_not_found() => return Err(AuthError::BadCredentials.into()),
+        Err(e) => return Err(e.into()),
+    };
+    // argon2 is deliberately slow: keep it off the async workers.
+    let (given, stored) = (req.password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&given, &stored))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !ok {
+        return Err(AuthError::BadCredentials.into());
+    }
+    let issued =
+        issue(&app, user.id, &user.username, req.project.as_deref(), &req.description, app.token_ttl).await?;
+    Ok(Json(issued))
+}
+
+/// Issues and records a token for a user.
+pub async fn issue(
+    app: &super::App,
+    user_id: i64,
+    username: &str,
+    project: Option<&str>,
+    description: &str,
+    ttl: Duration,
+) -> Result<TokenResponse, ApiError> {
+    let id = crate::auth::token::new_token_id();
+    let (token, claims) = app.keys.issue(user_id, username, &id, ttl, project)?;
+    let created = Timestamp::now();
+    let expires =
+        Timestamp::from_unix_micros(i64::try_from(claims.exp).unwrap_or(i64::MAX / 1_000_000) * 1_000_000);
+    let record = ApiToken {
+        id: id.clone(),
+        user_id,
+        project: project.map(str::to_string),
+        description: description.to_string(),
+        created_at: created,
+        expires_at: expires,
+        revoked_at: None,
+    };
+    app.store.insert_api_token(&record).await?;
+    Ok(TokenResponse { token, token_id: id, expire_time: expires.map(|t| t.to_string()).unwrap_or_default() })
+}
+
+/// A token as listed: never the token itself, only its id and claims.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub token_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    pub description: String,
+    pub create_time: String,
+    pub expire_time: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub revoke_time: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `GET /v1/auth/tokens`: the caller's tokens.
+pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    let tokens = app
+        .store
+        .list_api_tokens(caller.user_id)
+        .await?
+        .into_iter()
+        .map(|t| TokenInfo {
+            token_id: t.id,
+            project: t.project,
+            description: t.description,
+            create_time: t.created_at.to_string(),
+            expire_time: t.expires_at.map(|e| e.to_string()).unwrap_or_default(),
+            revoke_time: t.revoked_at.map(|r| r.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(TokenList { tokens }))
+}
+
+/// `DELETE /v1/auth/tokens/{id}`: revokes one of the caller's tokens (admins: anyone's).
+pub async fn revoke_token(
+    caller: Caller,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = app.store.get_api_token(&id).await?;
+    if token.user_id != caller.user_id && !caller.is_admin_of("*") {
+        return Err(ApiError::not_found(format!("token {id} not found")));
+    }
+    app.store.revoke_api_token(&id).await?;
+    Ok(Json(serde_json::json!({})))
+}
