@@ -338,21 +338,28 @@ def equivalent(old, new):
 # --------------------------------------------------------------------------- main
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(doc):
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if any file is missing or stale")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def write_all(models, make_reference, out_dir, script, check, max_bytes=None):
+    """Writes each model and its reference into out_dir when missing or stale (with `check`,
+    only reports them). Returns the exit code."""
+    label = os.path.relpath(out_dir, os.path.dirname(os.path.dirname(HERE)))
     stale = []
-    for name, build in MODELS.items():
+    for name, build in models.items():
         model, inputs = build()
         model_bytes = model.SerializeToString()
-        ref = reference(model, inputs)
+        if max_bytes is not None:
+            assert len(model_bytes) < max_bytes, (name, len(model_bytes))
+        ref = make_reference(model, inputs)
         ref_text = dump(ref) + "\n"
 
-        onnx_path = os.path.join(HERE, name + ".onnx")
-        json_path = os.path.join(HERE, name + ".json")
+        onnx_path = os.path.join(out_dir, name + ".onnx")
+        json_path = os.path.join(out_dir, name + ".json")
 
         current = None
         if os.path.exists(onnx_path):
@@ -360,7 +367,7 @@ def main():
                 current = f.read()
         if current != model_bytes:
             stale.append(onnx_path)
-            if not args.check:
+            if not check:
                 with open(onnx_path, "wb") as f:
                     f.write(model_bytes)
 
@@ -374,19 +381,24 @@ def main():
                 up_to_date = False
         if not up_to_date:
             stale.append(json_path)
-            if not args.check:
+            if not check:
                 with open(json_path, "w", encoding="utf-8", newline="\n") as f:
                     f.write(ref_text)
 
     rel = [os.path.relpath(p) for p in stale]
-    if args.check:
+    if check:
         if stale:
-            print("stale or missing (run tests/models/make_models.py):", *rel, sep="\n  ", file=sys.stderr)
+            print(f"stale or missing (run {script}):", *rel, sep="\n  ", file=sys.stderr)
             return 1
-        print(f"tests/models: {len(MODELS)} models up to date")
+        print(f"{label}: {len(models)} models up to date")
         return 0
-    print("wrote:", *rel, sep="\n  ") if stale else print("tests/models: nothing to do")
+    print("wrote:", *rel, sep="\n  ") if stale else print(f"{label}: nothing to do")
     return 0
+
+
+def main():
+    args = parse_args(__doc__)
+    return write_all(MODELS, reference, HERE, "tests/models/make_models.py", args.check)
 
 
 if __name__ == "__main__":

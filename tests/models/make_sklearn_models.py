@@ -19,8 +19,6 @@ in the imputer model are the sentinel -1 rather than NaN, because JSON has no Na
     .venv/bin/python tests/models/make_sklearn_models.py --check   # exit 1 if anything is stale
 """
 
-import argparse
-import json
 import os
 import sys
 import warnings
@@ -47,7 +45,7 @@ from sklearn.preprocessing import LabelEncoder, Normalizer, OneHotEncoder, Stand
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_models import OIP_DATATYPES, dump, equivalent, to_json_values  # noqa: E402
+from make_models import OIP_DATATYPES, parse_args, to_json_values, write_all  # noqa: E402
 
 OUT = os.path.join(HERE, "sklearn")
 MAX_BYTES = 1 << 20
@@ -379,57 +377,9 @@ def reference(model, inputs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if any file is missing or stale")
-    args = parser.parse_args()
-
+    args = parse_args(__doc__)
     os.makedirs(OUT, exist_ok=True)
-    stale = []
-    for name, build in MODELS.items():
-        model, inputs = build()
-        model_bytes = model.SerializeToString()
-        assert len(model_bytes) < MAX_BYTES, (name, len(model_bytes))
-        ref = reference(model, inputs)
-        ref_text = dump(ref) + "\n"
-
-        onnx_path = os.path.join(OUT, name + ".onnx")
-        json_path = os.path.join(OUT, name + ".json")
-
-        current = None
-        if os.path.exists(onnx_path):
-            with open(onnx_path, "rb") as f:
-                current = f.read()
-        if current != model_bytes:
-            stale.append(onnx_path)
-            if not args.check:
-                with open(onnx_path, "wb") as f:
-                    f.write(model_bytes)
-
-        up_to_date = False
-        if os.path.exists(json_path):
-            with open(json_path, encoding="utf-8") as f:
-                text = f.read()
-            try:
-                up_to_date = text == ref_text or equivalent(json.loads(text), ref)
-            except ValueError:
-                up_to_date = False
-        if not up_to_date:
-            stale.append(json_path)
-            if not args.check:
-                with open(json_path, "w", encoding="utf-8", newline="\n") as f:
-                    f.write(ref_text)
-
-    rel = [os.path.relpath(p) for p in stale]
-    if args.check:
-        if stale:
-            print("stale or missing (run tests/models/make_sklearn_models.py):", *rel, sep="\n  ",
-                  file=sys.stderr)
-            return 1
-        print(f"tests/models/sklearn: {len(MODELS)} models up to date")
-        return 0
-    print("wrote:", *rel, sep="\n  ") if stale else print("tests/models/sklearn: nothing to do")
-    return 0
+    return write_all(MODELS, reference, OUT, "tests/models/make_sklearn_models.py", args.check, MAX_BYTES)
 
 
 if __name__ == "__main__":
