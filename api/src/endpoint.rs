@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
+use crate::is_false;
 
 /// Who may call an endpoint's `:predict`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

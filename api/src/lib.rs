@@ -25,3 +25,8 @@ pub const TYPE_PREFIX: &str = "type.googleapis.com/google.cloud.aiplatform.v1.";
 pub const DEFAULT_PROJECT: &str = "default";
 /// The location used when none is given.
 pub const DEFAULT_LOCATION: &str = "local";
+
+/// For `skip_serializing_if`: proto3 JSON leaves out fields at their default.
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}

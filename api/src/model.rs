@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
+use crate::is_false;
 
 /// A model version. `name` carries no version; `versionId` says which one this is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
