@@ -3,6 +3,7 @@
 //! people and tools that know Vertex feel at home. Shared by the server and `platform-cli`, so
 //! that nothing is defined twice.
 
+pub mod auth;
 pub mod endpoint;
 pub mod error;
 pub mod int64;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod operation;
 pub mod predict;
 
+pub use auth::*;
 pub use endpoint::*;
 pub use error::{ErrorBody, FieldViolation, Status};
 pub use model::*;

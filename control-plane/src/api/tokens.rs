@@ -5,32 +5,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
+use api::{ListTokensResponse, TokenInfo, TokenRequest, TokenResponse};
 
 use super::{ApiError, AppState};
 use crate::auth::{AuthError, Caller, password};
 use crate::store::records::{ApiToken, Timestamp};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TokenRequest {
-    pub username: String,
-    pub password: String,
-    /// Limit the token to one project.
-    #[serde(default)]
-    pub project: Option<String>,
-    /// What the token is for, shown when tokens are listed.
-    #[serde(default)]
-    pub description: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenResponse {
-    pub token: String,
-    pub token_id: String,
-    pub expire_time: String,
-}
 
 pub async fn create_token(
     State(app): State<AppState>,
@@ -85,27 +64,8 @@ pub async fn issue(
     Ok(TokenResponse { token, token_id: id, expire_time: expires.map(|t| t.to_string()).unwrap_or_default() })
 }
 
-/// A token as listed: never the token itself, only its id and claims.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    pub token_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    pub description: String,
-    pub create_time: String,
-    pub expire_time: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub revoke_time: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TokenList {
-    pub tokens: Vec<TokenInfo>,
-}
-
 /// `GET /v1/auth/tokens`: the caller's tokens.
-pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<Json<ListTokensResponse>, ApiError> {
     let tokens = app
         .store
         .list_api_tokens(caller.user_id)
@@ -120,7 +80,7 @@ pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<
             revoke_time: t.revoked_at.map(|r| r.to_string()).unwrap_or_default(),
         })
         .collect();
-    Ok(Json(TokenList { tokens }))
+    Ok(Json(ListTokensResponse { tokens }))
 }
 
 /// `DELETE /v1/auth/tokens/{id}`: revokes one of the caller's tokens (admins: anyone's).
