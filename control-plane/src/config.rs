@@ -42,6 +42,56 @@ pub struct ServeConfig {
     /// How long tokens from `POST /v1/auth/token` stay valid (for example `12h`, `30d`).
     #[arg(long, env = "PLATFORM_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
+
+    /// Where uploaded artifacts go: a directory or `s3://bucket/prefix` (credentials and
+    /// endpoint from the standard AWS environment, e.g. `AWS_ENDPOINT_URL`). Default:
+    /// `{data-dir}/artifacts`.
+    #[arg(long, env = "PLATFORM_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+
+    /// The prebuilt ONNX runtime's image. Models without a container spec, or with this image,
+    /// run the runtime (the local backend runs it as `platform runtime`).
+    #[arg(long, env = "PLATFORM_RUNTIME_IMAGE", default_value = concat!("platform-runtime:", env!("CARGO_PKG_VERSION")))]
+    pub runtime_image: String,
+
+    /// The URL clients reach the platform at (for `predictUri`). Default: from `--listen`.
+    #[arg(long, env = "PLATFORM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// A second listener, plain HTTP, that also serves endpoints with `access: PRIVATE`. Bind
+    /// it to an internal address only.
+    #[arg(long, env = "PLATFORM_PRIVATE_LISTEN")]
+    pub private_listen: Option<SocketAddr>,
+
+    /// Largest request body of the API and `:predict` (Vertex allows 1.5 MB).
+    #[arg(long, env = "PLATFORM_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+
+    /// Largest artifact upload.
+    #[arg(long, env = "PLATFORM_MAX_ARTIFACT_BYTES", default_value_t = 10 << 30)]
+    pub max_artifact_bytes: u64,
+
+    /// How long a replica may take to answer a prediction before the caller gets 504.
+    #[arg(long, env = "PLATFORM_PREDICT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub predict_timeout: Duration,
+
+    /// How long a deploy may take to get its minimum replicas ready, unless the model's
+    /// `containerSpec.deploymentTimeout` says otherwise; then it fails and is cleaned up.
+    #[arg(long, env = "PLATFORM_DEPLOY_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub deploy_timeout: Duration,
+
+    /// Machine types (YAML or JSON, see docs/concepts.md). Default: the built-in catalog of
+    /// Vertex names (n1-standard-2, e2-small, g2-standard-4, ...).
+    #[arg(long, env = "PLATFORM_MACHINE_TYPES")]
+    pub machine_types: Option<PathBuf>,
+
+    /// Factor on this machine's CPUs that replicas may reserve (local backend); 1 = no overcommit.
+    #[arg(long, env = "PLATFORM_CPU_OVERCOMMIT", default_value_t = 1.0)]
+    pub cpu_overcommit: f64,
+
+    /// How often the controller checks replicas without being asked.
+    #[arg(long, env = "PLATFORM_RECONCILE_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub reconcile_period: Duration,
 }
 
 impl ServeConfig {
@@ -49,6 +99,22 @@ impl ServeConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("platform.db").display()))
+    }
+
+    pub fn artifact_store(&self) -> String {
+        self.artifact_store.clone().unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
+    }
+
+    /// `--public-url`, or `https://localhost:PORT` for a loopback or unspecified listener.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.insecure_http { "http" } else { "https" };
+        let ip = self.listen.ip();
+        let host =
+            if ip.is_loopback() || ip.is_unspecified() { "localhost".to_string() } else { ip.to_string() };
+        format!("{scheme}://{host}:{}", self.listen.port())
     }
 
     pub fn jwt_key_file(&self) -> PathBuf {

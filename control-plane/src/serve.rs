@@ -1,12 +1,19 @@
-//! `platform serve`: the embedded default in one process.
+//! `platform serve`: the embedded default in one process: REST API, controller, gateway and
+//! the local backend.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::api::{self, App};
+use crate::api::{self, App, Settings};
 use crate::auth::token::TokenKeys;
+use crate::backend::{Backend, Local, LocalConfig};
 use crate::config::ServeConfig;
+use crate::controller::{Controller, ControllerConfig, Wake};
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::machine::Catalog;
+use crate::manifests::RenderConfig;
+use crate::registry::ArtifactStore;
 
 /// Runs the platform until SIGTERM or Ctrl-C.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
@@ -17,7 +24,44 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database {}", redact(&config.database_url())))?;
     let keys = TokenKeys::load_or_create(&config.jwt_key_file())
         .with_context(|| format!("cannot read the token key {}", config.jwt_key_file().display()))?;
-    let app = Arc::new(App { store, keys, token_ttl: config.token_ttl });
+    let catalog = match &config.machine_types {
+        None => Catalog::builtin(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the machine types {}", path.display()))?;
+            Catalog::from_yaml(&text)
+                .with_context(|| format!("invalid machine types in {}", path.display()))?
+        }
+    };
+    let artifacts = ArtifactStore::open(&config.artifact_store())
+        .await
+        .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
+    let render = RenderConfig { runtime_image: config.runtime_image.clone(), ..RenderConfig::default() };
+
+    let mut local = LocalConfig::new(&config.data_dir);
+    local.runtime_image = crate::manifests::render::image_repository(&config.runtime_image).to_string();
+    local.cpu_overcommit = config.cpu_overcommit;
+    let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
+    let backend: Arc<dyn Backend> = local.clone();
+
+    let gateway = Arc::new(Gateway::new(GatewayConfig { timeout: config.predict_timeout }));
+    let wake = Wake::default();
+    let settings = Settings {
+        public_url: config.public_url(),
+        max_artifact_bytes: config.max_artifact_bytes,
+        max_request_bytes: config.max_request_bytes,
+    };
+    let app = Arc::new(App::new(
+        store.clone(),
+        keys,
+        config.token_ttl,
+        settings,
+        catalog.clone(),
+        render.clone(),
+        artifacts,
+        gateway.clone(),
+        wake.clone(),
+    ));
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
     if let Some(admin) = crate::bootstrap::first_admin(&app, &config.data_dir, admin_password)
@@ -31,39 +75,67 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         println!("  {}", admin.token);
     }
 
-    let router = api::router(app);
+    let controller = Arc::new(Controller::new(
+        store.clone(),
+        backend,
+        gateway,
+        ControllerConfig {
+            period: config.reconcile_period,
+            deploy_timeout: config.deploy_timeout,
+            render,
+            catalog,
+        },
+        wake,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
+
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {
         runtime::shutdown_signal().await;
+        let _ = stop_tx.send(true);
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
-    if config.insecure_http {
-        tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
-        return axum_server::bind(config.listen)
-            .handle(handle)
-            .serve(router.into_make_service())
-            .await
-            .with_context(|| format!("cannot serve on {}", config.listen));
+    if let Some(address) = config.private_listen {
+        let router = api::router(app.clone(), true);
+        let private = handle.clone();
+        tracing::info!(%address, "serving private endpoints over plain HTTP");
+        tokio::spawn(async move {
+            if let Err(e) = axum_server::bind(address).handle(private).serve(router.into_make_service()).await
+            {
+                tracing::error!(%address, error = %e, "the private listener stopped");
+            }
+        });
     }
-    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ => {
-            let host = config.listen.ip().to_string();
-            let generated = crate::tls::ensure_self_signed(&config.data_dir.join("tls"), &[host])?;
-            tracing::info!(ca = %generated.ca.display(), "using the self-signed certificate; clients trust its CA");
-            (generated.cert, generated.key)
-        }
+    let router = api::router(app, false);
+    let served = if config.insecure_http {
+        tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
+        axum_server::bind(config.listen).handle(handle).serve(router.into_make_service()).await
+    } else {
+        let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => {
+                let host = config.listen.ip().to_string();
+                let generated = crate::tls::ensure_self_signed(&config.data_dir.join("tls"), &[host])?;
+                tracing::info!(ca = %generated.ca.display(), "using the self-signed certificate; clients trust its CA");
+                (generated.cert, generated.key)
+            }
+        };
+        let tls =
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.with_context(|| {
+                format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
+            })?;
+        tracing::info!(address = %config.listen, url = %config.public_url(), "serving HTTPS");
+        axum_server::bind_rustls(config.listen, tls).handle(handle).serve(router.into_make_service()).await
     };
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.with_context(|| {
-        format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
-    })?;
-    tracing::info!(address = %config.listen, "serving HTTPS");
-    axum_server::bind_rustls(config.listen, tls)
-        .handle(handle)
-        .serve(router.into_make_service())
-        .await
-        .with_context(|| format!("cannot serve on {}", config.listen))
+    let _ = controller_task.await;
+    local.shutdown().await;
+    store.close().await;
+    served.with_context(|| format!("cannot serve on {}", config.listen))
 }
 
 /// A database URL without its password, for messages.

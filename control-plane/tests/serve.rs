@@ -1,66 +1,12 @@
 //! `platform serve`, the real binary: HTTPS with its own CA, the first admin, API tokens.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::{Platform, client};
 use serde_json::{Value, json};
 
-/// A running `platform serve`, killed when dropped.
-struct Platform {
-    child: Child,
-    base: String,
-    stdout: std::path::PathBuf,
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
-fn client(data_dir: &Path) -> reqwest::Client {
-    let ca = std::fs::read(data_dir.join("tls/ca.pem")).expect("the CA is written on first start");
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
-        .build()
-        .expect("client")
-}
-
-async fn start(data_dir: &Path, admin_password: &str) -> Platform {
-    let port = free_port();
-    let stdout = data_dir.with_extension(format!("{port}.out"));
-    let child = Command::new(env!("CARGO_BIN_EXE_platform"))
-        .args([
-            "serve",
-            "--data-dir",
-            data_dir.to_str().expect("path"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("PLATFORM_ADMIN_PASSWORD", admin_password)
-        .env_remove("PLATFORM_DATABASE_URL")
-        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("platform starts");
-    let platform = Platform { child, base: format!("https://localhost:{port}"), stdout };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if data_dir.join("tls/ca.pem").exists()
-            && let Ok(r) = client(data_dir).get(format!("{}/healthz", platform.base)).send().await
-            && r.status() == 200
-        {
-            return platform;
-        }
-        assert!(Instant::now() < deadline, "platform not healthy in time");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn start(data: &std::path::Path, admin_password: &str) -> Platform {
+    common::start(data, &[], &[("PLATFORM_ADMIN_PASSWORD", admin_password)]).await
 }
 
 #[tokio::test]

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+mod common;
 
 use control_plane::store::{self, *};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 const P: &str = "proj";
 const L: &str = "us-central1";
@@ -32,23 +32,7 @@ async fn store_suite_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_suite_on_postgres() {
-    let Ok(server_url) = std::env::var("PLATFORM_TEST_DATABASE_URL") else {
-        panic!(
-            "PLATFORM_TEST_DATABASE_URL is not set: run the tests under scripts/with-postgres \
-             (e.g. `scripts/with-postgres cargo test -p control-plane --test store`), which starts a \
-             throwaway PostgreSQL server, or set it to postgres://user:password@host:port/database"
-        );
-    };
-    // A fresh database for every run, so that reruns start clean.
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    let database = format!("platform_store_test_{}_{nanos}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&server_url).await.expect("connect to PostgreSQL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-
-    let url = with_database(&server_url, &database);
+    let url = common::fresh_postgres("platform_store_test").await;
     let store = store::open(&url).await.expect("open the PostgreSQL store");
     assert_eq!(store.backend(), "postgres");
     store_suite(store.clone()).await;
@@ -57,11 +41,6 @@ async fn store_suite_on_postgres() {
     let store = store::open(&url).await.expect("reopen the PostgreSQL store");
     assert_eq!(store.count_users().await.expect("count users"), 2);
     store.close().await;
-
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .expect("drop the test database");
 }
 
 #[tokio::test]
@@ -76,20 +55,6 @@ async fn sqlite_in_memory_works_for_throwaway_use() {
 async fn open_rejects_unknown_schemes() {
     let err = store::open("mysql://localhost/db").await.err().expect("an error");
     assert!(err.is_invalid_argument(), "{err}");
-}
-
-/// `url` with its database (the path) replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{base}/{database}{query}")
 }
 
 /// Every method of the store, its errors and its rules.

@@ -1,5 +1,5 @@
 //! Errors of the REST API, mapped to HTTP in one place: `{"error": {"code", "message",
-//! "status", "details"}}` as Google APIs write them. 5xx are logged at error level.
+//! "status", "details"}}` as Google APIs write them. Internal errors are logged at error level.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -14,11 +14,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (overload, no replica ready yet).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
@@ -29,6 +31,10 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    pub fn retry_after(self, seconds: u32) -> ApiError {
+        ApiError { retry_after: Some(seconds), ..self }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
     }
@@ -36,9 +42,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
+        let retry_after = self.retry_after;
         let body = api::ErrorBody {
             error: api::Status {
                 code: i32::from(self.status.as_u16()),
@@ -47,7 +54,11 @@ impl IntoResponse for ApiError {
                 details: vec![],
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(s) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

@@ -1,38 +1,105 @@
 //! The REST API: routes, shared state and the caller extractor.
 
+pub mod artifacts;
+pub mod endpoints;
 pub mod error;
+pub mod list;
+pub mod models;
+pub mod openapi;
+pub mod operations;
+pub mod predict;
+pub mod request;
 mod tokens;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::auth::token::TokenKeys;
 use crate::auth::{AuthError, Caller, Role};
+use crate::controller::Wake;
+use crate::gateway::Gateway;
+use crate::machine::Catalog;
+use crate::manifests::RenderConfig;
+use crate::registry::ArtifactStore;
 use crate::store::Store;
 pub use error::ApiError;
 pub use tokens::issue as issue_token;
+
+/// Settings of the API that come from flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL that clients reach the platform at, for `predictUri`.
+    pub public_url: String,
+    /// Largest artifact upload.
+    pub max_artifact_bytes: u64,
+    /// Largest `:predict` / `:rawPredict` body (Vertex: 1.5 MB).
+    pub max_request_bytes: usize,
+}
 
 /// What every handler can reach.
 pub struct App {
     pub store: Arc<dyn Store>,
     pub keys: TokenKeys,
-    pub token_ttl: std::time::Duration,
+    pub token_ttl: Duration,
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub render: RenderConfig,
+    pub artifacts: ArtifactStore,
+    pub gateway: Arc<Gateway>,
+    pub controller: Wake,
+    /// Authenticated callers by token id, so that `:predict` does not query the database.
+    auth_cache: Mutex<HashMap<String, (Caller, Instant)>>,
 }
+
+/// How long a token's roles are remembered (a role change takes effect within this time; a
+/// revocation through this process at once).
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
 
 pub type AppState = Arc<App>;
 
-/// The platform's routes.
-pub fn router(app: AppState) -> Router {
+/// Whether a request came in on the private listener (which serves private endpoints).
+#[derive(Debug, Clone, Copy)]
+pub struct PrivateListener(pub bool);
+
+/// The platform's routes. `private` marks the router of the private listener.
+pub fn router(app: AppState, private: bool) -> Router {
+    let location = "/v1/projects/{project}/locations/{location}";
+    let max_body = app.settings.max_request_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.yaml", get(openapi::yaml))
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::page))
         .route("/v1/auth/token", post(tokens::create_token))
         .route("/v1/auth/tokens", get(tokens::list_tokens))
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke_token))
+        .route(&format!("{location}/models"), get(models::list))
+        .route(&format!("{location}/models:upload"), post(models::upload))
+        .route(
+            &format!("{location}/models/{{model}}"),
+            get(models::get).patch(models::patch).delete(models::delete).post(models::post_verb),
+        )
+        .route(&format!("{location}/artifacts"), post(artifacts::upload))
+        .route(&format!("{location}/endpoints"), get(endpoints::list).post(endpoints::create))
+        .route(
+            &format!("{location}/endpoints/{{endpoint}}"),
+            get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete).post(endpoints::post_verb),
+        )
+        .route(&format!("{location}/operations"), get(operations::list))
+        .route(
+            &format!("{location}/operations/{{operation}}"),
+            get(operations::get).post(operations::post_verb).delete(operations::delete),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(PrivateListener(private)))
         .with_state(app)
 }
 
@@ -40,11 +107,81 @@ async fn healthz() -> (StatusCode, Json<serde_json::Value>) {
     (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
 }
 
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "{method} {} is not a route of this API; see /docs for the routes",
+        uri.path()
+    ))
+}
+
+/// The caller of a request whose handler reads the headers itself.
+pub async fn caller_from_headers(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let header = headers.get(header::AUTHORIZATION).ok_or(AuthError::MissingToken)?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| AuthError::InvalidToken("use `Authorization: Bearer <token>`".into()))?;
+    app.authenticate(token.trim()).await
+}
+
 impl App {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: TokenKeys,
+        token_ttl: Duration,
+        settings: Settings,
+        catalog: Catalog,
+        render: RenderConfig,
+        artifacts: ArtifactStore,
+        gateway: Arc<Gateway>,
+        controller: Wake,
+    ) -> App {
+        App {
+            store,
+            keys,
+            token_ttl,
+            settings,
+            catalog,
+            render,
+            artifacts,
+            gateway,
+            controller,
+            auth_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets a token's cached caller (after revocation).
+    pub fn forget_token(&self, token_id: &str) {
+        if let Ok(mut cache) = self.auth_cache.lock() {
+            cache.remove(token_id);
+        }
+    }
+
     /// The caller behind a bearer token: signature and expiry, not revoked, and their roles.
+    /// Remembered for a few seconds per token id.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
         let claims = self.keys.verify(token)?;
-        let record = self.store.get_api_token(&claims.jti).await.map_err(|e| {
+        if let Ok(cache) = self.auth_cache.lock()
+            && let Some((caller, at)) = cache.get(&claims.jti)
+            && at.elapsed() < AUTH_CACHE_TTL
+        {
+            return Ok(caller.clone());
+        }
+        let caller = self.authenticate_uncached(&claims.jti).await?;
+        if let Ok(mut cache) = self.auth_cache.lock() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+            }
+            cache.insert(claims.jti.clone(), (caller.clone(), Instant::now()));
+        }
+        Ok(caller)
+    }
+
+    async fn authenticate_uncached(&self, jti: &str) -> Result<Caller, ApiError> {
+        let claims_jti = jti;
+        let record = self.store.get_api_token(claims_jti).await.map_err(|e| {
             if e.is_not_found() {
                 ApiError::from(AuthError::InvalidToken("unknown token id".into()))
             } else {
@@ -77,12 +214,6 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or(AuthError::MissingToken)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .ok_or_else(|| AuthError::InvalidToken("use `Authorization: Bearer <token>`".into()))?;
-        app.authenticate(token.trim()).await
+        caller_from_headers(app, &parts.headers).await
     }
 }

@@ -2,15 +2,19 @@
 
 use std::time::Duration;
 
+use api::{ListTokensResponse, TokenInfo, TokenRequest, TokenResponse};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use api::{ListTokensResponse, TokenInfo, TokenRequest, TokenResponse};
 
 use super::{ApiError, AppState};
 use crate::auth::{AuthError, Caller, password};
 use crate::store::records::{ApiToken, Timestamp};
 
+/// Exchanges a username and password for an API token.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "auth", security(()),
+    request_body = api::TokenRequest,
+    responses((status = 200, body = api::TokenResponse), (status = 401, body = api::ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
     body: Result<Json<TokenRequest>, JsonRejection>,
@@ -65,7 +69,12 @@ pub async fn issue(
 }
 
 /// `GET /v1/auth/tokens`: the caller's tokens.
-pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<Json<ListTokensResponse>, ApiError> {
+#[utoipa::path(get, path = "/v1/auth/tokens", tag = "auth",
+    responses((status = 200, body = api::ListTokensResponse), (status = 401, body = api::ErrorBody)))]
+pub async fn list_tokens(
+    caller: Caller,
+    State(app): State<AppState>,
+) -> Result<Json<ListTokensResponse>, ApiError> {
     let tokens = app
         .store
         .list_api_tokens(caller.user_id)
@@ -84,6 +93,8 @@ pub async fn list_tokens(caller: Caller, State(app): State<AppState>) -> Result<
 }
 
 /// `DELETE /v1/auth/tokens/{id}`: revokes one of the caller's tokens (admins: anyone's).
+#[utoipa::path(delete, path = "/v1/auth/tokens/{id}", tag = "auth", params(("id" = String, Path)),
+    responses((status = 200, description = "Revoked"), (status = 404, body = api::ErrorBody)))]
 pub async fn revoke_token(
     caller: Caller,
     State(app): State<AppState>,
@@ -94,5 +105,6 @@ pub async fn revoke_token(
         return Err(ApiError::not_found(format!("token {id} not found")));
     }
     app.store.revoke_api_token(&id).await?;
+    app.forget_token(&id);
     Ok(Json(serde_json::json!({})))
 }

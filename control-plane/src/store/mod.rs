@@ -148,6 +148,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_endpoint(&self, key: &EndpointKey) -> Result<Endpoint>;
     /// The endpoints of a project and location, by creation time.
     async fn list_endpoints(&self, project: &str, location: &str) -> Result<Vec<Endpoint>>;
+    /// Every endpoint of every project (what the gateway serves).
+    async fn list_all_endpoints(&self) -> Result<Vec<Endpoint>>;
     /// Updates `display_name`, `description`, `labels` and `access`.
     async fn update_endpoint(&self, endpoint: &Endpoint, expected_etag: Option<&str>) -> Result<Endpoint>;
     /// Replaces the traffic split (validated against the endpoint's deployed models).

@@ -1138,6 +1138,17 @@ impl Store for ThisStore {
         rows.iter().map(endpoint_from_row).collect()
     }
 
+    async fn list_all_endpoints(&self) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints ORDER BY create_time, project, location, endpoint_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
     async fn update_endpoint(&self, endpoint: &Endpoint, expected_etag: Option<&str>) -> Result<Endpoint> {
         let key = endpoint.key();
         let access = if endpoint.access.is_empty() { "authenticated" } else { endpoint.access.as_str() };

@@ -1,0 +1,476 @@
+//! The controller: makes desired state true. For every deployed model it renders the
+//! manifests, keeps them as a Revision, asks the backend to run them, watches readiness,
+//! progresses and finishes the operations, and publishes ready replicas to the gateway.
+//! It runs on a short period and whenever the API records a change ([`Wake`]); after a restart
+//! of the platform the same loop brings every deployed model back.
+
+pub mod rollout;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use rollout::Verdict;
+pub use rollout::parse_timeout;
+
+use crate::api::endpoints::deployed_to_api;
+use crate::api::models::container_spec;
+use crate::backend::{Backend, DeploymentStatus};
+use crate::endpoints::resources;
+use crate::endpoints::traffic::TrafficSplit;
+use crate::gateway::{EndpointRoute, Gateway, ModelRoute, Replica, RoutingTable};
+use crate::machine::Catalog;
+use crate::manifests::{self, RenderConfig, RenderInput};
+use crate::operations;
+use crate::store::{self, EndpointKey, ModelKey, Store, StoreError, Timestamp};
+
+/// Wakes the controller early (after the API changed desired state).
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How often the controller looks at the world without being woken.
+    pub period: Duration,
+    /// How long a deploy may take unless the model's `deploymentTimeout` says otherwise.
+    pub deploy_timeout: Duration,
+    pub render: RenderConfig,
+    pub catalog: Catalog,
+}
+
+/// Why one pass of the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The controller and what it acts on.
+pub struct Controller {
+    store: Arc<dyn Store>,
+    backend: Arc<dyn Backend>,
+    gateway: Arc<Gateway>,
+    config: ControllerConfig,
+    wake: Wake,
+    /// Replicas by address, kept across routing snapshots so their load counters persist.
+    replicas: Mutex<HashMap<SocketAddr, Arc<Replica>>>,
+}
+
+/// What a deployed model renders to, with the inputs the controller needs again.
+struct Desired {
+    deployment: Deployment,
+    manifests: String,
+    min_replicas: u32,
+    timeout: Duration,
+    predict_route: String,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        backend: Arc<dyn Backend>,
+        gateway: Arc<Gateway>,
+        config: ControllerConfig,
+        wake: Wake,
+    ) -> Controller {
+        Controller { store, backend, gateway, config, wake, replicas: Mutex::new(HashMap::new()) }
+    }
+
+    /// Reconciles until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "reconcile pass failed; retrying");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.0.notified() => {}
+                _ = tokio::time::sleep(self.config.period) => {}
+            }
+        }
+    }
+
+    /// One pass over every deployed model and endpoint.
+    pub async fn reconcile(&self) -> Result<(), ControllerError> {
+        let deployed = self.store.list_all_deployed_models().await?;
+        let operations = self.store.list_unfinished_operations().await?;
+        let mut statuses: HashMap<(EndpointKey, String), (DeploymentStatus, String)> = HashMap::new();
+        let mut expected: HashSet<String> = HashSet::new();
+        for dm in &deployed {
+            let name = manifests::deployment_name(&dm.endpoint_id, &dm.deployed_model_id);
+            expected.insert(name.clone());
+            let op = |kind: &str| {
+                operations.iter().find(|o| {
+                    o.kind == kind
+                        && o.target == dm.endpoint_key().name()
+                        && o.metadata.get("deployedModelId").and_then(Value::as_str)
+                            == Some(&dm.deployed_model_id)
+                })
+            };
+            let result = match dm.desired_state.as_str() {
+                "deploying" | "deployed" => {
+                    let pending = op("deployModel").or_else(|| op("mutateDeployedModel"));
+                    self.reconcile_running(dm, &name, pending).await
+                }
+                "undeploying" => self.reconcile_undeploying(dm, &name, op("undeployModel")).await,
+                _ => self.remove_failed(dm, &name, None).await,
+            };
+            match result {
+                Ok(Some(found)) => {
+                    statuses.insert((dm.endpoint_key(), dm.deployed_model_id.clone()), found);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(deployed_model = %dm.deployed_model_id, error = %e, "reconcile failed")
+                }
+            }
+        }
+        // Replicas of deployed models that no longer exist (for example deleted while the
+        // platform was down).
+        if let Ok(running) = self.backend.list().await {
+            for name in running.into_iter().filter(|n| !expected.contains(n)) {
+                tracing::info!(deployment = %name, "removing a deployment that nothing wants");
+                if let Err(e) = self.backend.delete(&name).await {
+                    tracing::warn!(deployment = %name, error = %e, "cannot remove");
+                }
+            }
+        }
+        // Operations whose deployed model is gone (its row was removed) are finished here.
+        for op in &operations {
+            let id = op.metadata.get("deployedModelId").and_then(Value::as_str).unwrap_or_default();
+            let exists =
+                deployed.iter().any(|d| d.deployed_model_id == id && d.endpoint_key().name() == op.target);
+            if exists || id.is_empty() {
+                continue;
+            }
+            let result = match op.kind.as_str() {
+                "undeployModel" => {
+                    operations::succeed(
+                        &*self.store,
+                        op,
+                        operations::typed("UndeployModelResponse", json!({})),
+                    )
+                    .await
+                }
+                _ => {
+                    operations::fail(&*self.store, op, "ABORTED", "the deployed model no longer exists").await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(operation = %op.operation_id, error = %e, "cannot finish the operation");
+            }
+        }
+        self.publish(&deployed, &statuses).await?;
+        Ok(())
+    }
+
+    fn desired(&self, dm: &store::DeployedModel, version: &store::ModelVersion) -> Result<Desired, String> {
+        let spec: api::DeployedModel = serde_json::from_value(dm.spec.clone()).unwrap_or_default();
+        let compute = resources::resolve(&spec, &self.config.catalog)?;
+        let container = container_spec(version).unwrap_or_default();
+        let timeout = match &container.deployment_timeout {
+            Some(t) => parse_timeout(t)?,
+            None => self.config.deploy_timeout,
+        };
+        let input = RenderInput {
+            project: dm.project.clone(),
+            location: dm.location.clone(),
+            endpoint_id: dm.endpoint_id.clone(),
+            deployed_model_id: dm.deployed_model_id.clone(),
+            model_id: dm.model_id.clone(),
+            model_version_id: dm.version_id.to_string(),
+            display_name: dm.display_name.clone(),
+            container,
+            artifact_uri: Some(version.artifact_uri.clone()).filter(|u| !u.is_empty()),
+            machine: compute.machine,
+            min_replicas: compute.min_replicas,
+            max_replicas: compute.max_replicas,
+        };
+        let predict_route = manifests::aip_env(&input)
+            .into_iter()
+            .find(|(k, _)| k == "AIP_PREDICT_ROUTE")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        let rendered = manifests::render(&input, &self.config.render);
+        let manifests = rendered.to_yaml().map_err(|e| e.to_string())?;
+        Ok(Desired {
+            deployment: rendered.deployment,
+            manifests,
+            min_replicas: compute.min_replicas,
+            timeout,
+            predict_route,
+        })
+    }
+
+    /// Keeps a deploying or deployed model running; finishes its deploy or mutate operation.
+    async fn reconcile_running(
+        &self,
+        dm: &store::DeployedModel,
+        name: &str,
+        op: Option<&store::Operation>,
+    ) -> Result<Option<(DeploymentStatus, String)>, StoreError> {
+        let key = dm.endpoint_key();
+        let model = ModelKey::new(&dm.project, &dm.location, &dm.model_id);
+        let version = self.store.get_model_version(&model, dm.version_id).await?;
+        let desired = match self.desired(dm, &version) {
+            Ok(d) => d,
+            Err(message) => return self.fail(dm, name, op, "INVALID_ARGUMENT", &message).await.map(|_| None),
+        };
+        let latest = self.store.latest_revision(&key, &dm.deployed_model_id).await?;
+        if latest.as_ref().is_none_or(|r| r.source == "rendered" && r.manifests != desired.manifests) {
+            let revision = store::Revision {
+                project: dm.project.clone(),
+                location: dm.location.clone(),
+                endpoint_id: dm.endpoint_id.clone(),
+                deployed_model_id: dm.deployed_model_id.clone(),
+                manifests: desired.manifests.clone(),
+                source: "rendered".into(),
+                ..Default::default()
+            };
+            let stored = self.store.insert_revision(&revision).await?;
+            tracing::info!(deployment = %name, revision = stored.revision, "new revision");
+        }
+        if let Err(e) = self.backend.apply(&desired.deployment).await {
+            let message = e.to_string();
+            if dm.desired_state == "deploying" {
+                return self.fail(dm, name, op, "FAILED_PRECONDITION", &message).await.map(|_| None);
+            }
+            self.record_status(dm, 0, &message).await?;
+            return Ok(None);
+        }
+        let status = match self.backend.status(name).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "no status");
+                return Ok(None);
+            }
+        };
+        let elapsed = op
+            .map(|o| (Timestamp::now().unix_micros() - o.create_time.unix_micros()).max(0))
+            .map(|micros| Duration::from_micros(micros as u64))
+            .unwrap_or_default();
+        let verdict = rollout::judge(
+            &status,
+            desired.min_replicas,
+            elapsed,
+            desired.timeout,
+            op.is_some_and(|o| o.cancel_requested),
+        );
+        let ready = status.ready_current();
+        match verdict {
+            Verdict::Ready => {
+                let mut current = dm.clone();
+                if dm.desired_state == "deploying" {
+                    current =
+                        self.store.set_deployed_model_state(&key, &dm.deployed_model_id, "deployed").await?;
+                    tracing::info!(deployment = %name, ready, "deployed");
+                }
+                self.record_status(&current, ready, "").await?;
+                if let Some(op) = op {
+                    let dto =
+                        deployed_to_api(&self.store.get_deployed_model(&key, &dm.deployed_model_id).await?);
+                    let type_name = if op.kind == "deployModel" {
+                        "DeployModelResponse"
+                    } else {
+                        "MutateDeployedModelResponse"
+                    };
+                    operations::succeed(
+                        &*self.store,
+                        op,
+                        operations::typed(type_name, json!({"deployedModel": dto})),
+                    )
+                    .await?;
+                }
+            }
+            Verdict::Waiting { percent, message } => {
+                self.record_status(dm, ready, &message).await?;
+                if let Some(op) = op {
+                    operations::progress(&*self.store, op, percent, &message).await?;
+                }
+            }
+            Verdict::Failed { code, message } => {
+                if dm.desired_state == "deploying" {
+                    self.fail(dm, name, op, code, &message).await?;
+                    return Ok(None);
+                }
+                if let Some(op) = op {
+                    operations::fail(&*self.store, op, code, &message).await?;
+                }
+                self.record_status(dm, ready, &message).await?;
+            }
+        }
+        Ok(Some((status, desired.predict_route)))
+    }
+
+    async fn record_status(
+        &self,
+        dm: &store::DeployedModel,
+        ready: u32,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let old: api::DeployedModelStatus = serde_json::from_value(dm.status.clone()).unwrap_or_default();
+        let ready = i32::try_from(ready).unwrap_or(i32::MAX);
+        if old.available_replica_count == ready && old.message == message && !old.last_update_time.is_empty()
+        {
+            return Ok(());
+        }
+        let status = api::DeployedModelStatus {
+            message: message.to_string(),
+            last_update_time: Timestamp::now().to_string(),
+            available_replica_count: ready,
+        };
+        self.store
+            .set_deployed_model_status(&dm.endpoint_key(), &dm.deployed_model_id, &json!(status))
+            .await?;
+        Ok(())
+    }
+
+    /// A deploy that cannot succeed: the operation fails, the replicas go, and the deployed
+    /// model is removed with its traffic given back to the others.
+    async fn fail(
+        &self,
+        dm: &store::DeployedModel,
+        name: &str,
+        op: Option<&store::Operation>,
+        code: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(deployment = %name, code, message, "deploy failed");
+        if let Some(op) = op {
+            operations::fail(&*self.store, op, code, message).await?;
+        }
+        self.store.set_deployed_model_state(&dm.endpoint_key(), &dm.deployed_model_id, "failed").await?;
+        let previous =
+            op.and_then(|o| serde_json::from_value(o.metadata.get("previousTrafficSplit")?.clone()).ok());
+        self.remove_failed(dm, name, previous).await.map(|_| ())
+    }
+
+    /// Removes a failed deployed model. Its traffic goes back to the split from before its
+    /// deploy when that still holds, else to the other models in proportion.
+    async fn remove_failed(
+        &self,
+        dm: &store::DeployedModel,
+        name: &str,
+        previous: Option<TrafficSplit>,
+    ) -> Result<Option<(DeploymentStatus, String)>, StoreError> {
+        if let Err(e) = self.backend.delete(name).await {
+            tracing::warn!(deployment = %name, error = %e, "cannot remove replicas");
+            return Ok(None);
+        }
+        let key = dm.endpoint_key();
+        let endpoint = self.store.get_endpoint(&key).await?;
+        let split: TrafficSplit = serde_json::from_value(endpoint.traffic_split.clone()).unwrap_or_default();
+        if split.contains_key(&dm.deployed_model_id) {
+            let rest = rollout::split_without(&split, &dm.deployed_model_id);
+            let restored = previous.filter(|p| !p.contains_key(&dm.deployed_model_id) && !p.is_empty());
+            let applied = match restored {
+                Some(p) => self.store.set_traffic_split(&key, &json!(p), None).await.is_ok(),
+                None => false,
+            };
+            if !applied {
+                self.store.set_traffic_split(&key, &json!(rest), None).await?;
+            }
+        }
+        self.store.delete_deployed_model(&key, &dm.deployed_model_id).await?;
+        Ok(None)
+    }
+
+    async fn reconcile_undeploying(
+        &self,
+        dm: &store::DeployedModel,
+        name: &str,
+        op: Option<&store::Operation>,
+    ) -> Result<Option<(DeploymentStatus, String)>, StoreError> {
+        if let Err(e) = self.backend.delete(name).await {
+            tracing::warn!(deployment = %name, error = %e, "cannot remove replicas yet");
+            return Ok(None);
+        }
+        let gone = match self.backend.status(name).await {
+            Ok(s) => s.replicas.is_empty(),
+            Err(crate::backend::BackendError::NotFound(_)) => true,
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "no status");
+                false
+            }
+        };
+        if !gone {
+            if let Some(op) = op {
+                operations::progress(&*self.store, op, 50, "stopping replicas").await?;
+            }
+            return Ok(None);
+        }
+        self.store.delete_deployed_model(&dm.endpoint_key(), &dm.deployed_model_id).await?;
+        tracing::info!(deployment = %name, "undeployed");
+        if let Some(op) = op {
+            operations::succeed(&*self.store, op, operations::typed("UndeployModelResponse", json!({})))
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// Swaps in a new routing table: every endpoint, its models with ready replicas, its split.
+    async fn publish(
+        &self,
+        deployed: &[store::DeployedModel],
+        statuses: &HashMap<(EndpointKey, String), (DeploymentStatus, String)>,
+    ) -> Result<(), StoreError> {
+        let endpoints = self.store.list_all_endpoints().await?;
+        let mut pool = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used: HashSet<SocketAddr> = HashSet::new();
+        let mut table = RoutingTable::default();
+        for e in endpoints {
+            let key = e.key();
+            let models: Vec<ModelRoute> = deployed
+                .iter()
+                .filter(|d| d.endpoint_key() == key && d.desired_state != "undeploying")
+                .filter_map(|d| {
+                    let (status, route) = statuses.get(&(key.clone(), d.deployed_model_id.clone()))?;
+                    let replicas = status
+                        .ready_addresses()
+                        .into_iter()
+                        .map(|a| {
+                            used.insert(a);
+                            pool.entry(a).or_insert_with(|| Arc::new(Replica::new(a))).clone()
+                        })
+                        .collect();
+                    Some(ModelRoute {
+                        deployed_model_id: d.deployed_model_id.clone(),
+                        model: ModelKey::new(&d.project, &d.location, &d.model_id).name(),
+                        model_version_id: d.version_id.to_string(),
+                        model_display_name: d.display_name.clone(),
+                        predict_route: route.clone(),
+                        replicas,
+                    })
+                })
+                .collect();
+            let percents: BTreeMap<String, i32> =
+                serde_json::from_value(e.traffic_split.clone()).unwrap_or_default();
+            let split: HashMap<String, u32> =
+                percents.into_iter().map(|(k, v)| (k, u32::try_from(v).unwrap_or(0))).collect();
+            let route = EndpointRoute {
+                project: e.project.clone(),
+                access: crate::api::endpoints::access_of(&e),
+                split: crate::gateway::route::split_indices(&models, &split),
+                models,
+            };
+            table.endpoints.insert(key.name(), Arc::new(route));
+        }
+        pool.retain(|a, _| used.contains(a));
+        drop(pool);
+        self.gateway.publish(table);
+        Ok(())
+    }
+}

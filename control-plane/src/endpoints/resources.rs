@@ -1,0 +1,135 @@
+//! The compute a DeployedModel asks for, checked: machine type (from the catalog), replica
+//! bounds and autoscaling metrics. Pure; the API checks a deploy with it and the controller
+//! renders from it.
+
+use api::{AutoscalingMetricSpec, METRIC_CPU, METRIC_GPU, METRIC_REQUESTS};
+
+use crate::machine::{Catalog, MachineType};
+
+/// The most replicas one deployed model may ask for.
+pub const MAX_REPLICAS: i32 = 1000;
+/// Vertex's default utilisation target.
+pub const DEFAULT_TARGET: i32 = 60;
+
+/// What a deployed model runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compute {
+    pub machine: MachineType,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Metric name and target, defaults filled in.
+    pub autoscaling: Vec<(String, i32)>,
+}
+
+/// Checks and completes the resources of a deployed model.
+pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, String> {
+    let (machine, min, max, metrics): (MachineType, i32, i32, &[AutoscalingMetricSpec]) =
+        match (&dm.dedicated_resources, &dm.automatic_resources) {
+            (Some(_), Some(_)) => {
+                return Err("give either dedicatedResources or automaticResources, not both".into());
+            }
+            (Some(d), None) => {
+                let machine = catalog.resolve_spec(&d.machine_spec).map_err(|e| e.to_string())?;
+                (machine, d.min_replica_count, d.max_replica_count, &d.autoscaling_metric_specs)
+            }
+            (None, Some(a)) => {
+                (catalog.default_type().clone(), a.min_replica_count.max(1), a.max_replica_count, &[])
+            }
+            (None, None) => (catalog.default_type().clone(), 1, 1, &[]),
+        };
+    if min < 1 {
+        return Err(format!(
+            "dedicatedResources.minReplicaCount is {min}; it must be at least 1 (scale to zero is not supported yet)"
+        ));
+    }
+    let max = if max == 0 { min } else { max };
+    if max < min {
+        return Err(format!("maxReplicaCount {max} is below minReplicaCount {min}"));
+    }
+    if max > MAX_REPLICAS {
+        return Err(format!("maxReplicaCount {max} is above the limit of {MAX_REPLICAS}"));
+    }
+    let mut autoscaling = Vec::new();
+    for spec in metrics {
+        let target = if spec.target == 0 { DEFAULT_TARGET } else { spec.target };
+        match spec.metric_name.as_str() {
+            METRIC_CPU => {}
+            METRIC_GPU if machine.accelerator.is_none() => {
+                return Err(format!(
+                    "autoscaling on {METRIC_GPU} needs a machine with accelerators; {} has none",
+                    machine.name
+                ));
+            }
+            METRIC_GPU => {}
+            METRIC_REQUESTS => {}
+            other => {
+                return Err(format!(
+                    "autoscaling metric `{other}` is not supported; use {METRIC_CPU}, {METRIC_GPU} or {METRIC_REQUESTS}"
+                ));
+            }
+        }
+        let percent = spec.metric_name != METRIC_REQUESTS;
+        if target < 1 || (percent && target > 100) {
+            return Err(format!(
+                "autoscaling target {target} for {} is out of range ({})",
+                spec.metric_name,
+                if percent { "1 to 100 percent" } else { "at least 1 request per minute" }
+            ));
+        }
+        if autoscaling.iter().any(|(name, _)| name == &spec.metric_name) {
+            return Err(format!("autoscaling metric {} is given twice", spec.metric_name));
+        }
+        autoscaling.push((spec.metric_name.clone(), target));
+    }
+    Ok(Compute { machine, min_replicas: min as u32, max_replicas: max as u32, autoscaling })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dm(machine: &str, min: i32, max: i32, metrics: &[(&str, i32)]) -> api::DeployedModel {
+        api::DeployedModel {
+            dedicated_resources: Some(api::DedicatedResources {
+                machine_spec: api::MachineSpec { machine_type: machine.into(), ..Default::default() },
+                min_replica_count: min,
+                max_replica_count: max,
+                autoscaling_metric_specs: metrics
+                    .iter()
+                    .map(|(n, t)| AutoscalingMetricSpec { metric_name: n.to_string(), target: *t })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bounds_and_metrics_are_completed_and_checked() {
+        let catalog = Catalog::builtin();
+        let c = resolve(&dm("e2-small", 2, 0, &[(METRIC_CPU, 0)]), &catalog).unwrap();
+        assert_eq!((c.min_replicas, c.max_replicas), (2, 2));
+        assert_eq!(c.autoscaling, [(METRIC_CPU.to_string(), 60)]);
+        assert_eq!(c.machine.name, "e2-small");
+        assert!(resolve(&dm("e2-small", 0, 1, &[]), &catalog).unwrap_err().contains("at least 1"));
+        assert!(resolve(&dm("e2-small", 3, 2, &[]), &catalog).unwrap_err().contains("below"));
+        assert!(resolve(&dm("e2-huge", 1, 1, &[]), &catalog).is_err());
+        assert!(
+            resolve(&dm("e2-small", 1, 2, &[(METRIC_GPU, 50)]), &catalog)
+                .unwrap_err()
+                .contains("accelerators")
+        );
+        assert!(
+            resolve(&dm("e2-small", 1, 2, &[(METRIC_CPU, 150)]), &catalog)
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            resolve(&dm("e2-small", 1, 2, &[("memory", 50)]), &catalog)
+                .unwrap_err()
+                .contains("not supported")
+        );
+        let none = resolve(&api::DeployedModel::default(), &catalog).unwrap();
+        assert_eq!(none.machine.name, "n1-standard-2");
+    }
+}

@@ -1,0 +1,248 @@
+//! Shared by the tests that start the real `platform` binary: the running platform, an HTTPS
+//! client trusting its CA, the test models, a moto S3 server and fresh PostgreSQL databases.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("PLATFORM_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the Python test tools",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+pub fn model_path(name: &str) -> PathBuf {
+    root().join("tests/models").join(format!("{name}.onnx"))
+}
+
+pub fn reference(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(root().join("tests/models").join(format!("{name}.json"))).expect("reference");
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+/// A running `platform serve`, killed when dropped.
+pub struct Platform {
+    pub child: Child,
+    pub base: String,
+    pub data: PathBuf,
+    pub stdout: PathBuf,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub port: u16,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client(data_dir: &Path) -> reqwest::Client {
+    let ca = std::fs::read(data_dir.join("tls/ca.pem")).expect("the CA is written on first start");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// Starts `platform serve` on `data_dir` (created on first start) with extra flags and env,
+/// and waits until `/healthz` answers.
+pub async fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Platform {
+    start_on(data_dir, free_port(), args, env).await
+}
+
+pub async fn start_on(data_dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Platform {
+    let stdout = data_dir.with_extension(format!("{port}.out"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_platform"));
+    command
+        .args([
+            "serve",
+            "--data-dir",
+            data_dir.to_str().expect("path"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--reconcile-period", "200ms"])
+        .args(args)
+        .env("PLATFORM_ADMIN_PASSWORD", "correct-horse")
+        .env_remove("PLATFORM_DATABASE_URL")
+        .env_remove("PLATFORM_ARTIFACT_STORE")
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("platform starts");
+    let base = format!("https://localhost:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if data_dir.join("tls/ca.pem").exists()
+            && data_dir.join("admin-token").exists()
+            && let Ok(r) = client(data_dir).get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "platform not healthy in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token =
+        std::fs::read_to_string(data_dir.join("admin-token")).expect("admin-token").trim().to_string();
+    Platform { child, http: client(data_dir), base, data: data_dir.to_path_buf(), stdout, token, port }
+}
+
+/// The URL prefix of the default project and location.
+pub const LOC: &str = "/v1/projects/default/locations/local";
+
+impl Platform {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with the admin token; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, self.url(path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, value)
+    }
+
+    /// Uploads a file as an artifact; returns its URI.
+    pub async fn upload_artifact(&self, path: &Path) -> Value {
+        let bytes = std::fs::read(path).expect("artifact");
+        let resp = self
+            .http
+            .post(self.url(&format!("{LOC}/artifacts?filename=model.onnx")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    /// Waits for an operation to finish; returns it.
+    pub async fn wait(&self, op: &Value) -> Value {
+        let name = op["name"].as_str().unwrap_or_else(|| panic!("not an operation: {op}"));
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (status, op) =
+                self.call("POST", &format!("/v1/{name}:wait"), Some(json!({"timeout": "20s"}))).await;
+            assert_eq!(status, 200, "{op}");
+            if op["done"] == true {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "operation not done in time: {op}");
+        }
+    }
+
+    /// Sends a request and checks the status; returns the body.
+    pub async fn expect(&self, status: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (got, value) = self.call(method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {value}");
+        value
+    }
+}
+
+/// A moto S3 server on a free loopback port, killed when dropped.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn start_s3() -> S3Server {
+    let port = free_port();
+    let moto = python().with_file_name("moto_server");
+    assert!(moto.exists(), "{} is missing: run scripts/test, which installs moto[server]", moto.display());
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::get(&endpoint).await.is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    S3Server { child, endpoint }
+}
+
+/// A fresh database on the PostgreSQL server of `PLATFORM_TEST_DATABASE_URL`; its URL.
+pub async fn fresh_postgres(prefix: &str) -> String {
+    use sqlx::Connection;
+    let Ok(server_url) = std::env::var("PLATFORM_TEST_DATABASE_URL") else {
+        panic!(
+            "PLATFORM_TEST_DATABASE_URL is not set: run the tests under scripts/with-postgres, which starts a \
+             throwaway PostgreSQL server, or set it to postgres://user:password@host:port/database"
+        );
+    };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let database = format!("{prefix}_{}_{nanos}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&server_url).await.expect("connect to PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    with_database(&server_url, &database)
+}
+
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{base}/{database}{query}")
+}

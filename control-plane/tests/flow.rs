@@ -1,0 +1,289 @@
+//! The whole path against the real binary: upload the test MLP, create an endpoint, deploy it
+//! on the local backend, predict over HTTPS, split traffic between versions, undeploy, delete.
+//! Run on SQLite with artifacts on disk, and on PostgreSQL with artifacts in S3 (moto).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{LOC, Platform, model_path, reference, start};
+use serde_json::{Value, json};
+
+/// Uploads the MLP as a new model (or a version of `parent`); returns the model name and version.
+async fn upload_mlp(p: &Platform, parent: Option<&str>, aliases: &[&str]) -> (String, String) {
+    let artifact = p.upload_artifact(&model_path("mlp")).await;
+    let uri = artifact["artifactUri"].as_str().expect("uri").to_string();
+    let mut body = json!({"model": {"displayName": "mlp", "artifactUri": uri, "labels": {"team": "ml"},
+        "versionAliases": aliases}});
+    match parent {
+        Some(parent) => body["parentModel"] = json!(parent),
+        None => body["modelId"] = json!("mlp"),
+    }
+    let op = p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(body)).await;
+    assert_eq!(op["done"], true, "{op}");
+    let response = &op["response"];
+    (
+        response["model"].as_str().expect("model").to_string(),
+        response["modelVersionId"].as_str().expect("v").to_string(),
+    )
+}
+
+async fn deploy(p: &Platform, endpoint: &str, model: &str, split: Value) -> Value {
+    let body = json!({
+        "deployedModel": {"model": model, "displayName": "mlp",
+            "dedicatedResources": {"machineSpec": {"machineType": "e2-small"}, "minReplicaCount": 1, "maxReplicaCount": 2}},
+        "trafficSplit": split,
+    });
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/{endpoint}:deployModel"), Some(body)).await;
+    assert_eq!(op["done"], false, "a deploy waits for replicas: {op}");
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "deploy failed: {done}");
+    done["response"]["deployedModel"].clone()
+}
+
+async fn predict(p: &Platform, endpoint: &str) -> (u16, Value) {
+    let instances = reference("mlp")["vertex"]["instances"].clone();
+    p.call("POST", &format!("{LOC}/endpoints/{endpoint}:predict"), Some(json!({"instances": instances})))
+        .await
+}
+
+fn assert_close(got: &Value, want: &Value) {
+    let (g, w) = (got.as_array().expect("array"), want.as_array().expect("array"));
+    assert_eq!(g.len(), w.len(), "{got} vs {want}");
+    for (a, b) in g.iter().zip(w) {
+        match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => assert!((x - y).abs() < 1e-4, "{x} vs {y}"),
+            _ => assert_close(a, b),
+        }
+    }
+}
+
+/// The story both configurations run.
+async fn story(p: &Platform) {
+    // Register the model; read it back by id, version and alias; list and filter.
+    let (model, version) = upload_mlp(p, None, &["stable"]).await;
+    assert_eq!(model, "projects/default/locations/local/models/mlp");
+    assert_eq!(version, "1");
+    let got = p.expect(200, "GET", &format!("{LOC}/models/mlp@stable"), None).await;
+    assert_eq!(got["versionAliases"], json!(["default", "stable"]));
+    assert_eq!(got["labels"]["team"], "ml");
+    let listed = p.expect(200, "GET", &format!("{LOC}/models?filter=labels.team%3D%22ml%22"), None).await;
+    assert_eq!(listed["models"].as_array().map(Vec::len), Some(1), "{listed}");
+    let none = p.expect(200, "GET", &format!("{LOC}/models?filter=display_name%3D%22other%22"), None).await;
+    assert!(none["models"].as_array().is_none_or(Vec::is_empty), "{none}");
+    p.expect(404, "GET", &format!("{LOC}/models/nope"), None).await;
+    p.expect(
+        409,
+        "POST",
+        &format!("{LOC}/models:upload"),
+        Some(json!({"modelId": "mlp",
+        "model": {"displayName": "again", "artifactUri": "s3://b/m.onnx"}})),
+    )
+    .await;
+
+    // An endpoint, the first deploy (it takes all traffic), and predictions that match onnxruntime.
+    let op = p
+        .expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    assert_eq!(op["done"], true);
+    assert_eq!(op["response"]["name"], "projects/default/locations/local/endpoints/mlp");
+    let first = deploy(p, "mlp", "mlp", json!({})).await;
+    let first_id = first["id"].as_str().expect("id").to_string();
+    assert_eq!(first["modelVersionId"], "1");
+    assert_eq!(first["status"]["availableReplicaCount"], 1, "{first}");
+    let (status, body) = predict(p, "mlp").await;
+    assert_eq!(status, 200, "{body}");
+    assert_close(&body["predictions"], &reference("mlp")["vertex"]["predictions"]);
+    assert_eq!(body["deployedModelId"], first_id.as_str());
+    assert_eq!(body["model"], model.as_str());
+    assert_eq!(body["modelVersionId"], "1");
+    assert_eq!(body["modelDisplayName"], "mlp");
+
+    // :rawPredict forwards unchanged and says who answered in headers.
+    let raw = p
+        .http
+        .post(p.url(&format!("{LOC}/endpoints/mlp:rawPredict")))
+        .bearer_auth(&p.token)
+        .header("content-type", "application/json")
+        .body(json!({"instances": reference("mlp")["vertex"]["instances"]}).to_string())
+        .send()
+        .await
+        .expect("raw");
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.headers()["x-vertex-ai-endpoint-id"], "mlp");
+    assert_eq!(raw.headers()["x-vertex-ai-deployed-model-id"], first_id.as_str());
+    let raw: Value = raw.json().await.expect("json");
+    assert!(raw.get("deployedModelId").is_none(), "raw answers are not rewritten: {raw}");
+
+    // Bad predictions get clear errors.
+    let (status, body) =
+        p.call("POST", &format!("{LOC}/endpoints/mlp:predict"), Some(json!({"inputs": []}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("instances"), "{body}");
+    let (status, _) = p
+        .call_as("", "POST", &format!("{LOC}/endpoints/mlp:predict"), Some(json!({"instances": [[1]]})))
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) =
+        p.call("POST", &format!("{LOC}/endpoints/nope:predict"), Some(json!({"instances": [[1]]}))).await;
+    assert_eq!(status, 404);
+    let big = json!({"instances": vec![vec![0.5f32; 64]; 10_000]});
+    let (status, body) = p.call("POST", &format!("{LOC}/endpoints/mlp:predict"), Some(big)).await;
+    assert_eq!(status, 413, "{body}");
+
+    // A second version with 50% of the traffic: both answer.
+    let (_, v2) = upload_mlp(p, Some("mlp"), &[]).await;
+    assert_eq!(v2, "2");
+    let second = deploy(p, "mlp", "mlp@2", json!({"0": 50, first_id.as_str(): 50})).await;
+    let second_id = second["id"].as_str().expect("id").to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (status, body) = predict(p, "mlp").await;
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body["modelVersionId"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2"], "a 50/50 split reaches both versions");
+
+    // Moving all traffic with the endpoint's etag; a stale etag is refused.
+    let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/mlp"), None).await;
+    assert_eq!(endpoint["deployedModels"].as_array().map(Vec::len), Some(2));
+    let etag = endpoint["etag"].clone();
+    let patch = format!("{LOC}/endpoints/mlp?updateMask=trafficSplit");
+    let split = json!({"trafficSplit": {second_id.as_str(): 100, first_id.as_str(): 0}, "etag": etag});
+    let updated = p.expect(200, "PATCH", &patch, Some(split.clone())).await;
+    assert_eq!(updated["trafficSplit"][&second_id], 100);
+    p.expect(409, "PATCH", &patch, Some(split)).await;
+    let bad_split = json!({"trafficSplit": {second_id.as_str(): 60}});
+    let body = p.expect(400, "PATCH", &patch, Some(bad_split)).await;
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("sum to 60"), "{body}");
+    for _ in 0..10 {
+        assert_eq!(predict(p, "mlp").await.1["modelVersionId"], "2");
+    }
+
+    // Undeploy is refused while a model has traffic; deleting a deployed model is refused.
+    let undeploy = format!("{LOC}/endpoints/mlp:undeployModel");
+    let body = p.expect(400, "POST", &undeploy, Some(json!({"deployedModelId": second_id}))).await;
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("still receives 100%"), "{body}");
+    p.expect(409, "DELETE", &format!("{LOC}/models/mlp"), None).await;
+    p.expect(409, "DELETE", &format!("{LOC}/endpoints/mlp"), None).await;
+    let op = p.expect(200, "POST", &undeploy, Some(json!({"deployedModelId": first_id}))).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/mlp"), None).await;
+    assert_eq!(endpoint["deployedModels"].as_array().map(Vec::len), Some(1), "{endpoint}");
+    assert_eq!(predict(p, "mlp").await.0, 200);
+
+    // Tear down: undeploy the last model (the split empties), delete endpoint and model.
+    let op = p.expect(200, "POST", &undeploy, Some(json!({"deployedModelId": second_id}))).await;
+    p.wait(&op).await;
+    let (status, body) = predict(p, "mlp").await;
+    assert_eq!(status, 503, "{body}");
+    p.expect(200, "DELETE", &format!("{LOC}/endpoints/mlp"), None).await;
+    let op = p.expect(200, "DELETE", &format!("{LOC}/models/mlp@2:deleteVersion"), None).await;
+    assert_eq!(op["done"], true);
+    p.expect(200, "DELETE", &format!("{LOC}/models/mlp"), None).await;
+    p.expect(404, "GET", &format!("{LOC}/models/mlp"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_on_sqlite_and_local_disk() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    story(&p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_on_postgres_and_s3() {
+    let s3 = common::start_s3().await;
+    let env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(&s3.endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"))
+        .force_path_style(true)
+        .build();
+    let s3_client = aws_sdk_s3::Client::from_conf(config);
+    s3_client.create_bucket().bucket("artifacts").send().await.expect("bucket");
+
+    let database = common::fresh_postgres("platform_flow").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let args =
+        ["--cpu-overcommit", "4", "--database-url", &database, "--artifact-store", "s3://artifacts/models"];
+    let p = start(&dir.path().join("data"), &args, &env).await;
+
+    // Uploads land in the bucket, keyed under the prefix; the same bytes are kept once.
+    let a = p.upload_artifact(&model_path("mlp")).await;
+    let uri = a["artifactUri"].as_str().expect("uri");
+    assert!(uri.starts_with("s3://artifacts/models/"), "{uri}");
+    let b = p.upload_artifact(&model_path("mlp")).await;
+    assert_eq!(b["artifactUri"], a["artifactUri"]);
+    assert_eq!(b["deduplicated"], true);
+    let objects = s3_client.list_objects_v2().bucket("artifacts").send().await.expect("list");
+    assert_eq!(objects.contents().len(), 1, "{objects:?}");
+
+    story(&p).await;
+}
+
+/// A user's own HTTP server, run as a host process (no container engine here), serves
+/// predictions through the same `:predict`; a server that cannot start fails its deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_container_runs_as_a_process() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    let python = common::python();
+    let app = common::root().join("tests/apps/custom_server.py");
+    let upload = |id: &str, extra: &[&str]| {
+        let mut command = vec![python.display().to_string(), app.display().to_string()];
+        command.extend(extra.iter().map(|s| s.to_string()));
+        json!({"modelId": id, "model": {"displayName": id, "containerSpec": {
+            "imageUri": "example.com/custom-server:1", "command": command,
+            "predictRoute": "/score", "healthRoute": "/ping", "deploymentTimeout": "4s"}}})
+    };
+    p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("custom", &[]))).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(json!({"displayName": "c"})))
+        .await;
+    let body = json!({"deployedModel": {"model": "custom",
+        "dedicatedResources": {"machineSpec": {"machineType": "e2-micro"}, "minReplicaCount": 1}}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(body.clone())).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    let (status, answer) = p
+        .call(
+            "POST",
+            &format!("{LOC}/endpoints/custom:predict"),
+            Some(json!({"instances": [[1, 2], [3, 4]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["predictions"], json!([{"sum": 3, "by": "custom"}, {"sum": 7, "by": "custom"}]));
+    assert_eq!(answer["modelDisplayName"], "custom");
+
+    // A server that exits at once: the deploy fails after its timeout, says why, and leaves
+    // the endpoint as it was.
+    p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("broken", &["--fail"]))).await;
+    let mut bad = body.clone();
+    bad["deployedModel"]["model"] = json!("broken");
+    bad["trafficSplit"] = json!({"0": 100});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(bad)).await;
+    let done = p.wait(&op).await;
+    let message = done["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(done["error"]["status"], "DEADLINE_EXCEEDED", "{done}");
+    assert!(
+        message.contains("cannot load the model (on purpose)"),
+        "the replica's output is in the error: {message}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/custom"), None).await;
+    assert_eq!(endpoint["deployedModels"].as_array().map(Vec::len), Some(1), "{endpoint}");
+    assert_eq!(endpoint["trafficSplit"].as_object().map(|o| o.len()), Some(1), "{endpoint}");
+    assert_eq!(
+        p.call("POST", &format!("{LOC}/endpoints/custom:predict"), Some(json!({"instances": [[1]]}))).await.0,
+        200
+    );
+}
