@@ -287,3 +287,83 @@ async fn a_custom_container_runs_as_a_process() {
         200
     );
 }
+
+/// The pids recorded for the replicas of every deployment under `data`.
+fn replica_pids(data: &std::path::Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for dep in std::fs::read_dir(data.join("replicas")).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dep.path()).into_iter().flatten().flatten() {
+            if file.path().extension().is_some_and(|e| e == "pid")
+                && let Ok(text) = std::fs::read_to_string(file.path())
+                && let Ok(record) = serde_json::from_str::<Value>(&text)
+                && let Some(pid) = record["pid"].as_u64()
+            {
+                pids.push(pid as u32);
+            }
+        }
+    }
+    pids
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+/// `kill -9` of the platform: its replicas go with it, and the next start brings every
+/// deployed model back from the database; a project-bound token stays in its project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_models_come_back_after_kill_9() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let p = start(&data, &["--cpu-overcommit", "4"], &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    let deployed = deploy(&p, "mlp", "mlp", json!({})).await;
+    assert_eq!(predict(&p, "mlp").await.0, 200);
+    let before = replica_pids(&data);
+    assert_eq!(before.len(), 1, "one replica: {before:?}");
+
+    let port = p.port;
+    let mut p = p;
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
+    let _ = p.child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while before.iter().any(|pid| alive(*pid)) {
+        assert!(std::time::Instant::now() < deadline, "replicas outlive a killed platform");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(p);
+
+    let p = common::start_on(&data, port, &["--cpu-overcommit", "4"], &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = predict(&p, "mlp").await;
+        if status == 200 {
+            assert_eq!(body["deployedModelId"], deployed["id"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the model did not come back: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = replica_pids(&data);
+    assert_eq!(after.len(), 1, "exactly one replica again: {after:?}");
+    assert!(after.iter().all(|pid| !before.contains(pid)));
+
+    // A token limited to project `default` cannot act on another project.
+    let (status, issued) = p
+        .call_as(
+            "",
+            "POST",
+            "/v1/auth/token",
+            Some(json!({"username": "admin", "password": "correct-horse", "project": "default"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{issued}");
+    let scoped = issued["token"].as_str().expect("token");
+    assert_eq!(p.call_as(scoped, "GET", &format!("{LOC}/models"), None).await.0, 200);
+    let (status, body) = p.call_as(scoped, "GET", "/v1/projects/other/locations/local/models", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
+}

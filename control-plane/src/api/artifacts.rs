@@ -4,11 +4,12 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, request};
+use super::request::{self, Path, Query};
+use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
 use crate::registry::artifacts::{ArtifactError, clean_filename};
 use crate::store;

@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::list::{self, ListQuery};
-use super::request::{self, UpdateMask};
+use super::request::{self, Path, Query, UpdateMask};
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
 use crate::endpoints::{resources, traffic};
@@ -308,24 +308,11 @@ pub async fn post_verb(
     Path((project, location, segment)): Path<(String, String, String)>,
     axum::Extension(private): axum::Extension<super::PrivateListener>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let (id, verb) = request::split_verb(&segment);
     let verb = verb.unwrap_or_default();
     let key = endpoint_key(&project, &location, id, Some(verb))?;
-    let limit = app.settings.max_request_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // axum reports an exceeded limit only through the error's text.
-        if e.to_string().contains("length limit") {
-            ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "RESOURCE_EXHAUSTED",
-                format!("the request body is larger than {limit} bytes (--max-request-bytes); send fewer instances per request"),
-            )
-        } else {
-            ApiError::invalid(format!("cannot read the request body: {e}"))
-        }
-    })?;
     match verb {
         "predict" | "rawPredict" => {
             return super::predict::serve(&app, &key, verb == "rawPredict", private.0, &headers, body).await;

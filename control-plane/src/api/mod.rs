@@ -98,6 +98,7 @@ pub fn router(app: AppState, private: bool) -> Router {
             get(operations::get).post(operations::post_verb).delete(operations::delete),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(max_body, read_whole_body))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(PrivateListener(private)))
         .with_state(app)
@@ -105,6 +106,27 @@ pub fn router(app: AppState, private: bool) -> Router {
 
 async fn healthz() -> (StatusCode, Json<serde_json::Value>) {
     (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
+}
+
+/// Reads every request body (up to the limit) before routing, except artifact uploads, which
+/// stream. A handler that answers without reading the body (a bad path, a missing token) would
+/// otherwise leave it unread, and the connection could not be reused: keep-alive clients would
+/// see it closed under their next request.
+async fn read_whole_body(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path().ends_with("/artifacts") {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(e) if e.to_string().contains("length limit") => request::too_large(limit).into_response(),
+        Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
+    }
 }
 
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

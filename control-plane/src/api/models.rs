@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::list::{self, ListQuery};
-use super::request::{self, UpdateMask};
+use super::request::{self, Path, Query, UpdateMask};
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
 use crate::operations;

@@ -27,7 +27,7 @@ use utoipa::{Modify, OpenApi};
         api::PredictRequest, api::PredictResponse, api::UndeployModelRequest, api::MutateDeployedModelRequest,
         api::DeployModelResponse, api::MutateDeployedModelResponse, api::UploadModelResponse,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
     tags(
         (name = "auth", description = "API tokens"),
@@ -49,6 +49,31 @@ impl Modify for BearerAuth {
                 HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
             ),
         );
+    }
+}
+
+/// Every operation can answer with an error body (bad input, auth, conflicts, overload):
+/// documented once as each operation's `default` response.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = ResponseBuilder::new()
+            .description("An error: `{\"error\": {\"code\", \"message\", \"status\"}}`")
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                op.responses.responses.insert("default".into(), error.clone().into());
+            }
+        }
     }
 }
 

@@ -4,11 +4,12 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::list::ListQuery;
-use super::{ApiError, AppState, request};
+use super::request::{self, Path, Query};
+use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
 use crate::operations::to_api;
 

@@ -22,13 +22,21 @@ pub fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
             "INVALID_ARGUMENT",
             "send the body as JSON with `Content-Type: application/json`",
         )),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RESOURCE_EXHAUSTED",
-            "the request body is larger than the limit (--max-request-bytes)",
-        )),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(0)),
         Err(e) => Err(ApiError::invalid(format!("the request body is not valid: {}", e.body_text()))),
     }
+}
+
+/// A 413 for a body over `--max-request-bytes` (`limit`, when known).
+pub fn too_large(limit: usize) -> ApiError {
+    let size = if limit > 0 { format!(" of {limit} bytes") } else { String::new() };
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RESOURCE_EXHAUSTED",
+        format!(
+            "the request body is larger than the limit{size} (--max-request-bytes); send fewer instances per request"
+        ),
+    )
 }
 
 /// `"abc:deployModel"` -> (`"abc"`, `Some("deployModel")`).
@@ -148,5 +156,43 @@ mod tests {
         }
         assert_eq!(split_verb("ep:predict"), ("ep", Some("predict")));
         assert_eq!(split_verb("ep"), ("ep", None));
+    }
+}
+
+/// `axum::extract::Query` whose rejection is the API's JSON error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::invalid(format!("invalid query parameters: {}", e.body_text())))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is the API's JSON error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))
     }
 }

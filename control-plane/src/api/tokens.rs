@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use api::{ListTokensResponse, TokenInfo, TokenRequest, TokenResponse};
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
 
+use super::request::Path;
 use super::{ApiError, AppState};
 use crate::auth::{AuthError, Caller, password};
 use crate::store::records::{ApiToken, Timestamp};
