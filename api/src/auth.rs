@@ -47,3 +47,35 @@ pub struct TokenInfo {
 pub struct ListTokensResponse {
     pub tokens: Vec<TokenInfo>,
 }
+
+/// `POST /v1/users` (admins): a new user with roles per project (`*`: every project).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Project -> `viewer`, `editor`, `admin` or `predictor`.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+/// `PATCH /v1/users/{username}` (admins): a new password and/or roles. In `roles`, an empty
+/// role removes the user from that project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+/// A user as the API shows it (never the password).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub username: String,
+    pub roles: std::collections::BTreeMap<String, String>,
+    pub create_time: String,
+}

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod gateway;
 pub mod machine;
 pub mod manifests;
+pub mod metrics;
 pub mod operations;
 pub mod registry;
 pub mod serve;

@@ -46,6 +46,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let gateway = Arc::new(Gateway::new(GatewayConfig { timeout: config.predict_timeout }));
     let wake = Wake::default();
+    let metrics = crate::metrics::Metrics::new();
     let settings = Settings {
         public_url: config.public_url(),
         max_artifact_bytes: config.max_artifact_bytes,
@@ -61,6 +62,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         artifacts,
         gateway.clone(),
         wake.clone(),
+        metrics.clone(),
     ));
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
@@ -86,6 +88,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             catalog,
         },
         wake,
+        metrics,
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -99,6 +99,15 @@ async fn story(p: &Platform) {
     assert_eq!(body["modelVersionId"], "1");
     assert_eq!(body["modelDisplayName"], "mlp");
 
+    // Predictions and ready replicas show on /metrics, unauthenticated, for Prometheus.
+    let metrics = p.http.get(p.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let counted = format!(
+        "platform_predict_requests_total{{code=\"200\",deployed_model=\"{first_id}\",endpoint=\"mlp\"}} 1"
+    );
+    assert!(metrics.contains(&counted), "{metrics}");
+    let ready = format!("platform_ready_replicas{{deployed_model=\"{first_id}\",endpoint=\"mlp\"}} 1");
+    assert!(metrics.contains(&ready), "{metrics}");
+
     // :rawPredict forwards unchanged and says who answered in headers.
     let raw = p
         .http
@@ -190,6 +199,11 @@ async fn the_whole_path_on_sqlite_and_local_disk() {
     let dir = tempfile::tempdir().expect("dir");
     let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
     story(&p).await;
+    // The API describes itself.
+    let yaml = p.http.get(p.url("/openapi.yaml")).send().await.expect("openapi").text().await.expect("text");
+    assert_eq!(yaml, control_plane::api::openapi::to_yaml());
+    let page = p.http.get(p.url("/docs")).send().await.expect("docs").text().await.expect("text");
+    assert!(page.contains("models:upload"), "the API page lists the routes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,4 +380,84 @@ async fn deployed_models_come_back_after_kill_9() {
     let (status, body) = p.call_as(scoped, "GET", "/v1/projects/other/locations/local/models", None).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
+}
+
+/// Roles per project decide what each caller may do; public endpoints need no token; private
+/// ones are served only on the private listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_access_modes_decide_who_may_call() {
+    let dir = tempfile::tempdir().expect("dir");
+    let private_port = common::free_port();
+    let private = format!("127.0.0.1:{private_port}");
+    let p =
+        start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--private-listen", &private], &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    deploy(&p, "mlp", "mlp", json!({})).await;
+
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in ["viewer", "predictor", "editor"] {
+        let user = json!({"username": role, "password": "long-enough", "roles": {"default": role}});
+        let created = p.expect(200, "POST", "/v1/users", Some(user)).await;
+        assert_eq!(created["roles"]["default"], role);
+        let (status, issued) = p
+            .call_as("", "POST", "/v1/auth/token", Some(json!({"username": role, "password": "long-enough"})))
+            .await;
+        assert_eq!(status, 200, "{issued}");
+        tokens.insert(role, issued["token"].as_str().expect("token").to_string());
+    }
+    let instances = json!({"instances": reference("mlp")["vertex"]["instances"]});
+    let predict_path = format!("{LOC}/endpoints/mlp:predict");
+    let upload = json!({"model": {"displayName": "x", "artifactUri": "s3://b/m.onnx"}});
+    let cases: [(&str, &str, &str, Option<Value>, u16); 9] = [
+        ("viewer", "GET", "/models", None, 200),
+        ("viewer", "POST", "/models:upload", Some(upload.clone()), 403),
+        ("viewer", "POST", "/endpoints/mlp:predict", Some(instances.clone()), 200),
+        ("predictor", "POST", "/endpoints/mlp:predict", Some(instances.clone()), 200),
+        ("predictor", "GET", "/models", None, 403),
+        ("predictor", "GET", "/endpoints/mlp", None, 403),
+        ("editor", "POST", "/models:upload", Some(upload.clone()), 200),
+        ("editor", "POST", "/v1/users", Some(json!({"username": "x", "password": "long-enough"})), 403),
+        ("viewer", "GET", "/v1/users/viewer", None, 200),
+    ];
+    for (role, method, path, body, want) in cases {
+        let path = if path.starts_with("/v1/") { path.to_string() } else { format!("{LOC}{path}") };
+        let (status, answer) = p.call_as(&tokens[role], method, &path, body).await;
+        assert_eq!(status, want, "{role} {method} {path}: {answer}");
+        if status == 403 {
+            assert_eq!(answer["error"]["status"], "PERMISSION_DENIED");
+        }
+    }
+    // Taking the role away takes effect at once.
+    p.expect(200, "PATCH", "/v1/users/viewer", Some(json!({"roles": {"default": ""}}))).await;
+    assert_eq!(p.call_as(&tokens["viewer"], "GET", &format!("{LOC}/models"), None).await.0, 403);
+
+    // Public: no token needed. Private: not on the public listener, only on the private one.
+    let access = format!("{LOC}/endpoints/mlp?updateMask=access");
+    p.expect(200, "PATCH", &access, Some(json!({"access": "PUBLIC"}))).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.call_as("", "POST", &predict_path, Some(instances.clone())).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "public endpoints answer without a token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.expect(200, "PATCH", &access, Some(json!({"access": "PRIVATE"}))).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = p.call("POST", &predict_path, Some(instances.clone())).await;
+        if status == 404 {
+            assert!(body["error"]["message"].as_str().unwrap_or_default().contains("private"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "private endpoints leave the public listener");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let inside = reqwest::Client::new()
+        .post(format!("http://{private}{predict_path}"))
+        .bearer_auth(&tokens["predictor"])
+        .json(&instances)
+        .send()
+        .await
+        .expect("private listener");
+    assert_eq!(inside.status(), 200);
 }

@@ -10,6 +10,7 @@ pub mod operations;
 pub mod predict;
 pub mod request;
 mod tokens;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use crate::controller::Wake;
 use crate::gateway::Gateway;
 use crate::machine::Catalog;
 use crate::manifests::RenderConfig;
+use crate::metrics::Metrics;
 use crate::registry::ArtifactStore;
 use crate::store::Store;
 pub use error::ApiError;
@@ -54,6 +56,7 @@ pub struct App {
     pub artifacts: ArtifactStore,
     pub gateway: Arc<Gateway>,
     pub controller: Wake,
+    pub metrics: Metrics,
     /// Authenticated callers by token id, so that `:predict` does not query the database.
     auth_cache: Mutex<HashMap<String, (Caller, Instant)>>,
 }
@@ -74,12 +77,15 @@ pub fn router(app: AppState, private: bool) -> Router {
     let max_body = app.settings.max_request_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/openapi.yaml", get(openapi::yaml))
         .route("/openapi.json", get(openapi::json))
         .route("/docs", get(openapi::page))
         .route("/v1/auth/token", post(tokens::create_token))
         .route("/v1/auth/tokens", get(tokens::list_tokens))
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke_token))
+        .route("/v1/users", post(users::create))
+        .route("/v1/users/{username}", get(users::get).patch(users::update))
         .route(&format!("{location}/models"), get(models::list))
         .route(&format!("{location}/models:upload"), post(models::upload))
         .route(
@@ -98,7 +104,7 @@ pub fn router(app: AppState, private: bool) -> Router {
             get(operations::get).post(operations::post_verb).delete(operations::delete),
         )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(max_body, read_whole_body))
+        .layer(axum::middleware::from_fn_with_state((max_body, app.metrics.clone()), read_whole_body))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(PrivateListener(private)))
         .with_state(app)
@@ -112,21 +118,34 @@ async fn healthz() -> (StatusCode, Json<serde_json::Value>) {
 /// stream. A handler that answers without reading the body (a bad path, a missing token) would
 /// otherwise leave it unread, and the connection could not be reused: keep-alive clients would
 /// see it closed under their next request.
+/// Also counts every answer in `platform_api_requests_total`.
 async fn read_whole_body(
-    axum::extract::State(limit): axum::extract::State<usize>,
+    axum::extract::State((limit, metrics)): axum::extract::State<(usize, Metrics)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if request.uri().path().ends_with("/artifacts") {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Err(e) if e.to_string().contains("length limit") => request::too_large(limit).into_response(),
-        Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
-    }
+    let method = request.method().clone();
+    let response = if request.uri().path().ends_with("/artifacts") {
+        next.run(request).await
+    } else {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => {
+                next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+            }
+            Err(e) if e.to_string().contains("length limit") => request::too_large(limit).into_response(),
+            Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
+        }
+    };
+    metrics.api_request(method.as_str(), response.status().as_u16());
+    response
+}
+
+async fn metrics(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
 }
 
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
@@ -159,6 +178,7 @@ impl App {
         artifacts: ArtifactStore,
         gateway: Arc<Gateway>,
         controller: Wake,
+        metrics: Metrics,
     ) -> App {
         App {
             store,
@@ -170,6 +190,7 @@ impl App {
             artifacts,
             gateway,
             controller,
+            metrics,
             auth_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -178,6 +199,13 @@ impl App {
     pub fn forget_token(&self, token_id: &str) {
         if let Ok(mut cache) = self.auth_cache.lock() {
             cache.remove(token_id);
+        }
+    }
+
+    /// Forgets the cached callers of a user (after their roles changed).
+    pub fn forget_user(&self, user_id: i64) {
+        if let Ok(mut cache) = self.auth_cache.lock() {
+            cache.retain(|_, (caller, _)| caller.user_id != user_id);
         }
     }
 

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         super::tokens::create_token, super::tokens::list_tokens, super::tokens::revoke_token,
+        super::users::create, super::users::get, super::users::update,
         super::artifacts::upload,
         super::models::upload, super::models::list, super::models::get, super::models::patch,
         super::models::delete, super::models::post_verb,
@@ -30,7 +31,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth, &ErrorResponses),
     security(("bearer" = [])),
     tags(
-        (name = "auth", description = "API tokens"),
+        (name = "auth", description = "API tokens, users and their roles"),
         (name = "models", description = "The model registry: models, versions, aliases, artifacts"),
         (name = "endpoints", description = "Endpoints, deployed models, traffic splits; `:predict` and `:rawPredict` are POST `{id}:predict`"),
         (name = "operations", description = "Long-running operations"),

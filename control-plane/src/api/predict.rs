@@ -19,6 +19,24 @@ pub async fn serve(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = forward(app, endpoint, raw, private_listener, headers, body).await;
+    let (code, deployed_model) = match &result {
+        Ok((response, dm)) => (response.status().as_u16(), dm.as_str()),
+        Err(e) => (e.status.as_u16(), ""),
+    };
+    app.metrics.prediction(&endpoint.endpoint_id, deployed_model, code, started.elapsed());
+    result.map(|(response, _)| response)
+}
+
+async fn forward(
+    app: &App,
+    endpoint: &EndpointKey,
+    raw: bool,
+    private_listener: bool,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(Response, String), ApiError> {
     let name = endpoint.name();
     let route = app.gateway.endpoint(&name).map_err(gateway_error)?;
     match route.access {
@@ -55,7 +73,7 @@ pub async fn serve(
     if let Ok(v) = HeaderValue::from_str(&forwarded.deployed_model_id) {
         h.insert("x-vertex-ai-deployed-model-id", v);
     }
-    Ok(response)
+    Ok((response, forwarded.deployed_model_id))
 }
 
 /// The HTTP answer to each way a prediction can fail.

@@ -26,6 +26,7 @@ use crate::endpoints::traffic::TrafficSplit;
 use crate::gateway::{EndpointRoute, Gateway, ModelRoute, Replica, RoutingTable};
 use crate::machine::Catalog;
 use crate::manifests::{self, RenderConfig, RenderInput};
+use crate::metrics::Metrics;
 use crate::operations;
 use crate::store::{self, EndpointKey, ModelKey, Store, StoreError, Timestamp};
 
@@ -64,6 +65,7 @@ pub struct Controller {
     gateway: Arc<Gateway>,
     config: ControllerConfig,
     wake: Wake,
+    metrics: Metrics,
     /// Replicas by address, kept across routing snapshots so their load counters persist.
     replicas: Mutex<HashMap<SocketAddr, Arc<Replica>>>,
 }
@@ -84,8 +86,9 @@ impl Controller {
         gateway: Arc<Gateway>,
         config: ControllerConfig,
         wake: Wake,
+        metrics: Metrics,
     ) -> Controller {
-        Controller { store, backend, gateway, config, wake, replicas: Mutex::new(HashMap::new()) }
+        Controller { store, backend, gateway, config, wake, metrics, replicas: Mutex::new(HashMap::new()) }
     }
 
     /// Reconciles until `shutdown` resolves.
@@ -431,6 +434,7 @@ impl Controller {
         let mut pool = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
         let mut used: HashSet<SocketAddr> = HashSet::new();
         let mut table = RoutingTable::default();
+        self.metrics.ready_replicas.reset();
         for e in endpoints {
             let key = e.key();
             let models: Vec<ModelRoute> = deployed
@@ -438,8 +442,12 @@ impl Controller {
                 .filter(|d| d.endpoint_key() == key && d.desired_state != "undeploying")
                 .filter_map(|d| {
                     let (status, route) = statuses.get(&(key.clone(), d.deployed_model_id.clone()))?;
-                    let replicas = status
-                        .ready_addresses()
+                    let ready = status.ready_addresses();
+                    self.metrics
+                        .ready_replicas
+                        .with_label_values(&[&d.endpoint_id, &d.deployed_model_id])
+                        .set(ready.len() as i64);
+                    let replicas = ready
                         .into_iter()
                         .map(|a| {
                             used.insert(a);

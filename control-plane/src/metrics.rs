@@ -1,0 +1,85 @@
+//! Prometheus metrics of the platform, served on `GET /metrics`: API requests, predictions per
+//! endpoint and deployed model with their latency, and ready replicas.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The platform's metrics, in a registry of their own.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    api_requests: IntCounterVec,
+    predictions: IntCounterVec,
+    predict_latency: HistogramVec,
+    pub ready_replicas: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "platform_api_requests_total",
+                "REST API requests answered, by method and HTTP status.",
+            ),
+            &["method", "code"],
+        )
+        .expect("static metric definition");
+        let predictions = IntCounterVec::new(
+            Opts::new(
+                "platform_predict_requests_total",
+                "`:predict` and `:rawPredict` requests, by endpoint, deployed model and HTTP status.",
+            ),
+            &["endpoint", "deployed_model", "code"],
+        )
+        .expect("static metric definition");
+        let predict_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "platform_predict_duration_seconds",
+                "Time from request to response through the gateway, by endpoint.",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 18).expect("static buckets")),
+            &["endpoint"],
+        )
+        .expect("static metric definition");
+        let ready_replicas = IntGaugeVec::new(
+            Opts::new("platform_ready_replicas", "Ready replicas, by endpoint and deployed model."),
+            &["endpoint", "deployed_model"],
+        )
+        .expect("static metric definition");
+        let registry = Registry::new();
+        for c in [
+            Box::new(api_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(predictions.clone()),
+            Box::new(predict_latency.clone()),
+            Box::new(ready_replicas.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics { registry, api_requests, predictions, predict_latency, ready_replicas }
+    }
+
+    pub fn api_request(&self, method: &str, code: u16) {
+        self.api_requests.with_label_values(&[method, &code.to_string()]).inc();
+    }
+
+    pub fn prediction(&self, endpoint: &str, deployed_model: &str, code: u16, took: Duration) {
+        self.predictions.with_label_values(&[endpoint, deployed_model, &code.to_string()]).inc();
+        self.predict_latency.with_label_values(&[endpoint]).observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
