@@ -140,6 +140,24 @@ async fn story(p: &Platform) {
     let (status, body) = p.call("POST", &format!("{LOC}/endpoints/mlp:predict"), Some(big)).await;
     assert_eq!(status, 413, "{body}");
 
+    // More replicas through :mutateDeployedModel; both serve.
+    let mutate = json!({"deployedModel": {"id": first_id, "dedicatedResources": {"minReplicaCount": 2, "maxReplicaCount": 2}},
+        "updateMask": "dedicatedResources.minReplicaCount,dedicatedResources.maxReplicaCount"});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/mlp:mutateDeployedModel"), Some(mutate)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    assert_eq!(done["response"]["deployedModel"]["status"]["availableReplicaCount"], 2, "{done}");
+    let bad = json!({"deployedModel": {"id": first_id, "dedicatedResources": {"minReplicaCount": 3, "maxReplicaCount": 2}},
+        "updateMask": "dedicatedResources.minReplicaCount"});
+    let body = p.expect(400, "POST", &format!("{LOC}/endpoints/mlp:mutateDeployedModel"), Some(bad)).await;
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("below minReplicaCount"),
+        "{body}"
+    );
+    let ops = p.expect(200, "GET", &format!("{LOC}/operations?filter=done%3Dtrue&pageSize=2"), None).await;
+    assert_eq!(ops["operations"].as_array().map(Vec::len), Some(2), "{ops}");
+    assert!(!ops["nextPageToken"].as_str().unwrap_or_default().is_empty(), "{ops}");
+
     // A second version with 50% of the traffic: both answer.
     let (_, v2) = upload_mlp(p, Some("mlp"), &[]).await;
     assert_eq!(v2, "2");
@@ -292,6 +310,15 @@ async fn a_custom_container_runs_as_a_process() {
         message.contains("cannot load the model (on purpose)"),
         "the replica's output is in the error: {message}"
     );
+    // A deploy that would wait for its (long) timeout can be cancelled.
+    let mut slow = body.clone();
+    slow["deployedModel"]["model"] = json!("broken");
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(slow)).await;
+    let name = op["name"].as_str().expect("name").to_string();
+    p.expect(200, "POST", &format!("/v1/{name}:cancel"), None).await;
+    let done = p.wait(&op).await;
+    assert_eq!(done["error"]["status"], "CANCELLED", "{done}");
+
     tokio::time::sleep(Duration::from_millis(600)).await;
     let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/custom"), None).await;
     assert_eq!(endpoint["deployedModels"].as_array().map(Vec::len), Some(1), "{endpoint}");
