@@ -267,7 +267,7 @@ async fn the_whole_path_on_postgres_and_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_container_runs_as_a_process() {
     let dir = tempfile::tempdir().expect("dir");
-    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--predict-timeout", "1s"], &[]).await;
     let python = common::python();
     let app = common::root().join("tests/apps/custom_server.py");
     let upload = |id: &str, extra: &[&str]| {
@@ -295,6 +295,11 @@ async fn a_custom_container_runs_as_a_process() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["predictions"], json!([{"sum": 3, "by": "custom"}, {"sum": 7, "by": "custom"}]));
     assert_eq!(answer["modelDisplayName"], "custom");
+    let (status, answer) = p
+        .call("POST", &format!("{LOC}/endpoints/custom:predict"), Some(json!({"instances": ["slow"]})))
+        .await;
+    assert_eq!(status, 504, "{answer}");
+    assert_eq!(answer["error"]["status"], "DEADLINE_EXCEEDED");
 
     // A server that exits at once: the deploy fails after its timeout, says why, and leaves
     // the endpoint as it was.
@@ -437,7 +442,7 @@ async fn roles_and_access_modes_decide_who_may_call() {
     let instances = json!({"instances": reference("mlp")["vertex"]["instances"]});
     let predict_path = format!("{LOC}/endpoints/mlp:predict");
     let upload = json!({"model": {"displayName": "x", "artifactUri": "s3://b/m.onnx"}});
-    let cases: [(&str, &str, &str, Option<Value>, u16); 9] = [
+    let cases: [(&str, &str, &str, Option<Value>, u16); 10] = [
         ("viewer", "GET", "/models", None, 200),
         ("viewer", "POST", "/models:upload", Some(upload.clone()), 403),
         ("viewer", "POST", "/endpoints/mlp:predict", Some(instances.clone()), 200),
@@ -447,6 +452,13 @@ async fn roles_and_access_modes_decide_who_may_call() {
         ("editor", "POST", "/models:upload", Some(upload.clone()), 200),
         ("editor", "POST", "/v1/users", Some(json!({"username": "x", "password": "long-enough"})), 403),
         ("viewer", "GET", "/v1/users/viewer", None, 200),
+        (
+            "editor",
+            "POST",
+            "/models:upload",
+            Some(json!({"model": {"displayName": "x", "artifactUri": "file:///etc/passwd"}})),
+            403,
+        ),
     ];
     for (role, method, path, body, want) in cases {
         let path = if path.starts_with("/v1/") { path.to_string() } else { format!("{LOC}{path}") };
