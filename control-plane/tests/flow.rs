@@ -500,3 +500,59 @@ async fn roles_and_access_modes_decide_who_may_call() {
         .expect("private listener");
     assert_eq!(inside.status(), 200);
 }
+
+async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
+    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
+    e["deployedModels"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == id))
+        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
+        .unwrap_or(-1)
+}
+
+async fn wait_replicas(p: &Platform, endpoint: &str, id: &str, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = available_replicas(p, endpoint, id).await;
+        if n == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} replicas, expected {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Request-rate autoscaling adds replicas under load; a model with `minReplicaCount` 0 goes to
+/// zero when idle, and the next request waits for a new replica instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_follows_requests_and_scales_to_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let p = start(&data, &["--cpu-overcommit", "4", "--scale-down-delay", "3s"], &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    let body = json!({"deployedModel": {"model": "mlp", "dedicatedResources": {
+        "machineSpec": {"machineType": "e2-small"}, "minReplicaCount": 0, "maxReplicaCount": 2,
+        "autoscalingMetricSpecs": [{"metricName": "aiplatform.googleapis.com/prediction/online/request_count", "target": 60}]}}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/mlp:deployModel"), Some(body)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    let id = done["response"]["deployedModel"]["id"].as_str().expect("id").to_string();
+    assert_eq!(available_replicas(&p, "mlp", &id).await, 1, "a deploy starts one replica");
+
+    // 60 requests a minute per replica: a burst asks for the maximum.
+    for _ in 0..30 {
+        assert_eq!(predict(&p, "mlp").await.0, 200);
+    }
+    wait_replicas(&p, "mlp", &id, 2).await;
+
+    // Idle past the scale-down delay: zero replicas, no process left.
+    wait_replicas(&p, "mlp", &id, 0).await;
+    assert!(replica_pids(&data).iter().all(|pid| !alive(*pid)), "no replica runs");
+
+    // The next request is held until a replica is ready, then answered.
+    let (status, body) = predict(&p, "mlp").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deployedModelId"], id.as_str());
+}
