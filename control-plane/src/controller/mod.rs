@@ -217,6 +217,7 @@ impl Controller {
             machine: compute.machine,
             min_replicas: compute.min_replicas,
             max_replicas: compute.max_replicas,
+            autoscaling: spec.dedicated_resources.map(|d| d.autoscaling_metric_specs).unwrap_or_default(),
         };
         let predict_route = manifests::aip_env(&input)
             .into_iter()
