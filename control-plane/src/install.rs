@@ -56,9 +56,11 @@ pub struct Values {
     pub cluster_issuer: Option<String>,
     /// Secret with the PostgreSQL URL (`postgres://user:password@host/db`).
     pub database: SecretKey,
+    /// Where uploaded artifacts go (`s3://bucket/prefix`): pods have no lasting disk.
+    pub artifact_store: String,
     /// Secret whose keys become the environment for S3 (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `PLATFORM_ARTIFACT_BUCKET`).
-    /// Deployed models get it too, to read their artifacts.
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`). Deployed models get it too, to
+    /// read their artifacts.
     pub s3_secret: String,
     /// Secret with the key that signs API tokens; every replica must share it.
     pub jwt_key: SecretKey,
@@ -107,6 +109,7 @@ impl Default for Values {
             ingress_class_name: None,
             cluster_issuer: Some("letsencrypt".into()),
             database: SecretKey { secret_name: "platform-database".into(), key: "url".into() },
+            artifact_store: "s3://platform-artifacts/".into(),
             s3_secret: "platform-s3".into(),
             jwt_key: SecretKey { secret_name: "platform-jwt".into(), key: "jwt.key".into() },
             api: Component::default(),
@@ -309,6 +312,8 @@ fn platform_deployment(
             env("PLATFORM_INSECURE_HTTP", "true"),
             env("PLATFORM_DATA_DIR", "/var/lib/platform"),
             env("PLATFORM_RUNTIME_IMAGE", &render.runtime_image),
+            env("PLATFORM_ARTIFACT_STORE", &values.artifact_store),
+            env("PLATFORM_PUBLIC_URL", &format!("https://{}", values.host)),
             env("PLATFORM_JWT_KEY_FILE", &format!("/etc/platform/jwt/{}", values.jwt_key.key)),
             EnvVar {
                 name: "PLATFORM_DATABASE_URL".into(),
@@ -580,6 +585,7 @@ mod tests {
         let values = Values::from_yaml(
             "namespace: ml\nimage: registry.local/platform:1.2\nhost: ml.corp.example\n\
              database: {secretName: pg, key: dsn}\ns3Secret: minio\nclusterIssuer: null\n\
+             artifactStore: s3://ml-artifacts/prod\n\
              gateway: {minReplicas: 3, maxReplicas: 6}\n",
         )
         .unwrap();
@@ -593,6 +599,11 @@ mod tests {
         let key = db.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((key.name.as_str(), key.key.as_str()), ("pg", "dsn"));
         assert_eq!(c.env_from.as_ref().unwrap()[0].secret_ref.as_ref().unwrap().name, "minio");
+        let env = |name: &str| {
+            c.env.as_ref().unwrap().iter().find(|e| e.name == name).and_then(|e| e.value.clone())
+        };
+        assert_eq!(env("PLATFORM_ARTIFACT_STORE").as_deref(), Some("s3://ml-artifacts/prod"));
+        assert_eq!(env("PLATFORM_PUBLIC_URL").as_deref(), Some("https://ml.corp.example"));
         assert_eq!(
             i.ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0].host.as_deref(),
             Some("ml.corp.example")
