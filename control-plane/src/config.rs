@@ -4,7 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// Where replicas run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Local,
+    Kubernetes,
+}
 
 /// How `platform serve` runs.
 #[derive(Debug, Clone, Args)]
@@ -98,6 +105,15 @@ pub struct ServeConfig {
     /// `minReplicaCount` 0, how long without requests before scaling to zero).
     #[arg(long, env = "PLATFORM_SCALE_DOWN_DELAY", default_value = "5m", value_parser = humantime::parse_duration)]
     pub scale_down_delay: Duration,
+
+    /// Where replicas run: `local` (processes on this machine) or `kubernetes` (the cluster of
+    /// the in-cluster service account or the kubeconfig).
+    #[arg(long, env = "PLATFORM_BACKEND", value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+
+    /// Namespace of the `kubernetes` backend. Default: the credentials' namespace.
+    #[arg(long, env = "PLATFORM_NAMESPACE")]
+    pub namespace: Option<String>,
 
     /// How often the controller checks replicas without being asked.
     #[arg(long, env = "PLATFORM_RECONCILE_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]

@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use crate::api::{self, App, Settings};
 use crate::auth::token::TokenKeys;
-use crate::backend::{Backend, Local, LocalConfig};
-use crate::config::ServeConfig;
+use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
+use crate::config::{BackendKind, ServeConfig};
 use crate::controller::{Controller, ControllerConfig, Wake};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::machine::Catalog;
@@ -37,12 +37,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
     let render = RenderConfig { runtime_image: config.runtime_image.clone(), ..RenderConfig::default() };
-
-    let mut local = LocalConfig::new(&config.data_dir);
-    local.runtime_image = crate::manifests::render::image_repository(&config.runtime_image).to_string();
-    local.cpu_overcommit = config.cpu_overcommit;
-    let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
-    let backend: Arc<dyn Backend> = local.clone();
+    let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
+    {
+        BackendKind::Local => {
+            let mut local = LocalConfig::new(&config.data_dir);
+            local.runtime_image =
+                crate::manifests::render::image_repository(&config.runtime_image).to_string();
+            local.cpu_overcommit = config.cpu_overcommit;
+            let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
+            (local.clone(), render, Some(local))
+        }
+        BackendKind::Kubernetes => {
+            let k8s = Kubernetes::connect(config.namespace.clone(), render)
+                .await
+                .context("cannot start the kubernetes backend")?;
+            let render = k8s.render_config().clone();
+            (Arc::new(k8s), render, None)
+        }
+    };
 
     let gateway = Arc::new(Gateway::new(GatewayConfig {
         timeout: config.predict_timeout,
@@ -66,6 +78,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         gateway.clone(),
         wake.clone(),
         metrics.clone(),
+        backend.clone(),
     ));
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
@@ -82,7 +95,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let controller = Arc::new(Controller::new(
         store.clone(),
-        backend,
+        backend.clone(),
         gateway,
         ControllerConfig {
             period: config.reconcile_period,
@@ -143,7 +156,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         axum_server::bind_rustls(config.listen, tls).handle(handle).serve(router.into_make_service()).await
     };
     let _ = controller_task.await;
-    local.shutdown().await;
+    if let Some(local) = local {
+        local.shutdown().await;
+    }
     store.close().await;
     served.with_context(|| format!("cannot serve on {}", config.listen))
 }

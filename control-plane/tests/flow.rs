@@ -556,3 +556,115 @@ async fn autoscaling_follows_requests_and_scales_to_zero() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["deployedModelId"], id.as_str());
 }
+
+/// The manifests behind a deployed model: read them, edit them (validated, diffed, applied as
+/// a new revision that the local backend runs), refuse unsafe edits, roll back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_are_shown_edited_and_rolled_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    let id = deploy(&p, "mlp", "mlp", json!({})).await["id"].as_str().expect("id").to_string();
+    let path = format!("{LOC}/endpoints/mlp/deployedModels/{id}/manifests");
+
+    let yaml = p.http.get(p.url(&path)).bearer_auth(&p.token).send().await.expect("get");
+    assert_eq!(yaml.status(), 200);
+    assert_eq!(yaml.headers()["x-platform-revision"], "1");
+    let yaml = yaml.text().await.expect("yaml");
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("kind: Service"), "{yaml}");
+    let docs: Value = p
+        .http
+        .get(p.url(&path))
+        .bearer_auth(&p.token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(docs[0]["kind"], "Deployment", "{docs}");
+    let whole = p
+        .http
+        .get(p.url(&format!("{LOC}/endpoints/mlp/manifests")))
+        .bearer_auth(&p.token)
+        .send()
+        .await
+        .expect("get");
+    assert!(whole.text().await.expect("text").contains("kind: Ingress"));
+
+    let put = |body: String, dry: bool| {
+        let url = p.url(&format!("{path}{}", if dry { "?dryRun=true" } else { "" }));
+        let req = p.http.put(url).bearer_auth(&p.token).header("content-type", "application/yaml").body(body);
+        async move {
+            let resp = req.send().await.expect("put");
+            (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
+        }
+    };
+    // An extra environment variable: a dry run shows the diff, the real edit becomes revision 2.
+    let edited = yaml.replacen(
+        "      - env:\n",
+        "      - env:\n        - name: EDITED\n          value: yes-please\n",
+        1,
+    );
+    assert!(edited != yaml, "the rendered container has an env list");
+    let (status, dry) = put(edited.clone(), true).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["dryRun"], true);
+    assert!(dry["diff"].as_str().unwrap_or_default().contains("+        - name: EDITED"), "{dry}");
+    let (status, applied) = put(edited.clone(), false).await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["revision"]["revision"], "2");
+    assert_eq!(applied["revision"]["source"], "edited");
+
+    // The replica is replaced by one with the edited environment, and serves.
+    let data = dir.path().join("data");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let environ: Vec<String> = replica_pids(&data)
+            .into_iter()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        if environ.iter().any(|e| e.contains("EDITED=yes-please")) && predict(&p, "mlp").await.0 == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the edit did not reach the replica");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Unsafe edits are refused with every problem and its path.
+    let unsafe_edit = edited.replacen(
+        "        securityContext:\n",
+        "        securityContext:\n          privileged: true\n",
+        1,
+    );
+    let (status, refused) = put(unsafe_edit, false).await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("securityContext/privileged"), "{message}");
+    assert_eq!(refused["error"]["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+    let (status, _) = put("not: [yaml".into(), false).await;
+    assert_eq!(status, 400);
+
+    // Revisions, and a rollback to the rendered one.
+    let revisions =
+        p.expect(200, "GET", &format!("{LOC}/endpoints/mlp/deployedModels/{id}/revisions"), None).await;
+    let sources: Vec<&str> = revisions["revisions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["source"].as_str())
+        .collect();
+    assert_eq!(sources, ["rendered", "edited"]);
+    let back = p
+        .expect(200, "POST", &format!("{LOC}/endpoints/mlp/deployedModels/{id}/revisions/1:rollback"), None)
+        .await;
+    assert_eq!(back["revision"], "3");
+    assert_eq!(back["source"], "rollback");
+    let now =
+        p.http.get(p.url(&path)).bearer_auth(&p.token).send().await.expect("get").text().await.expect("text");
+    assert_eq!(now, yaml, "the rollback restores revision 1");
+}

@@ -16,11 +16,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (overload, no replica ready yet).
     pub retry_after: Option<u32>,
+    /// `details` of the error body (e.g. a `google.rpc.BadRequest` with field violations).
+    pub details: Vec<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, details: vec![] }
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
@@ -33,6 +35,10 @@ impl ApiError {
 
     pub fn retry_after(self, seconds: u32) -> ApiError {
         ApiError { retry_after: Some(seconds), ..self }
+    }
+
+    pub fn with_details(self, details: Vec<serde_json::Value>) -> ApiError {
+        ApiError { details, ..self }
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -51,7 +57,7 @@ impl IntoResponse for ApiError {
                 code: i32::from(self.status.as_u16()),
                 message: self.message,
                 status: self.code.to_string(),
-                details: vec![],
+                details: self.details,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod endpoints;
 pub mod error;
 pub mod list;
+pub mod manifests;
 pub mod models;
 pub mod openapi;
 pub mod operations;
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 
 use crate::auth::token::TokenKeys;
 use crate::auth::{AuthError, Caller, Role};
+use crate::backend::Backend;
 use crate::controller::Wake;
 use crate::gateway::Gateway;
 use crate::machine::Catalog;
@@ -57,6 +59,7 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub controller: Wake,
     pub metrics: Metrics,
+    pub backend: Arc<dyn Backend>,
     /// Authenticated callers by token id, so that `:predict` does not query the database.
     auth_cache: Mutex<HashMap<String, (Caller, Instant)>>,
 }
@@ -97,6 +100,21 @@ pub fn router(app: AppState, private: bool) -> Router {
         .route(
             &format!("{location}/endpoints/{{endpoint}}"),
             get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete).post(endpoints::post_verb),
+        )
+        .route(&format!("{location}/endpoints/{{endpoint}}/manifests"), get(manifests::get_endpoint))
+        .route(
+            &format!("{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/manifests"),
+            get(manifests::get).put(manifests::put),
+        )
+        .route(
+            &format!("{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/revisions"),
+            get(manifests::list_revisions),
+        )
+        .route(
+            &format!(
+                "{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/revisions/{{revision}}"
+            ),
+            get(manifests::get_revision).post(manifests::rollback),
         )
         .route(&format!("{location}/operations"), get(operations::list))
         .route(
@@ -179,6 +197,7 @@ impl App {
         gateway: Arc<Gateway>,
         controller: Wake,
         metrics: Metrics,
+        backend: Arc<dyn Backend>,
     ) -> App {
         App {
             store,
@@ -191,6 +210,7 @@ impl App {
             gateway,
             controller,
             metrics,
+            backend,
             auth_cache: Mutex::new(HashMap::new()),
         }
     }

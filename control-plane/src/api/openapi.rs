@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         super::endpoints::create, super::endpoints::list, super::endpoints::get, super::endpoints::patch,
         super::endpoints::delete, super::endpoints::post_verb,
         super::operations::list, super::operations::get, super::operations::post_verb, super::operations::delete,
+        super::manifests::get, super::manifests::get_endpoint, super::manifests::put, super::manifests::list_revisions,
+        super::manifests::get_revision, super::manifests::rollback,
     ),
     components(schemas(
         api::PredictRequest, api::PredictResponse, api::UndeployModelRequest, api::MutateDeployedModelRequest,
@@ -35,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "models", description = "The model registry: models, versions, aliases, artifacts"),
         (name = "endpoints", description = "Endpoints, deployed models, traffic splits; `:predict` and `:rawPredict` are POST `{id}:predict`"),
         (name = "operations", description = "Long-running operations"),
+        (name = "manifests", description = "The Kubernetes manifests of each deployed model: read, edit, revisions, rollback"),
     ),
 )]
 pub struct ApiDoc;

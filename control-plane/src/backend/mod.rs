@@ -35,20 +35,13 @@ pub trait Backend: Send + Sync {
     /// (the default) says which objects it left aside.
     async fn apply_rendered(&self, rendered: &Rendered) -> Result<Vec<String>, BackendError> {
         let mut warnings = self.apply(&rendered.deployment).await?;
-        let ignored: Vec<&str> = [
-            rendered
-                .hpa
-                .as_ref()
-                .map(|_| "HorizontalPodAutoscaler (the platform's autoscaler scales instead)"),
-            rendered.pdb.as_ref().map(|_| "PodDisruptionBudget"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if !ignored.is_empty() {
-            warnings.push(format!("not used by this backend: {}", ignored.join(", ")));
-        }
+        warnings.extend(ignored_objects(rendered));
         Ok(warnings)
+    }
+
+    /// What `apply_rendered` would warn about, without applying (for dry runs of edits).
+    async fn check(&self, rendered: &Rendered) -> Result<Vec<String>, BackendError> {
+        Ok(ignored_objects(rendered).into_iter().collect())
     }
 
     /// Make an endpoint's routing objects (Ingress, NetworkPolicy) true. Nothing to do where the
@@ -61,6 +54,18 @@ pub trait Backend: Send + Sync {
     async fn delete_endpoint(&self, _endpoint_id: &str) -> Result<(), BackendError> {
         Ok(())
     }
+}
+
+/// The warning of a backend that runs only the Deployment (and Service) of a deployed model.
+pub fn ignored_objects(rendered: &Rendered) -> Option<String> {
+    let ignored: Vec<&str> = [
+        rendered.hpa.as_ref().map(|_| "HorizontalPodAutoscaler (the platform's autoscaler scales instead)"),
+        rendered.pdb.as_ref().map(|_| "PodDisruptionBudget"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!ignored.is_empty()).then(|| format!("not used by this backend: {}", ignored.join(", ")))
 }
 
 /// The replicas of one deployment.

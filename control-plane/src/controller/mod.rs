@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -21,13 +20,12 @@ use rollout::Verdict;
 pub use rollout::parse_timeout;
 
 use crate::api::endpoints::deployed_to_api;
-use crate::api::models::container_spec;
 use crate::backend::{Backend, DeploymentStatus};
-use crate::endpoints::resources;
+use crate::endpoints::desired;
 use crate::endpoints::traffic::TrafficSplit;
 use crate::gateway::{EndpointRoute, Gateway, ModelRoute, Replica, RoutingTable};
 use crate::machine::Catalog;
-use crate::manifests::{self, RenderConfig, RenderInput};
+use crate::manifests::{self, RenderConfig, Rendered};
 use crate::metrics::Metrics;
 use crate::operations;
 use crate::store::{self, EndpointKey, ModelKey, Store, StoreError, Timestamp};
@@ -73,16 +71,19 @@ pub struct Controller {
     replicas: Mutex<HashMap<SocketAddr, Arc<Replica>>>,
     /// The autoscaler's memory, by deployment name.
     autoscalers: Mutex<HashMap<String, Autoscaler>>,
+    /// The endpoint objects (Ingress, NetworkPolicy) last applied, by endpoint id.
+    endpoint_objects: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 /// What a deployed model renders to, with the inputs the controller needs again.
 struct Desired {
-    deployment: Deployment,
-    manifests: String,
+    objects: Rendered,
     min_replicas: u32,
     bounds: Bounds,
     timeout: Duration,
     predict_route: String,
+    /// Why the edited revision is not what runs, if so.
+    problem: Option<String>,
 }
 
 impl Controller {
@@ -103,6 +104,7 @@ impl Controller {
             metrics,
             replicas: Mutex::new(HashMap::new()),
             autoscalers: Mutex::new(HashMap::new()),
+            endpoint_objects: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,53 +194,117 @@ impl Controller {
                 tracing::warn!(operation = %op.operation_id, error = %e, "cannot finish the operation");
             }
         }
-        self.publish(&deployed, &statuses).await?;
+        let endpoints = self.store.list_all_endpoints().await?;
+        self.reconcile_endpoint_objects(&endpoints).await;
+        self.publish(&endpoints, &deployed, &statuses);
         Ok(())
     }
 
-    fn desired(&self, dm: &store::DeployedModel, version: &store::ModelVersion) -> Result<Desired, String> {
-        let spec: api::DeployedModel = serde_json::from_value(dm.spec.clone()).unwrap_or_default();
-        let compute = resources::resolve(&spec, &self.config.catalog)?;
-        let container = container_spec(version).unwrap_or_default();
-        let timeout = match &container.deployment_timeout {
-            Some(t) => parse_timeout(t)?,
+    /// Applies each endpoint's Ingress or NetworkPolicy when it changed; removes those of
+    /// deleted endpoints.
+    async fn reconcile_endpoint_objects(&self, endpoints: &[store::Endpoint]) {
+        let mut applied = self.endpoint_objects.lock().await;
+        let mut seen = HashSet::new();
+        for e in endpoints {
+            seen.insert(e.endpoint_id.clone());
+            let input = manifests::EndpointInput {
+                project: e.project.clone(),
+                location: e.location.clone(),
+                endpoint_id: e.endpoint_id.clone(),
+                access: crate::api::endpoints::access_of(e),
+            };
+            let objects = manifests::render_endpoint(&input, &self.config.render);
+            let Ok(yaml) = objects.to_yaml() else { continue };
+            if applied.get(&e.endpoint_id) == Some(&yaml) {
+                continue;
+            }
+            match self.backend.apply_endpoint(&objects).await {
+                Ok(_) => {
+                    applied.insert(e.endpoint_id.clone(), yaml);
+                }
+                Err(err) => {
+                    tracing::warn!(endpoint = %e.endpoint_id, error = %err, "cannot apply the endpoint's objects")
+                }
+            }
+        }
+        let gone: Vec<String> = applied.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+        for id in gone {
+            match self.backend.delete_endpoint(&id).await {
+                Ok(()) => {
+                    applied.remove(&id);
+                }
+                Err(err) => {
+                    tracing::warn!(endpoint = %id, error = %err, "cannot remove the endpoint's objects")
+                }
+            }
+        }
+    }
+
+    /// The objects to run for a deployed model: the newest revision when a person edited it
+    /// (or rolled back), else the rendering; a new rendered revision when the rendering changed.
+    async fn desired(&self, dm: &store::DeployedModel) -> Result<Result<Desired, String>, StoreError> {
+        let key = dm.endpoint_key();
+        let model = ModelKey::new(&dm.project, &dm.location, &dm.model_id);
+        let version = self.store.get_model_version(&model, dm.version_id).await?;
+        let desired = match desired::render(dm, &version, &self.config.catalog, &self.config.render) {
+            Ok(d) => d,
+            Err(message) => return Ok(Err(message)),
+        };
+        let timeout = match &desired.input.container.deployment_timeout {
+            Some(t) => match parse_timeout(t) {
+                Ok(t) => t,
+                Err(message) => return Ok(Err(message)),
+            },
             None => self.config.deploy_timeout,
         };
-        let input = RenderInput {
-            project: dm.project.clone(),
-            location: dm.location.clone(),
-            endpoint_id: dm.endpoint_id.clone(),
-            deployed_model_id: dm.deployed_model_id.clone(),
-            model_id: dm.model_id.clone(),
-            model_version_id: dm.version_id.to_string(),
-            display_name: dm.display_name.clone(),
-            container,
-            artifact_uri: Some(version.artifact_uri.clone()).filter(|u| !u.is_empty()),
-            machine: compute.machine,
-            min_replicas: compute.min_replicas,
-            max_replicas: compute.max_replicas,
-            autoscaling: spec.dedicated_resources.map(|d| d.autoscaling_metric_specs).unwrap_or_default(),
-        };
-        let predict_route = manifests::aip_env(&input)
-            .into_iter()
-            .find(|(k, _)| k == "AIP_PREDICT_ROUTE")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        let rendered = manifests::render(&input, &self.config.render);
-        let manifests = rendered.to_yaml().map_err(|e| e.to_string())?;
-        let target_rpm = compute
+        let target_rpm = desired
+            .compute
             .autoscaling
             .iter()
             .find(|(m, _)| m == api::METRIC_REQUESTS)
             .and_then(|(_, t)| u32::try_from(*t).ok());
-        Ok(Desired {
-            deployment: rendered.deployment,
-            manifests,
-            min_replicas: compute.min_replicas,
-            bounds: Bounds { min: compute.min_replicas, max: compute.max_replicas, target_rpm },
-            timeout,
-            predict_route,
-        })
+        let mut bounds =
+            Bounds { min: desired.compute.min_replicas, max: desired.compute.max_replicas, target_rpm };
+        let latest = self.store.latest_revision(&key, &dm.deployed_model_id).await?;
+        let mut objects = desired.rendered.clone();
+        let mut problem = None;
+        match latest {
+            Some(r) if r.source != "rendered" => {
+                match crate::manifests::validate::validate_deployed_model(&r.manifests, &desired.rendered) {
+                    Ok(edited) => {
+                        // Edited replicas are a fixed count; the autoscaler keeps out.
+                        if let Some(n) =
+                            desired::replicas(&edited).filter(|n| Some(*n) != desired::replicas(&objects))
+                        {
+                            bounds = Bounds { min: n, max: n, target_rpm: None };
+                        }
+                        objects = edited;
+                    }
+                    Err(problems) => {
+                        problem = Some(format!(
+                            "revision {} no longer fits this deployed model; running the rendered manifests: {problems}",
+                            r.revision
+                        ));
+                    }
+                }
+            }
+            Some(r) if r.manifests == desired.manifests => {}
+            _ => {
+                let revision = store::Revision {
+                    project: dm.project.clone(),
+                    location: dm.location.clone(),
+                    endpoint_id: dm.endpoint_id.clone(),
+                    deployed_model_id: dm.deployed_model_id.clone(),
+                    manifests: desired.manifests.clone(),
+                    source: "rendered".into(),
+                    ..Default::default()
+                };
+                let stored = self.store.insert_revision(&revision).await?;
+                tracing::info!(deployed_model = %dm.deployed_model_id, revision = stored.revision, "new revision");
+            }
+        }
+        let predict_route = desired::predict_route(&objects).unwrap_or_default();
+        Ok(Ok(Desired { objects, min_replicas: bounds.min, bounds, timeout, predict_route, problem }))
     }
 
     /// Keeps a deploying or deployed model running; finishes its deploy or mutate operation.
@@ -249,32 +315,18 @@ impl Controller {
         op: Option<&store::Operation>,
     ) -> Result<Option<(DeploymentStatus, String)>, StoreError> {
         let key = dm.endpoint_key();
-        let model = ModelKey::new(&dm.project, &dm.location, &dm.model_id);
-        let version = self.store.get_model_version(&model, dm.version_id).await?;
-        let desired = match self.desired(dm, &version) {
+        let desired = match self.desired(dm).await? {
             Ok(d) => d,
             Err(message) => return self.fail(dm, name, op, "INVALID_ARGUMENT", &message).await.map(|_| None),
         };
-        let latest = self.store.latest_revision(&key, &dm.deployed_model_id).await?;
-        if latest.as_ref().is_none_or(|r| r.source == "rendered" && r.manifests != desired.manifests) {
-            let revision = store::Revision {
-                project: dm.project.clone(),
-                location: dm.location.clone(),
-                endpoint_id: dm.endpoint_id.clone(),
-                deployed_model_id: dm.deployed_model_id.clone(),
-                manifests: desired.manifests.clone(),
-                source: "rendered".into(),
-                ..Default::default()
-            };
-            let stored = self.store.insert_revision(&revision).await?;
-            tracing::info!(deployment = %name, revision = stored.revision, "new revision");
-        }
-        let mut deployment = desired.deployment.clone();
+        let mut objects = desired.objects.clone();
         let replicas = self.autoscale(dm, name, &desired).await;
-        if let Some(spec) = deployment.spec.as_mut() {
+        if let Some(spec) = objects.deployment.spec.as_mut()
+            && objects.hpa.is_none()
+        {
             spec.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
         }
-        if let Err(e) = self.backend.apply(&deployment).await {
+        if let Err(e) = self.backend.apply_rendered(&objects).await {
             let message = e.to_string();
             if dm.desired_state == "deploying" {
                 return self.fail(dm, name, op, "FAILED_PRECONDITION", &message).await.map(|_| None);
@@ -307,7 +359,7 @@ impl Controller {
                         self.store.set_deployed_model_state(&key, &dm.deployed_model_id, "deployed").await?;
                     tracing::info!(deployment = %name, ready, "deployed");
                 }
-                self.record_status(&current, ready, "").await?;
+                self.record_status(&current, ready, desired.problem.as_deref().unwrap_or_default()).await?;
                 if let Some(op) = op {
                     let dto =
                         deployed_to_api(&self.store.get_deployed_model(&key, &dm.deployed_model_id).await?);
@@ -476,12 +528,12 @@ impl Controller {
     }
 
     /// Swaps in a new routing table: every endpoint, its models with ready replicas, its split.
-    async fn publish(
+    fn publish(
         &self,
+        endpoints: &[store::Endpoint],
         deployed: &[store::DeployedModel],
         statuses: &HashMap<(EndpointKey, String), (DeploymentStatus, String)>,
-    ) -> Result<(), StoreError> {
-        let endpoints = self.store.list_all_endpoints().await?;
+    ) {
         let mut pool = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
         let mut used: HashSet<SocketAddr> = HashSet::new();
         let mut table = RoutingTable::default();
@@ -522,7 +574,7 @@ impl Controller {
                 percents.into_iter().map(|(k, v)| (k, u32::try_from(v).unwrap_or(0))).collect();
             let route = EndpointRoute {
                 project: e.project.clone(),
-                access: crate::api::endpoints::access_of(&e),
+                access: crate::api::endpoints::access_of(e),
                 split: crate::gateway::route::split_indices(&models, &split),
                 models,
             };
@@ -538,6 +590,5 @@ impl Controller {
             .collect();
         self.autoscalers.lock().unwrap_or_else(|e| e.into_inner()).retain(|n, _| names.contains(n));
         self.gateway.publish(table);
-        Ok(())
     }
 }

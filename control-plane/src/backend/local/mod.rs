@@ -407,9 +407,9 @@ async fn handle_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Event
     }
 }
 
-#[async_trait]
-impl Backend for Local {
-    async fn apply(&self, deployment: &Deployment) -> Result<Vec<String>, BackendError> {
+impl Local {
+    /// What this backend would run for `deployment`, with its warnings.
+    async fn parse(&self, deployment: &Deployment) -> Result<launch::Parsed, BackendError> {
         let inner = &self.inner;
         let no_engine = Err("not needed".to_string());
         let engine = if launch::needs_engine(deployment, &inner.cfg.runtime_image) {
@@ -422,7 +422,21 @@ impl Backend for Local {
             runtime_exe: inner.runtime_exe.clone(),
             engine,
         };
-        let parsed = launch::parse(deployment, &ctx)?;
+        launch::parse(deployment, &ctx)
+    }
+}
+
+#[async_trait]
+impl Backend for Local {
+    async fn check(&self, rendered: &crate::manifests::Rendered) -> Result<Vec<String>, BackendError> {
+        let mut warnings = self.parse(&rendered.deployment).await?.warnings;
+        warnings.extend(super::ignored_objects(rendered));
+        Ok(warnings)
+    }
+
+    async fn apply(&self, deployment: &Deployment) -> Result<Vec<String>, BackendError> {
+        let inner = &self.inner;
+        let parsed = self.parse(deployment).await?;
         let name = parsed.name.clone();
         let mut state = lock(&inner.state);
         inner.check_fits(&state, &name, parsed.launch.requests, parsed.replicas)?;

@@ -1,0 +1,73 @@
+//! What a deployed model should run: its rendered manifests, from its spec and model version.
+//! Shared by the controller (which applies them) and the manifests API (which shows them and
+//! validates edits against them). Pure.
+
+use crate::api::models::container_spec;
+use crate::endpoints::resources::{self, Compute};
+use crate::machine::Catalog;
+use crate::manifests::{self, RenderConfig, RenderInput, Rendered};
+use crate::store;
+
+/// A deployed model's rendering.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub input: RenderInput,
+    pub compute: Compute,
+    pub rendered: Rendered,
+    /// `rendered` as multi-document YAML (what a rendered revision holds).
+    pub manifests: String,
+}
+
+/// Renders a deployed model of `version`.
+pub fn render(
+    dm: &store::DeployedModel,
+    version: &store::ModelVersion,
+    catalog: &Catalog,
+    render: &RenderConfig,
+) -> Result<Desired, String> {
+    let spec: api::DeployedModel = serde_json::from_value(dm.spec.clone()).unwrap_or_default();
+    let compute = resources::resolve(&spec, catalog)?;
+    let input = RenderInput {
+        project: dm.project.clone(),
+        location: dm.location.clone(),
+        endpoint_id: dm.endpoint_id.clone(),
+        deployed_model_id: dm.deployed_model_id.clone(),
+        model_id: dm.model_id.clone(),
+        model_version_id: dm.version_id.to_string(),
+        display_name: dm.display_name.clone(),
+        container: container_spec(version).unwrap_or_default(),
+        artifact_uri: Some(version.artifact_uri.clone()).filter(|u| !u.is_empty()),
+        machine: compute.machine.clone(),
+        min_replicas: compute.min_replicas,
+        max_replicas: compute.max_replicas,
+        autoscaling: spec.dedicated_resources.map(|d| d.autoscaling_metric_specs).unwrap_or_default(),
+    };
+    let rendered = manifests::render(&input, render);
+    let manifests = rendered.to_yaml().map_err(|e| e.to_string())?;
+    Ok(Desired { input, compute, rendered, manifests })
+}
+
+/// The predict route the serving container of `objects` listens on: its `AIP_PREDICT_ROUTE`.
+pub fn predict_route(objects: &Rendered) -> Option<String> {
+    objects
+        .deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == manifests::render::CONTAINER_NAME)?
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == "AIP_PREDICT_ROUTE")?
+        .value
+        .clone()
+}
+
+/// The replica count a Deployment asks for.
+pub fn replicas(objects: &Rendered) -> Option<u32> {
+    objects.deployment.spec.as_ref()?.replicas.and_then(|r| u32::try_from(r).ok())
+}
