@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: REST API, controller and gateway, over HTTPS.
-    Serve(control_plane::config::ServeConfig),
+    Serve(Box<control_plane::config::ServeConfig>),
     /// Serve one ONNX model with the prebuilt runtime (what `platform-runtime` does).
     Runtime(runtime::RuntimeConfig),
     /// Print the YAML that installs the platform on a Kubernetes cluster
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     runtime::init_logging();
     match cli.command {
-        Command::Serve(config) => control_plane::serve::run(config).await,
+        Command::Serve(config) => control_plane::serve::run(*config).await,
         Command::Runtime(config) => runtime::serve(config, runtime::shutdown_signal()).await,
         Command::InstallManifests { values } => {
             let text = match &values {
