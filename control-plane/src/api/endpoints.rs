@@ -541,7 +541,25 @@ async fn mutate(
             .map(|(m, t)| api::AutoscalingMetricSpec { metric_name: m.clone(), target: *t })
             .collect();
     }
-    app.store.update_deployed_model_spec(key, id, &json!(spec)).await?;
+    let updated = app.store.update_deployed_model_spec(key, id, &json!(spec)).await?;
+    // A mutation renders afresh, replacing manifests a person edited.
+    let latest = app.store.latest_revision(key, id).await?;
+    if latest.is_some_and(|r| r.source != "rendered") {
+        let version =
+            app.store.get_model_version(&ModelKey::new(&key.project, &key.location, &updated.model_id), updated.version_id).await?;
+        let rendering = crate::endpoints::desired::render(&updated, &version, &app.catalog, &app.render)
+            .map_err(ApiError::invalid)?;
+        let revision = store::Revision {
+            project: key.project.clone(),
+            location: key.location.clone(),
+            endpoint_id: key.endpoint_id.clone(),
+            deployed_model_id: id.clone(),
+            manifests: rendering.manifests,
+            source: "rendered".into(),
+            ..Default::default()
+        };
+        app.store.insert_revision(&revision).await?;
+    }
     let op = operations::new(
         &key.project,
         &key.location,
