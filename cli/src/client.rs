@@ -234,9 +234,9 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(String, reqwest::Response), ClientError> {
-        let res = req.send().await.map_err(|e| ClientError::Transport {
-            url: e.url().map(|u| u.to_string()).unwrap_or_else(|| self.base.clone()),
-            message: transport_message(&e),
+        let res = req.send().await.map_err(|e| {
+            let url = e.url().map(|u| u.to_string()).unwrap_or_else(|| self.base.clone());
+            ClientError::Transport { url, message: transport_message(&e.without_url()) }
         })?;
         let url = res.url().to_string();
         if res.status().is_success() {
