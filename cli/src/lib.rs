@@ -40,6 +40,7 @@ Example:
 /// Flags every command takes; each has a `PLATFORM_*` variable and falls back to the saved
 /// configuration.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The platform's URL, such as https://localhost:8443.
     #[arg(long, global = true, env = "PLATFORM_SERVER")]

@@ -18,7 +18,7 @@ pub fn bytes(total: u64, message: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, {eta} left")
+        ProgressStyle::with_template("{msg} [{wide_bar}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
     {
         bar.set_style(style.progress_chars("=> "));
     }

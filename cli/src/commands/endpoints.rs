@@ -69,6 +69,7 @@ Example:
     /// Delete an endpoint (it must have no deployed models).
     #[command(after_help = "Example:\n  platform-cli endpoints delete mlp")]
     Delete {
+        /// The endpoint: its id or full name.
         endpoint: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -96,6 +97,7 @@ Example:
 Example:
   echo '{\"instances\": [[0.1, 0.2, 0.3]]}' | platform-cli endpoints predict mlp --json-request -")]
     Predict {
+        /// The endpoint: its id or full name.
         endpoint: String,
         /// A JSON file with the request, or `-` for stdin.
         #[arg(long)]
@@ -107,6 +109,7 @@ Example:
 Example:
   platform-cli endpoints raw-predict mlp --request @body.json --http-headers Content-Type=application/json")]
     RawPredict {
+        /// The endpoint: its id or full name.
         endpoint: String,
         /// The body: `@FILE`, `-` for stdin, or the text itself.
         #[arg(long)]
@@ -122,6 +125,7 @@ pub struct CreateArgs {
     /// The endpoint's name for people (required, at most 128 characters).
     #[arg(long)]
     pub display_name: String,
+    /// A description for people.
     #[arg(long)]
     pub description: Option<String>,
     /// The id to give it (default: a generated number).
@@ -139,9 +143,12 @@ pub struct CreateArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct UpdateArgs {
+    /// The endpoint: its id or full name.
     pub endpoint: String,
+    /// A new display name.
     #[arg(long)]
     pub display_name: Option<String>,
+    /// A description for people.
     #[arg(long)]
     pub description: Option<String>,
     /// Replace the labels: key=value,key2=value2.
@@ -157,6 +164,7 @@ pub struct UpdateArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
+    /// The endpoint: its id or full name.
     pub endpoint: String,
     /// The model to deploy: MODEL, MODEL@VERSION or MODEL@ALIAS (without one, the default version).
     #[arg(long)]
@@ -185,10 +193,13 @@ pub struct DeployArgs {
     /// The id to give the deployed model (digits; default generated).
     #[arg(long, value_parser = deployed_model_id)]
     pub deployed_model_id: Option<String>,
+    /// The service account the replicas run as.
     #[arg(long)]
     pub service_account: Option<String>,
+    /// Log every prediction request.
     #[arg(long)]
     pub enable_access_logging: bool,
+    /// Do not collect the container's stdout and stderr.
     #[arg(long)]
     pub disable_container_logging: bool,
     /// Use spot capacity where the backend has it.
@@ -200,7 +211,9 @@ pub struct DeployArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct UndeployArgs {
+    /// The endpoint: its id or full name.
     pub endpoint: String,
+    /// The deployed model, by the id `deploy-model` printed.
     #[arg(long, value_parser = deployed_model_id)]
     pub deployed_model_id: String,
     /// The traffic split of the models that stay.
@@ -212,13 +225,18 @@ pub struct UndeployArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MutateArgs {
+    /// The endpoint: its id or full name.
     pub endpoint: String,
+    /// The deployed model, by the id `deploy-model` printed.
     #[arg(long, value_parser = deployed_model_id)]
     pub deployed_model_id: String,
+    /// New minimum of replicas.
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     pub min_replica_count: Option<i32>,
+    /// New maximum of replicas.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_replica_count: Option<i32>,
+    /// New autoscaling metrics and targets: cpu-usage=60,request-counts-per-minute=600.
     #[arg(long, value_parser = metric_specs)]
     pub autoscaling_metric_specs: Option<::std::vec::Vec<api::AutoscalingMetricSpec>>,
     #[command(flatten)]

@@ -52,6 +52,7 @@ Example:
     /// List the versions of a model.
     #[command(after_help = "Example:\n  platform-cli models list-versions mlp")]
     ListVersions {
+        /// The model: its id or full name.
         model: String,
         #[command(flatten)]
         list: ListArgs,
@@ -59,6 +60,7 @@ Example:
     /// Delete a model with all its versions (none may be deployed).
     #[command(after_help = "Example:\n  platform-cli models delete mlp")]
     Delete {
+        /// The model: its id or full name.
         model: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -131,8 +133,10 @@ pub struct ImportArgs {
     /// Labels: key=value,key2=value2.
     #[arg(long, value_parser = labels)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// A description of the model.
     #[arg(long)]
     pub description: Option<String>,
+    /// A description of this version.
     #[arg(long)]
     pub version_description: Option<String>,
     #[command(flatten)]

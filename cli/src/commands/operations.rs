@@ -10,16 +10,25 @@ use crate::{CliError, Context};
 pub enum OperationsCommand {
     /// Show an operation: its progress, and its result or error once done.
     #[command(after_help = "Example:\n  platform-cli operations describe 1234567890")]
-    Describe { operation: String },
+    Describe {
+        /// The operation: its id or full name.
+        operation: String,
+    },
     /// List the operations of the project and location.
     #[command(after_help = "Example:\n  platform-cli operations list --filter done=false")]
     List(ListArgs),
     /// Wait for an operation to finish (with a spinner on a terminal); fails if the operation did.
     #[command(after_help = "Example:\n  platform-cli operations wait 1234567890")]
-    Wait { operation: String },
+    Wait {
+        /// The operation: its id or full name.
+        operation: String,
+    },
     /// Ask for an operation to be cancelled.
     #[command(after_help = "Example:\n  platform-cli operations cancel 1234567890")]
-    Cancel { operation: String },
+    Cancel {
+        /// The operation: its id or full name.
+        operation: String,
+    },
 }
 
 /// `v1/projects/p/locations/l/operations/ID` of an operation id, or of a full name such as the
