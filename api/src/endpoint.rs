@@ -90,6 +90,8 @@ pub struct DeployedModel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DedicatedResources {
+    /// Default: the catalog's default machine type.
+    #[serde(default)]
     pub machine_spec: MachineSpec,
     /// At least 0 (0 scales to zero when idle).
     #[serde(default)]

@@ -89,6 +89,16 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_CPU_OVERCOMMIT", default_value_t = 1.0)]
     pub cpu_overcommit: f64,
 
+    /// How long a prediction may wait for a replica of a deployed model that has none ready (one
+    /// scaled to zero, or still starting) before the caller gets 503.
+    #[arg(long, env = "PLATFORM_COLD_START_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub cold_start_timeout: Duration,
+
+    /// How long the autoscaler waits before taking replicas away (and, for deployed models with
+    /// `minReplicaCount` 0, how long without requests before scaling to zero).
+    #[arg(long, env = "PLATFORM_SCALE_DOWN_DELAY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub scale_down_delay: Duration,
+
     /// How often the controller checks replicas without being asked.
     #[arg(long, env = "PLATFORM_RECONCILE_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
     pub reconcile_period: Duration,

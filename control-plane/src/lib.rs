@@ -11,6 +11,7 @@ pub mod controller;
 pub mod endpoints;
 pub mod fsutil;
 pub mod gateway;
+pub mod install;
 pub mod machine;
 pub mod manifests;
 pub mod metrics;

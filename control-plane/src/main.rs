@@ -1,6 +1,9 @@
 //! `platform`: the control plane. `platform runtime` runs the prebuilt ONNX runtime from this
 //! same executable, so that the local backend needs no second binary.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -16,6 +19,13 @@ enum Command {
     Serve(control_plane::config::ServeConfig),
     /// Serve one ONNX model with the prebuilt runtime (what `platform-runtime` does).
     Runtime(runtime::RuntimeConfig),
+    /// Print the YAML that installs the platform on a Kubernetes cluster
+    /// (`platform install-manifests | kubectl apply -f -`).
+    InstallManifests {
+        /// YAML values: namespace, images, hosts, Secret names, replicas (see docs/kubernetes.md).
+        #[arg(long)]
+        values: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -25,5 +35,16 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => control_plane::serve::run(config).await,
         Command::Runtime(config) => runtime::serve(config, runtime::shutdown_signal()).await,
+        Command::InstallManifests { values } => {
+            let text = match &values {
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => String::new(),
+            };
+            let values = control_plane::install::Values::from_yaml(&text)?;
+            print!("{}", control_plane::install::install(&values).to_yaml()?);
+            Ok(())
+        }
     }
 }

@@ -44,7 +44,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
     let backend: Arc<dyn Backend> = local.clone();
 
-    let gateway = Arc::new(Gateway::new(GatewayConfig { timeout: config.predict_timeout }));
+    let gateway = Arc::new(Gateway::new(GatewayConfig {
+        timeout: config.predict_timeout,
+        cold_start_timeout: config.cold_start_timeout,
+    }));
     let wake = Wake::default();
     let metrics = crate::metrics::Metrics::new();
     let settings = Settings {
@@ -86,6 +89,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             deploy_timeout: config.deploy_timeout,
             render,
             catalog,
+            autoscale: crate::controller::autoscale::Tuning {
+                scale_down_delay: config.scale_down_delay,
+                ..Default::default()
+            },
         },
         wake,
         metrics,

@@ -140,6 +140,24 @@ async fn story(p: &Platform) {
     let (status, body) = p.call("POST", &format!("{LOC}/endpoints/mlp:predict"), Some(big)).await;
     assert_eq!(status, 413, "{body}");
 
+    // More replicas through :mutateDeployedModel; both serve.
+    let mutate = json!({"deployedModel": {"id": first_id, "dedicatedResources": {"minReplicaCount": 2, "maxReplicaCount": 2}},
+        "updateMask": "dedicatedResources.minReplicaCount,dedicatedResources.maxReplicaCount"});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/mlp:mutateDeployedModel"), Some(mutate)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    assert_eq!(done["response"]["deployedModel"]["status"]["availableReplicaCount"], 2, "{done}");
+    let bad = json!({"deployedModel": {"id": first_id, "dedicatedResources": {"minReplicaCount": 3, "maxReplicaCount": 2}},
+        "updateMask": "dedicatedResources.minReplicaCount"});
+    let body = p.expect(400, "POST", &format!("{LOC}/endpoints/mlp:mutateDeployedModel"), Some(bad)).await;
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("below minReplicaCount"),
+        "{body}"
+    );
+    let ops = p.expect(200, "GET", &format!("{LOC}/operations?filter=done%3Dtrue&pageSize=2"), None).await;
+    assert_eq!(ops["operations"].as_array().map(Vec::len), Some(2), "{ops}");
+    assert!(!ops["nextPageToken"].as_str().unwrap_or_default().is_empty(), "{ops}");
+
     // A second version with 50% of the traffic: both answer.
     let (_, v2) = upload_mlp(p, Some("mlp"), &[]).await;
     assert_eq!(v2, "2");
@@ -249,7 +267,7 @@ async fn the_whole_path_on_postgres_and_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_container_runs_as_a_process() {
     let dir = tempfile::tempdir().expect("dir");
-    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--predict-timeout", "1s"], &[]).await;
     let python = common::python();
     let app = common::root().join("tests/apps/custom_server.py");
     let upload = |id: &str, extra: &[&str]| {
@@ -277,6 +295,11 @@ async fn a_custom_container_runs_as_a_process() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["predictions"], json!([{"sum": 3, "by": "custom"}, {"sum": 7, "by": "custom"}]));
     assert_eq!(answer["modelDisplayName"], "custom");
+    let (status, answer) = p
+        .call("POST", &format!("{LOC}/endpoints/custom:predict"), Some(json!({"instances": ["slow"]})))
+        .await;
+    assert_eq!(status, 504, "{answer}");
+    assert_eq!(answer["error"]["status"], "DEADLINE_EXCEEDED");
 
     // A server that exits at once: the deploy fails after its timeout, says why, and leaves
     // the endpoint as it was.
@@ -292,6 +315,15 @@ async fn a_custom_container_runs_as_a_process() {
         message.contains("cannot load the model (on purpose)"),
         "the replica's output is in the error: {message}"
     );
+    // A deploy that would wait for its (long) timeout can be cancelled.
+    let mut slow = body.clone();
+    slow["deployedModel"]["model"] = json!("broken");
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(slow)).await;
+    let name = op["name"].as_str().expect("name").to_string();
+    p.expect(200, "POST", &format!("/v1/{name}:cancel"), None).await;
+    let done = p.wait(&op).await;
+    assert_eq!(done["error"]["status"], "CANCELLED", "{done}");
+
     tokio::time::sleep(Duration::from_millis(600)).await;
     let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/custom"), None).await;
     assert_eq!(endpoint["deployedModels"].as_array().map(Vec::len), Some(1), "{endpoint}");
@@ -410,7 +442,7 @@ async fn roles_and_access_modes_decide_who_may_call() {
     let instances = json!({"instances": reference("mlp")["vertex"]["instances"]});
     let predict_path = format!("{LOC}/endpoints/mlp:predict");
     let upload = json!({"model": {"displayName": "x", "artifactUri": "s3://b/m.onnx"}});
-    let cases: [(&str, &str, &str, Option<Value>, u16); 9] = [
+    let cases: [(&str, &str, &str, Option<Value>, u16); 10] = [
         ("viewer", "GET", "/models", None, 200),
         ("viewer", "POST", "/models:upload", Some(upload.clone()), 403),
         ("viewer", "POST", "/endpoints/mlp:predict", Some(instances.clone()), 200),
@@ -420,6 +452,13 @@ async fn roles_and_access_modes_decide_who_may_call() {
         ("editor", "POST", "/models:upload", Some(upload.clone()), 200),
         ("editor", "POST", "/v1/users", Some(json!({"username": "x", "password": "long-enough"})), 403),
         ("viewer", "GET", "/v1/users/viewer", None, 200),
+        (
+            "editor",
+            "POST",
+            "/models:upload",
+            Some(json!({"model": {"displayName": "x", "artifactUri": "file:///etc/passwd"}})),
+            403,
+        ),
     ];
     for (role, method, path, body, want) in cases {
         let path = if path.starts_with("/v1/") { path.to_string() } else { format!("{LOC}{path}") };
@@ -460,4 +499,60 @@ async fn roles_and_access_modes_decide_who_may_call() {
         .await
         .expect("private listener");
     assert_eq!(inside.status(), 200);
+}
+
+async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
+    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
+    e["deployedModels"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == id))
+        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
+        .unwrap_or(-1)
+}
+
+async fn wait_replicas(p: &Platform, endpoint: &str, id: &str, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = available_replicas(p, endpoint, id).await;
+        if n == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} replicas, expected {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Request-rate autoscaling adds replicas under load; a model with `minReplicaCount` 0 goes to
+/// zero when idle, and the next request waits for a new replica instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_follows_requests_and_scales_to_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let p = start(&data, &["--cpu-overcommit", "4", "--scale-down-delay", "3s"], &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=mlp"), Some(json!({"displayName": "mlp"})))
+        .await;
+    let body = json!({"deployedModel": {"model": "mlp", "dedicatedResources": {
+        "machineSpec": {"machineType": "e2-small"}, "minReplicaCount": 0, "maxReplicaCount": 2,
+        "autoscalingMetricSpecs": [{"metricName": "aiplatform.googleapis.com/prediction/online/request_count", "target": 60}]}}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/mlp:deployModel"), Some(body)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    let id = done["response"]["deployedModel"]["id"].as_str().expect("id").to_string();
+    assert_eq!(available_replicas(&p, "mlp", &id).await, 1, "a deploy starts one replica");
+
+    // 60 requests a minute per replica: a burst asks for the maximum.
+    for _ in 0..30 {
+        assert_eq!(predict(&p, "mlp").await.0, 200);
+    }
+    wait_replicas(&p, "mlp", &id, 2).await;
+
+    // Idle past the scale-down delay: zero replicas, no process left.
+    wait_replicas(&p, "mlp", &id, 0).await;
+    assert!(replica_pids(&data).iter().all(|pid| !alive(*pid)), "no replica runs");
+
+    // The next request is held until a replica is ready, then answered.
+    let (status, body) = predict(&p, "mlp").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deployedModelId"], id.as_str());
 }

@@ -71,6 +71,7 @@ fn input(
         machine: m,
         min_replicas: replicas,
         max_replicas: replicas,
+        autoscaling: vec![],
     }
 }
 

@@ -544,6 +544,9 @@ async fn endpoints(store: &dyn Store) {
     assert_eq!(ep.traffic_split, json!({"222": 100}));
     assert_eq!(d.desired_state, "undeploying");
     assert!(store.undeploy(&key, "111", None).await.expect_err("again").is_conflict());
+    // A controller that saw the model ready a moment ago cannot bring it back.
+    let late = store.set_deployed_model_state(&key, "111", "deployed").await.expect_err("undeploying stays");
+    assert!(late.is_not_found(), "{late}");
     assert!(store.undeploy(&key, "999", None).await.expect_err("missing").is_not_found());
     let err =
         store.set_traffic_split(&key, &json!({"111": 50, "222": 50}), None).await.expect_err("undeploying");

@@ -1,13 +1,15 @@
 """A custom serving container in the Vertex contract, standard library only.
 
 Listens on AIP_HTTP_PORT, answers health on AIP_HEALTH_ROUTE and predictions on
-AIP_PREDICT_ROUTE: each instance [a, b, ...] predicts {"sum": a + b + ..., "by": "custom"}.
+AIP_PREDICT_ROUTE: each instance [a, b, ...] predicts {"sum": a + b + ..., "by": "custom"}; the
+instance "slow" answers after 3 seconds (to test timeouts).
 `--fail` exits at once with a message (to test failed deploys).
 """
 
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 if "--fail" in sys.argv:
@@ -42,6 +44,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             instances = json.loads(raw)["instances"]
+            if instances == ["slow"]:
+                time.sleep(3)
             predictions = [{"sum": sum(i), "by": "custom"} for i in instances]
         except (ValueError, KeyError, TypeError) as e:
             self._send(400, {"error": str(e)})

@@ -56,9 +56,9 @@ async fn forward(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/octet-stream");
-        app.gateway.raw_predict(&name, &route, content_type, body).await
+        app.gateway.raw_predict(&name, route, content_type, body).await
     } else {
-        app.gateway.predict(&name, &route, body).await
+        app.gateway.predict(&name, route, body).await
     }
     .map_err(gateway_error)?;
     let status = StatusCode::from_u16(forwarded.status).unwrap_or(StatusCode::BAD_GATEWAY);

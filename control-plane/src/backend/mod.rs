@@ -1,6 +1,7 @@
 //! Backends make rendered Deployments true: `local` runs replicas as processes on this machine,
-//! `kubernetes` (later) applies the objects to a cluster. Both read the same objects.
+//! `kubernetes` applies the objects to a cluster. Both read the same objects.
 
+pub mod kubernetes;
 pub mod local;
 
 use std::fmt;
@@ -10,7 +11,10 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde::Serialize;
 
+pub use kubernetes::Kubernetes;
 pub use local::{Local, LocalConfig};
+
+use crate::manifests::{Rendered, RenderedEndpoint};
 
 /// What runs a rendered Deployment.
 #[async_trait]
@@ -26,6 +30,37 @@ pub trait Backend: Send + Sync {
     async fn scale(&self, name: &str, replicas: u32) -> Result<(), BackendError>;
     /// Names of deployments this backend runs (for garbage collection after a restart).
     async fn list(&self) -> Result<Vec<String>, BackendError>;
+
+    /// Make every object of a deployed model true. A backend that runs only the Deployment
+    /// (the default) says which objects it left aside.
+    async fn apply_rendered(&self, rendered: &Rendered) -> Result<Vec<String>, BackendError> {
+        let mut warnings = self.apply(&rendered.deployment).await?;
+        let ignored: Vec<&str> = [
+            rendered
+                .hpa
+                .as_ref()
+                .map(|_| "HorizontalPodAutoscaler (the platform's autoscaler scales instead)"),
+            rendered.pdb.as_ref().map(|_| "PodDisruptionBudget"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !ignored.is_empty() {
+            warnings.push(format!("not used by this backend: {}", ignored.join(", ")));
+        }
+        Ok(warnings)
+    }
+
+    /// Make an endpoint's routing objects (Ingress, NetworkPolicy) true. Nothing to do where the
+    /// platform's own gateway is the only way in (the default).
+    async fn apply_endpoint(&self, _endpoint: &RenderedEndpoint) -> Result<Vec<String>, BackendError> {
+        Ok(vec![])
+    }
+
+    /// Remove an endpoint's routing objects. Deleting unknown ones is not an error.
+    async fn delete_endpoint(&self, _endpoint_id: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// The replicas of one deployment.
@@ -161,6 +196,15 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// The cluster holds something that contradicts the request (HTTP 409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend's credentials may not do this (HTTP 401/403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Any other answer of the Kubernetes API (5xx, timeouts, transport errors as code 0).
+    #[error("{action}: the Kubernetes API failed ({code}): {message}")]
+    Api { action: String, code: u16, message: String },
     #[error("{0}")]
     Other(String),
 }

@@ -4,6 +4,7 @@
 //! It runs on a short period and whenever the API records a change ([`Wake`]); after a restart
 //! of the platform the same loop brings every deployed model back.
 
+pub mod autoscale;
 pub mod rollout;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use autoscale::{Autoscaler, Bounds, Observation};
 use rollout::Verdict;
 pub use rollout::parse_timeout;
 
@@ -49,6 +51,7 @@ pub struct ControllerConfig {
     pub deploy_timeout: Duration,
     pub render: RenderConfig,
     pub catalog: Catalog,
+    pub autoscale: autoscale::Tuning,
 }
 
 /// Why one pass of the controller stopped.
@@ -68,6 +71,8 @@ pub struct Controller {
     metrics: Metrics,
     /// Replicas by address, kept across routing snapshots so their load counters persist.
     replicas: Mutex<HashMap<SocketAddr, Arc<Replica>>>,
+    /// The autoscaler's memory, by deployment name.
+    autoscalers: Mutex<HashMap<String, Autoscaler>>,
 }
 
 /// What a deployed model renders to, with the inputs the controller needs again.
@@ -75,6 +80,7 @@ struct Desired {
     deployment: Deployment,
     manifests: String,
     min_replicas: u32,
+    bounds: Bounds,
     timeout: Duration,
     predict_route: String,
 }
@@ -88,7 +94,16 @@ impl Controller {
         wake: Wake,
         metrics: Metrics,
     ) -> Controller {
-        Controller { store, backend, gateway, config, wake, metrics, replicas: Mutex::new(HashMap::new()) }
+        Controller {
+            store,
+            backend,
+            gateway,
+            config,
+            wake,
+            metrics,
+            replicas: Mutex::new(HashMap::new()),
+            autoscalers: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Reconciles until `shutdown` resolves.
@@ -101,6 +116,7 @@ impl Controller {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = self.wake.0.notified() => {}
+                _ = self.gateway.demanded() => {}
                 _ = tokio::time::sleep(self.config.period) => {}
             }
         }
@@ -201,6 +217,7 @@ impl Controller {
             machine: compute.machine,
             min_replicas: compute.min_replicas,
             max_replicas: compute.max_replicas,
+            autoscaling: spec.dedicated_resources.map(|d| d.autoscaling_metric_specs).unwrap_or_default(),
         };
         let predict_route = manifests::aip_env(&input)
             .into_iter()
@@ -209,10 +226,16 @@ impl Controller {
             .unwrap_or_default();
         let rendered = manifests::render(&input, &self.config.render);
         let manifests = rendered.to_yaml().map_err(|e| e.to_string())?;
+        let target_rpm = compute
+            .autoscaling
+            .iter()
+            .find(|(m, _)| m == api::METRIC_REQUESTS)
+            .and_then(|(_, t)| u32::try_from(*t).ok());
         Ok(Desired {
             deployment: rendered.deployment,
             manifests,
             min_replicas: compute.min_replicas,
+            bounds: Bounds { min: compute.min_replicas, max: compute.max_replicas, target_rpm },
             timeout,
             predict_route,
         })
@@ -246,7 +269,12 @@ impl Controller {
             let stored = self.store.insert_revision(&revision).await?;
             tracing::info!(deployment = %name, revision = stored.revision, "new revision");
         }
-        if let Err(e) = self.backend.apply(&desired.deployment).await {
+        let mut deployment = desired.deployment.clone();
+        let replicas = self.autoscale(dm, name, &desired).await;
+        if let Some(spec) = deployment.spec.as_mut() {
+            spec.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
+        }
+        if let Err(e) = self.backend.apply(&deployment).await {
             let message = e.to_string();
             if dm.desired_state == "deploying" {
                 return self.fail(dm, name, op, "FAILED_PRECONDITION", &message).await.map(|_| None);
@@ -265,13 +293,11 @@ impl Controller {
             .map(|o| (Timestamp::now().unix_micros() - o.create_time.unix_micros()).max(0))
             .map(|micros| Duration::from_micros(micros as u64))
             .unwrap_or_default();
-        let verdict = rollout::judge(
-            &status,
-            desired.min_replicas,
-            elapsed,
-            desired.timeout,
-            op.is_some_and(|o| o.cancel_requested),
-        );
+        // A deploy proves itself with one ready replica even when it may scale to zero.
+        let needed =
+            if dm.desired_state == "deploying" { desired.min_replicas.max(1) } else { desired.min_replicas };
+        let verdict =
+            rollout::judge(&status, needed, elapsed, desired.timeout, op.is_some_and(|o| o.cancel_requested));
         let ready = status.ready_current();
         match verdict {
             Verdict::Ready => {
@@ -316,6 +342,31 @@ impl Controller {
             }
         }
         Ok(Some((status, desired.predict_route)))
+    }
+
+    /// The replica count to run now: the autoscaler's decision from what the gateway counted.
+    async fn autoscale(&self, dm: &store::DeployedModel, name: &str, desired: &Desired) -> u32 {
+        let current = match self.backend.status(name).await {
+            Ok(s) => s.desired,
+            Err(_) => desired.min_replicas.max(1),
+        };
+        if dm.desired_state == "deploying" {
+            return desired.min_replicas.max(1);
+        }
+        let stats = self.gateway.stats(&dm.deployed_model_id);
+        let seen = Observation {
+            requests: stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+            in_flight: stats.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            waiting: stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
+        let scaler = autoscalers.entry(name.to_string()).or_default();
+        let n =
+            scaler.decide(std::time::Instant::now(), seen, current, desired.bounds, self.config.autoscale);
+        if n != current {
+            tracing::info!(deployment = %name, from = current, to = n, "autoscaling");
+        }
+        n
     }
 
     async fn record_status(
@@ -461,6 +512,7 @@ impl Controller {
                         model_display_name: d.display_name.clone(),
                         predict_route: route.clone(),
                         replicas,
+                        stats: self.gateway.stats(&d.deployed_model_id),
                     })
                 })
                 .collect();
@@ -478,6 +530,13 @@ impl Controller {
         }
         pool.retain(|a, _| used.contains(a));
         drop(pool);
+        let live: HashSet<String> = deployed.iter().map(|d| d.deployed_model_id.clone()).collect();
+        self.gateway.retain_stats(&live);
+        let names: HashSet<String> = deployed
+            .iter()
+            .map(|d| manifests::deployment_name(&d.endpoint_id, &d.deployed_model_id))
+            .collect();
+        self.autoscalers.lock().unwrap_or_else(|e| e.into_inner()).retain(|n, _| names.contains(n));
         self.gateway.publish(table);
         Ok(())
     }

@@ -37,12 +37,10 @@ pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, St
             }
             (None, None) => (catalog.default_type().clone(), 1, 1, &[]),
         };
-    if min < 1 {
-        return Err(format!(
-            "dedicatedResources.minReplicaCount is {min}; it must be at least 1 (scale to zero is not supported yet)"
-        ));
+    if min < 0 {
+        return Err(format!("minReplicaCount is {min}; it must be 0 (scale to zero when idle) or more"));
     }
-    let max = if max == 0 { min } else { max };
+    let max = if max == 0 { min.max(1) } else { max };
     if max < min {
         return Err(format!("maxReplicaCount {max} is below minReplicaCount {min}"));
     }
@@ -111,7 +109,9 @@ mod tests {
         assert_eq!((c.min_replicas, c.max_replicas), (2, 2));
         assert_eq!(c.autoscaling, [(METRIC_CPU.to_string(), 60)]);
         assert_eq!(c.machine.name, "e2-small");
-        assert!(resolve(&dm("e2-small", 0, 1, &[]), &catalog).unwrap_err().contains("at least 1"));
+        assert!(resolve(&dm("e2-small", -1, 1, &[]), &catalog).unwrap_err().contains("0 (scale to zero"));
+        let to_zero = resolve(&dm("e2-small", 0, 0, &[]), &catalog).unwrap();
+        assert_eq!((to_zero.min_replicas, to_zero.max_replicas), (0, 1));
         assert!(resolve(&dm("e2-small", 3, 2, &[]), &catalog).unwrap_err().contains("below"));
         assert!(resolve(&dm("e2-huge", 1, 1, &[]), &catalog).is_err());
         assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-pub use route::{EndpointRoute, ModelRoute, Replica, RoutingTable};
+pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 
 /// Why a prediction could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,9 @@ pub enum GatewayError {
 pub struct GatewayConfig {
     /// How long a replica may take to answer.
     pub timeout: Duration,
+    /// How long a request may wait for a replica of a deployed model that has none ready
+    /// (scaled to zero, or starting); zero answers 503 at once.
+    pub cold_start_timeout: Duration,
 }
 
 /// An answer from a replica, ready to return to the caller.
@@ -54,6 +57,11 @@ pub struct Gateway {
     client: reqwest::Client,
     config: GatewayConfig,
     rotation: AtomicUsize,
+    stats: std::sync::Mutex<std::collections::HashMap<String, Arc<ModelStats>>>,
+    /// Signalled when a request waits for a replica: the autoscaler should look now.
+    demand: tokio::sync::Notify,
+    /// Bumped on every publish, so that waiting requests look again.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Gateway {
@@ -69,6 +77,9 @@ impl Gateway {
             client,
             config,
             rotation: AtomicUsize::new(0),
+            stats: Default::default(),
+            demand: tokio::sync::Notify::new(),
+            published: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -77,6 +88,25 @@ impl Gateway {
         if let Ok(mut t) = self.table.write() {
             *t = Arc::new(table);
         }
+        self.published.send_modify(|n| *n += 1);
+    }
+
+    /// The counters of a deployed model (created on first use), and forgets those of deployed
+    /// models not in `keep`.
+    pub fn stats(&self, deployed_model_id: &str) -> Arc<ModelStats> {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.entry(deployed_model_id.to_string()).or_default().clone()
+    }
+
+    /// Forgets the counters of deployed models that are gone.
+    pub fn retain_stats(&self, keep: &std::collections::HashSet<String>) {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.retain(|id, _| keep.contains(id));
+    }
+
+    /// Resolves when a request is waiting for a replica.
+    pub async fn demanded(&self) {
+        self.demand.notified().await
     }
 
     /// The current snapshot.
@@ -93,20 +123,47 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownEndpoint(name.to_string()))
     }
 
-    fn choose<'a>(
+    /// Picks the deployed model (traffic split) and its least loaded ready replica. When the
+    /// model has no ready replica, waits up to the cold-start timeout for one, asking the
+    /// autoscaler for it.
+    async fn select(
         &self,
         name: &str,
-        route: &'a EndpointRoute,
-    ) -> Result<(&'a ModelRoute, Arc<Replica>), GatewayError> {
+        route: Arc<EndpointRoute>,
+    ) -> Result<(Arc<EndpointRoute>, usize, Arc<Replica>), GatewayError> {
         let roll = fastrand_percent();
         let ix =
             route::pick_model(&route.split, roll).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let replica = route::pick_replica(&model.replicas, start)
-            .cloned()
-            .ok_or_else(|| GatewayError::NoReadyReplica(model.deployed_model_id.clone()))?;
-        Ok((model, replica))
+        if let Some(replica) = route::pick_replica(&model.replicas, start).cloned() {
+            return Ok((route.clone(), ix, replica));
+        }
+        let id = model.deployed_model_id.clone();
+        if self.config.cold_start_timeout.is_zero() {
+            return Err(GatewayError::NoReadyReplica(id));
+        }
+        let stats = model.stats.clone();
+        stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Decrement(&stats.waiting);
+        self.demand.notify_one();
+        let mut published = self.published.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.cold_start_timeout;
+        loop {
+            if tokio::time::timeout_at(deadline, published.changed()).await.is_err() {
+                return Err(GatewayError::NoReadyReplica(id));
+            }
+            let current = self.endpoint(name)?;
+            if let Some((ix, model)) =
+                current.models.iter().enumerate().find(|(_, m)| m.deployed_model_id == id)
+            {
+                if let Some(replica) = route::pick_replica(&model.replicas, start).cloned() {
+                    return Ok((current.clone(), ix, replica));
+                }
+            } else {
+                return Err(GatewayError::NoTraffic(name.to_string()));
+            }
+        }
     }
 
     async fn forward(
@@ -117,6 +174,9 @@ impl Gateway {
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
         let _in_flight = replica.begin();
+        model.stats.requests.fetch_add(1, Ordering::Relaxed);
+        model.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _counted = Decrement(&model.stats.in_flight);
         let url = format!("http://{}{}", replica.address, model.predict_route);
         self.client
             .post(url)
@@ -139,11 +199,12 @@ impl Gateway {
     pub async fn predict(
         &self,
         name: &str,
-        route: &EndpointRoute,
+        route: Arc<EndpointRoute>,
         body: Bytes,
     ) -> Result<Forwarded, GatewayError> {
         check_predict_body(&body)?;
-        let (model, replica) = self.choose(name, route)?;
+        let (route, ix, replica) = self.select(name, route).await?;
+        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let response = self.forward(model, &replica, "application/json", body).await?;
         let status = response.status().as_u16();
         let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
@@ -191,11 +252,12 @@ impl Gateway {
     pub async fn raw_predict(
         &self,
         name: &str,
-        route: &EndpointRoute,
+        route: Arc<EndpointRoute>,
         content_type: &str,
         body: Bytes,
     ) -> Result<Forwarded, GatewayError> {
-        let (model, replica) = self.choose(name, route)?;
+        let (route, ix, replica) = self.select(name, route).await?;
+        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let response = self.forward(model, &replica, content_type, body).await?;
         let status = response.status().as_u16();
         let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
@@ -204,6 +266,15 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
         Ok(Forwarded { status, content_type, body, deployed_model_id: model.deployed_model_id.clone() })
+    }
+}
+
+/// Decrements a counter when dropped.
+struct Decrement<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

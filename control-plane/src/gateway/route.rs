@@ -55,6 +55,19 @@ pub struct ModelRoute {
     /// The container's predict route, where `:predict` and `:rawPredict` are forwarded.
     pub predict_route: String,
     pub replicas: Vec<Arc<Replica>>,
+    /// What the autoscaler reads; shared across snapshots.
+    pub stats: Arc<ModelStats>,
+}
+
+/// Counters of one deployed model, for the autoscaler.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    /// Requests forwarded so far.
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Requests on their way to a replica or waiting for its answer.
+    pub in_flight: std::sync::atomic::AtomicU64,
+    /// Requests held because no replica was ready (scale from zero).
+    pub waiting: std::sync::atomic::AtomicU64,
 }
 
 /// One endpoint: its models and how traffic splits between them.
@@ -146,6 +159,7 @@ mod tests {
             model_display_name: String::new(),
             predict_route: "/predict".into(),
             replicas: vec![],
+            stats: Default::default(),
         };
         let models = vec![model("11"), model("22"), model("33")];
         let split = HashMap::from([("22".to_string(), 70), ("11".to_string(), 30), ("33".to_string(), 0)]);

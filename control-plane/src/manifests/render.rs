@@ -3,13 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use api::{AutoscalingMetricSpec, METRIC_CPU};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar as K8sEnvVar, ExecAction,
-    GRPCAction, HTTPGetAction, HTTPHeader, PodSecurityContext, PodSpec, PodTemplateSpec, Probe as K8sProbe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume, VolumeMount,
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar as K8sEnvVar,
+    ExecAction, GRPCAction, HTTPGetAction, HTTPHeader, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe as K8sProbe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,6 +27,10 @@ use crate::machine::MachineType;
 pub const CONTAINER_NAME: &str = "model";
 /// The resource name Kubernetes' NVIDIA device plugin exposes.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// Name of the gateway's Deployment and Service in an installation.
+pub const GATEWAY_NAME: &str = "platform-gateway";
+/// CPU utilisation target (percent) of a CPU metric without one (Vertex's default).
+pub const DEFAULT_CPU_TARGET: i32 = 60;
 
 /// Everything a DeployedModel needs to be rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +50,9 @@ pub struct RenderInput {
     pub machine: MachineType,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// The DeployedModel's autoscaling metrics (`dedicatedResources.autoscalingMetricSpecs`).
+    /// A CPU metric is delegated to a HorizontalPodAutoscaler; the others are the platform's.
+    pub autoscaling: Vec<AutoscalingMetricSpec>,
 }
 
 /// How this installation renders.
@@ -56,6 +69,80 @@ pub struct RenderConfig {
     pub managed_by: String,
     /// `imagePullPolicy` of the serving container.
     pub image_pull_policy: String,
+    /// Where pods that ask for GPUs may run.
+    pub gpu: GpuScheduling,
+    /// A Secret whose keys become the serving container's environment (for example
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` to read `AIP_STORAGE_URI`). Referenced as
+    /// optional, so a cluster without it still starts models whose artifacts are public.
+    pub artifact_credentials_secret: Option<String>,
+    /// How long a replica may drain in-flight requests after SIGTERM.
+    pub termination_grace_period_seconds: i64,
+    /// How endpoints are exposed (Ingress) and who may reach private ones (NetworkPolicy).
+    pub ingress: IngressConfig,
+}
+
+/// Scheduling of GPU pods: clusters label and taint their GPU nodes differently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuScheduling {
+    /// Node labels a GPU pod requires. In values, `{accelerator}` is replaced by the accelerator
+    /// type in label form (`NVIDIA_TESLA_T4` -> `nvidia-tesla-t4`), as GKE's
+    /// `cloud.google.com/gke-accelerator` expects.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints of GPU nodes that GPU pods tolerate.
+    pub tolerations: Vec<Toleration>,
+}
+
+impl Default for GpuScheduling {
+    fn default() -> Self {
+        // The NVIDIA GPU operator and most managed clusters taint GPU nodes with this key.
+        GpuScheduling {
+            node_selector: BTreeMap::new(),
+            tolerations: vec![Toleration {
+                key: Some(GPU_RESOURCE.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+/// How endpoints are reached from outside the cluster: through the gateway, behind an Ingress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressConfig {
+    /// Host of an endpoint; `{endpoint}`, `{project}` and `{location}` are replaced by DNS-safe
+    /// forms of the endpoint's id, project and location.
+    pub host_pattern: String,
+    /// `spec.ingressClassName`; the cluster's default class when unset.
+    pub class_name: Option<String>,
+    /// The annotation that asks cert-manager for the TLS certificate, e.g.
+    /// `cert-manager.io/cluster-issuer: letsencrypt`. None when certificates are provided otherwise.
+    pub cert_manager_annotation: Option<(String, String)>,
+    /// Namespace of the gateway (Ingresses must live beside the Service they route to); the
+    /// models' namespace when unset.
+    pub gateway_namespace: Option<String>,
+    /// The gateway's Service and port.
+    pub gateway_service: String,
+    pub gateway_port: i32,
+    /// Labels of the gateway's pods: the only callers a private endpoint's pods accept.
+    pub gateway_pod_labels: BTreeMap<String, String>,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            host_pattern: "{endpoint}.endpoints.example.com".into(),
+            class_name: None,
+            cert_manager_annotation: Some(("cert-manager.io/cluster-issuer".into(), "letsencrypt".into())),
+            gateway_namespace: None,
+            gateway_service: GATEWAY_NAME.into(),
+            gateway_port: 80,
+            gateway_pod_labels: BTreeMap::from([
+                ("app.kubernetes.io/name".into(), "platform".into()),
+                ("app.kubernetes.io/component".into(), "gateway".into()),
+            ]),
+        }
+    }
 }
 
 impl Default for RenderConfig {
@@ -66,6 +153,10 @@ impl Default for RenderConfig {
             label_prefix: "platform.dev".into(),
             managed_by: "platform".into(),
             image_pull_policy: "IfNotPresent".into(),
+            gpu: GpuScheduling::default(),
+            artifact_credentials_secret: None,
+            termination_grace_period_seconds: 30,
+            ingress: IngressConfig::default(),
         }
     }
 }
@@ -101,12 +192,23 @@ pub fn image_repository(image: &str) -> &str {
 pub struct Rendered {
     pub deployment: Deployment,
     pub service: Service,
+    /// When the autoscaling metric is CPU: Kubernetes scales the Deployment itself.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    /// When at least two replicas must run: voluntary evictions (node drains) keep all but one.
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 impl Rendered {
-    /// Multi-document YAML of the objects, Deployment first.
+    /// Multi-document YAML of the objects: Deployment, Service, then the HPA and PDB if any.
     pub fn to_yaml(&self) -> Result<String, super::ManifestError> {
-        super::to_yaml(&[&self.deployment, &self.service])
+        let mut objects: Vec<&dyn super::ManifestObject> = vec![&self.deployment, &self.service];
+        if let Some(hpa) = &self.hpa {
+            objects.push(hpa);
+        }
+        if let Some(pdb) = &self.pdb {
+            objects.push(pdb);
+        }
+        super::to_yaml(&objects)
     }
 }
 
@@ -132,7 +234,7 @@ pub fn deployment_name(endpoint_id: &str, deployed_model_id: &str) -> String {
 }
 
 /// Lowercase alphanumerics with single `-` between runs, no leading or trailing `-`.
-fn dns_part(s: &str) -> String {
+pub(crate) fn dns_part(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         let c = c.to_ascii_lowercase();
@@ -308,10 +410,21 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         ("cpu".to_string(), Quantity(input.machine.cpu_quantity())),
         ("memory".to_string(), Quantity(input.machine.memory_quantity())),
     ]);
+    let mut node_selector = None;
+    let mut tolerations = None;
     if let Some(acc) = &input.machine.accelerator
         && acc.accelerator_type.starts_with("NVIDIA")
     {
         resources.insert(GPU_RESOURCE.to_string(), Quantity(acc.count.to_string()));
+        let accelerator = acc.accelerator_type.to_ascii_lowercase().replace('_', "-");
+        let selector: BTreeMap<String, String> = cfg
+            .gpu
+            .node_selector
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{accelerator}", &accelerator)))
+            .collect();
+        node_selector = (!selector.is_empty()).then_some(selector);
+        tolerations = (!cfg.gpu.tolerations.is_empty()).then(|| cfg.gpu.tolerations.clone());
     }
 
     let (volumes, mounts) = match spec.shared_memory_size_mb.filter(|mb| *mb > 0) {
@@ -340,6 +453,12 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         command: non_empty(spec.command.clone()),
         args: non_empty(spec.args.clone()),
         env: Some(env),
+        env_from: cfg.artifact_credentials_secret.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: secret.clone(), optional: Some(true) }),
+                ..Default::default()
+            }]
+        }),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: port,
@@ -367,7 +486,9 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
 
     let pod_spec = PodSpec {
         containers: vec![container],
-        termination_grace_period_seconds: Some(30),
+        termination_grace_period_seconds: Some(cfg.termination_grace_period_seconds),
+        node_selector,
+        tolerations,
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(PodSecurityContext {
@@ -390,7 +511,7 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
     let deployment = Deployment {
         metadata: metadata.clone(),
         spec: Some(DeploymentSpec {
-            replicas: Some(i32::try_from(input.min_replicas).unwrap_or(i32::MAX)),
+            replicas: Some(replicas_i32(input.min_replicas)),
             selector: LabelSelector { match_labels: Some(selector.clone()), match_expressions: None },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -410,6 +531,45 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         status: None,
     };
 
+    let hpa = cpu_target(&input.autoscaling).map(|target| HorizontalPodAutoscaler {
+        metadata: metadata.clone(),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: name.clone(),
+            },
+            // An HPA cannot scale to zero (that needs an alpha feature gate): at least one.
+            min_replicas: Some(replicas_i32(input.min_replicas.max(1))),
+            max_replicas: replicas_i32(input.max_replicas.max(input.min_replicas).max(1)),
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(target),
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            }]),
+            behavior: None,
+        }),
+        status: None,
+    });
+
+    // maxUnavailable rather than minAvailable: it stays right whatever the autoscaler does.
+    let pdb = (input.min_replicas >= 2).then(|| PodDisruptionBudget {
+        metadata: metadata.clone(),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector.clone()), match_expressions: None }),
+            ..Default::default()
+        }),
+        status: None,
+    });
+
     let service = Service {
         metadata,
         spec: Some(ServiceSpec {
@@ -427,7 +587,19 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         status: None,
     };
 
-    Rendered { deployment, service }
+    Rendered { deployment, service, hpa, pdb }
+}
+
+/// The CPU utilisation target when a DeployedModel autoscales on CPU.
+fn cpu_target(metrics: &[AutoscalingMetricSpec]) -> Option<i32> {
+    metrics
+        .iter()
+        .find(|m| m.metric_name == METRIC_CPU)
+        .map(|m| if m.target > 0 { m.target.min(100) } else { DEFAULT_CPU_TARGET })
+}
+
+fn replicas_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// `value`, or the default when it is empty (proto3: empty means unset).
@@ -492,10 +664,9 @@ fn duration_seconds(d: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::machine::Catalog;
+    use crate::manifests::golden;
     use crate::manifests::spec::{EnvVar, HttpGetAction as VertexHttpGet, Port};
 
     fn env(name: &str, value: &str) -> EnvVar {
@@ -517,6 +688,7 @@ mod tests {
             machine: Catalog::builtin().get("e2-small").unwrap().clone(),
             min_replicas: 2,
             max_replicas: 5,
+            autoscaling: vec![AutoscalingMetricSpec { metric_name: METRIC_CPU.into(), target: 70 }],
         }
     }
 
@@ -556,22 +728,8 @@ mod tests {
             machine: catalog.resolve("n1-standard-4", Some("NVIDIA_TESLA_T4"), 1).unwrap(),
             min_replicas: 1,
             max_replicas: 1,
+            autoscaling: vec![],
         }
-    }
-
-    fn golden(name: &str, actual: &str) {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-            std::fs::write(&path, actual).unwrap();
-            return;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
-        assert!(
-            expected == actual,
-            "{} differs from the rendering (run with UPDATE_GOLDEN=1 to accept):\n{actual}",
-            path.display()
-        );
     }
 
     fn container(r: &Rendered) -> &Container {
@@ -692,6 +850,116 @@ mod tests {
         assert_eq!(c.resources.as_ref().unwrap().limits.as_ref().unwrap()[GPU_RESOURCE].0, "1");
         assert_eq!(c.startup_probe.as_ref().unwrap().http_get.as_ref().unwrap().port, IntOrString::Int(7080));
         assert_eq!(r.deployment.spec.as_ref().unwrap().progress_deadline_seconds, Some(1800));
+    }
+
+    fn pod(r: &Rendered) -> &PodSpec {
+        r.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn every_pod_runs_restricted() {
+        for input in [runtime_input(), custom_input()] {
+            let r = render(&input, &RenderConfig::default());
+            let pod_sc = pod(&r).security_context.as_ref().unwrap();
+            assert_eq!(pod_sc.run_as_non_root, Some(true));
+            assert_eq!(pod_sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+            assert_eq!(pod(&r).automount_service_account_token, Some(false));
+            for c in &pod(&r).containers {
+                let sc = c.security_context.as_ref().unwrap();
+                assert_eq!(sc.allow_privilege_escalation, Some(false));
+                assert_eq!(sc.run_as_non_root, Some(true));
+                assert_ne!(sc.privileged, Some(true));
+                let caps = sc.capabilities.as_ref().unwrap();
+                assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+                assert!(caps.add.is_none());
+                assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_metric_gets_a_horizontal_pod_autoscaler() {
+        let r = render(&runtime_input(), &RenderConfig::default());
+        let hpa = r.hpa.as_ref().expect("CPU autoscaling renders an HPA");
+        let spec = hpa.spec.as_ref().unwrap();
+        assert_eq!(spec.scale_target_ref.kind, "Deployment");
+        assert_eq!(spec.scale_target_ref.name, "ep-fraud-dm-4567");
+        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 5));
+        let metric = &spec.metrics.as_ref().unwrap()[0];
+        let resource = metric.resource.as_ref().unwrap();
+        assert_eq!((resource.name.as_str(), resource.target.average_utilization), ("cpu", Some(70)));
+
+        let mut input = runtime_input();
+        input.autoscaling = vec![AutoscalingMetricSpec { metric_name: METRIC_CPU.into(), target: 0 }];
+        input.min_replicas = 0;
+        let hpa = render(&input, &RenderConfig::default()).hpa.unwrap();
+        let spec = hpa.spec.unwrap();
+        assert_eq!(spec.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(60));
+        assert_eq!(spec.min_replicas, Some(1), "an HPA cannot go below one replica");
+
+        input.autoscaling =
+            vec![AutoscalingMetricSpec { metric_name: api::METRIC_REQUESTS.into(), target: 100 }];
+        assert!(render(&input, &RenderConfig::default()).hpa.is_none(), "request metrics are the platform's");
+        input.autoscaling = vec![];
+        assert!(render(&input, &RenderConfig::default()).hpa.is_none());
+    }
+
+    #[test]
+    fn pod_disruption_budget_from_two_replicas() {
+        let r = render(&runtime_input(), &RenderConfig::default());
+        let pdb = r.pdb.as_ref().expect("min replicas 2 renders a PDB");
+        let spec = pdb.spec.as_ref().unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            spec.selector.as_ref().unwrap().match_labels,
+            r.deployment.spec.as_ref().unwrap().selector.match_labels
+        );
+        let mut input = runtime_input();
+        input.min_replicas = 1;
+        assert!(render(&input, &RenderConfig::default()).pdb.is_none());
+        assert!(render(&custom_input(), &RenderConfig::default()).pdb.is_none());
+    }
+
+    #[test]
+    fn gpu_pods_get_the_configured_nodes_and_tolerations() {
+        let mut cfg = RenderConfig::default();
+        cfg.gpu.node_selector =
+            BTreeMap::from([("cloud.google.com/gke-accelerator".to_string(), "{accelerator}".to_string())]);
+        let r = render(&custom_input(), &cfg);
+        let p = pod(&r);
+        assert_eq!(p.node_selector.as_ref().unwrap()["cloud.google.com/gke-accelerator"], "nvidia-tesla-t4");
+        let toleration = &p.tolerations.as_ref().unwrap()[0];
+        assert_eq!(toleration.key.as_deref(), Some(GPU_RESOURCE));
+        assert_eq!(toleration.operator.as_deref(), Some("Exists"));
+        assert_eq!(container(&r).resources.as_ref().unwrap().requests.as_ref().unwrap()[GPU_RESOURCE].0, "1");
+
+        let cpu_only = render(&runtime_input(), &cfg);
+        assert!(pod(&cpu_only).node_selector.is_none() && pod(&cpu_only).tolerations.is_none());
+        assert!(
+            !container(&cpu_only)
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key(GPU_RESOURCE)
+        );
+    }
+
+    #[test]
+    fn artifact_credentials_come_from_an_optional_secret() {
+        assert!(container(&render(&runtime_input(), &RenderConfig::default())).env_from.is_none());
+        let cfg = RenderConfig {
+            artifact_credentials_secret: Some("s3-credentials".into()),
+            termination_grace_period_seconds: 90,
+            ..RenderConfig::default()
+        };
+        let r = render(&runtime_input(), &cfg);
+        let from = container(&r).env_from.as_ref().unwrap();
+        let secret = from[0].secret_ref.as_ref().unwrap();
+        assert_eq!((secret.name.as_str(), secret.optional), ("s3-credentials", Some(true)));
+        assert_eq!(pod(&r).termination_grace_period_seconds, Some(90));
     }
 
     #[test]

@@ -190,7 +190,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deployed_models(&self, endpoint: &EndpointKey) -> Result<Vec<DeployedModel>>;
     /// Every deployed model of every endpoint (what the controller reconciles).
     async fn list_all_deployed_models(&self) -> Result<Vec<DeployedModel>>;
-    /// Sets `deploying`, `deployed` or `failed` (`undeploying` is set by `undeploy`).
+    /// Sets `deploying`, `deployed` or `failed` (`undeploying` is set by `undeploy`). A deployed
+    /// model being undeployed stays so: NotFound.
     async fn set_deployed_model_state(
         &self,
         endpoint: &EndpointKey,

@@ -1387,7 +1387,7 @@ impl Store for ThisStore {
             concat!(
                 "UPDATE deployed_models SET desired_state = $5, update_time = $6 \
                  WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
-                 RETURNING ",
+                 AND desired_state <> 'undeploying' RETURNING ",
                 deployed_model_columns!()
             ),
             desired_state.to_owned(),

@@ -1,0 +1,197 @@
+//! The autoscaler's decisions, pure: from the requests the gateway counted to a replica count.
+//!
+//! - Scale on request rate when the deployed model has the request-count metric (target:
+//!   requests per minute per replica): the rate over a stable window (60 s), or over a short
+//!   panic window (6 s) when that asks for at least twice the current replicas.
+//! - Up at once; down only to the highest count recommended during the scale-down delay, so a
+//!   short lull does not take replicas away (as the HorizontalPodAutoscaler's stabilization).
+//! - With `minReplicaCount` 0: to zero after the scale-down delay without requests; a request
+//!   that finds no replica (the gateway holds it) brings one back.
+//! - Without a request-count target (CPU, the default), the count stays at min (on Kubernetes a
+//!   HorizontalPodAutoscaler scales on CPU).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Tuning of the autoscaler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    pub stable_window: Duration,
+    pub panic_window: Duration,
+    pub scale_down_delay: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            stable_window: Duration::from_secs(60),
+            panic_window: Duration::from_secs(6),
+            scale_down_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the gateway saw of one deployed model at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Requests forwarded so far (a counter).
+    pub requests: u64,
+    /// Requests in flight on its replicas.
+    pub in_flight: u64,
+    /// Requests held because no replica was ready.
+    pub waiting: u64,
+}
+
+/// The bounds and target of one deployed model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u32,
+    pub max: u32,
+    /// Requests per minute per replica, when scaling on request rate.
+    pub target_rpm: Option<u32>,
+}
+
+/// The memory of one deployed model's autoscaler.
+#[derive(Debug, Default)]
+pub struct Autoscaler {
+    samples: VecDeque<(Instant, u64)>,
+    recommendations: VecDeque<(Instant, u32)>,
+    last_active: Option<Instant>,
+}
+
+impl Autoscaler {
+    /// Records an observation and returns the replica count to run now.
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        seen: Observation,
+        current: u32,
+        bounds: Bounds,
+        tuning: Tuning,
+    ) -> u32 {
+        let keep = tuning.stable_window.max(tuning.scale_down_delay);
+        self.samples.push_back((now, seen.requests));
+        while self.samples.len() > 2
+            && self.samples.front().is_some_and(|(t, _)| now.duration_since(*t) > keep)
+        {
+            self.samples.pop_front();
+        }
+        let active =
+            seen.in_flight > 0 || seen.waiting > 0 || self.rate_per_minute(now, tuning.panic_window) > 0.0;
+        if active || self.last_active.is_none() {
+            self.last_active = Some(now);
+        }
+        let max = bounds.max.max(bounds.min).max(1);
+        let wanted = match bounds.target_rpm {
+            Some(target) if target > 0 => {
+                let per = |rpm: f64| (rpm / f64::from(target)).ceil().min(f64::from(max)) as u32;
+                let stable = per(self.rate_per_minute(now, tuning.stable_window));
+                let panic = per(self.rate_per_minute(now, tuning.panic_window));
+                if panic >= current.saturating_mul(2).max(1) { stable.max(panic) } else { stable }
+            }
+            _ => bounds.min,
+        };
+        let recommended = wanted.clamp(bounds.min, max);
+        self.recommendations.push_back((now, recommended));
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > tuning.scale_down_delay)
+        {
+            self.recommendations.pop_front();
+        }
+        // Down only to the highest recommendation within the delay.
+        let stabilized = if recommended >= current {
+            recommended
+        } else {
+            self.recommendations.iter().map(|(_, n)| *n).max().unwrap_or(recommended).min(current)
+        };
+        // Traffic needs a replica; a model idle for the whole delay goes down to its minimum
+        // (zero when allowed) whatever the slower rate windows still remember.
+        let idle_for = self.last_active.map(|t| now.duration_since(t)).unwrap_or_default();
+        if !active && idle_for >= tuning.scale_down_delay {
+            return bounds.min;
+        }
+        stabilized.max(1).clamp(bounds.min, max)
+    }
+
+    /// Requests per minute over the last `window` (from the oldest sample inside it).
+    fn rate_per_minute(&self, now: Instant, window: Duration) -> f64 {
+        let Some((_, latest)) = self.samples.back() else { return 0.0 };
+        let Some((t0, first)) = self.samples.iter().find(|(t, _)| now.duration_since(*t) <= window) else {
+            return 0.0;
+        };
+        let span = now.duration_since(*t0).as_secs_f64().max(1.0);
+        latest.saturating_sub(*first) as f64 * 60.0 / span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuning() -> Tuning {
+        Tuning {
+            stable_window: Duration::from_secs(60),
+            panic_window: Duration::from_secs(6),
+            scale_down_delay: Duration::from_secs(120),
+        }
+    }
+
+    /// Feeds `rpm` requests per minute for `secs` seconds, one observation a second.
+    fn run(
+        a: &mut Autoscaler,
+        t: &mut Instant,
+        total: &mut u64,
+        rpm: u64,
+        secs: u64,
+        current: &mut u32,
+        b: Bounds,
+    ) {
+        for _ in 0..secs {
+            *t += Duration::from_secs(1);
+            *total += rpm / 60;
+            *current =
+                a.decide(*t, Observation { requests: *total, ..Default::default() }, *current, b, tuning());
+        }
+    }
+
+    #[test]
+    fn request_rate_sets_replicas_up_at_once_and_down_after_the_delay() {
+        let b = Bounds { min: 1, max: 10, target_rpm: Some(600) };
+        let (mut a, mut t, mut total, mut n) = (Autoscaler::default(), Instant::now(), 0, 1);
+        run(&mut a, &mut t, &mut total, 600, 60, &mut n, b);
+        assert_eq!(n, 1, "600 rpm fits one replica");
+        run(&mut a, &mut t, &mut total, 3000, 10, &mut n, b);
+        assert!(n >= 4, "a burst scales up within seconds (panic window): {n}");
+        run(&mut a, &mut t, &mut total, 3000, 60, &mut n, b);
+        assert_eq!(n, 5, "3000 rpm at 600 per replica");
+        run(&mut a, &mut t, &mut total, 600, 60, &mut n, b);
+        assert_eq!(n, 5, "no scale-down within the delay");
+        run(&mut a, &mut t, &mut total, 600, 120, &mut n, b);
+        assert_eq!(n, 1, "down after the delay");
+        run(&mut a, &mut t, &mut total, 60_000, 60, &mut n, b);
+        assert_eq!(n, 10, "never above max");
+    }
+
+    #[test]
+    fn idle_models_with_min_zero_go_to_zero_and_demand_brings_one_back() {
+        let b = Bounds { min: 0, max: 3, target_rpm: None };
+        let (mut a, mut t) = (Autoscaler::default(), Instant::now());
+        let mut n = a.decide(t, Observation::default(), 1, b, tuning());
+        assert_eq!(n, 1, "a new deployment keeps its replica for the delay");
+        for _ in 0..119 {
+            t += Duration::from_secs(1);
+            n = a.decide(t, Observation::default(), n, b, tuning());
+        }
+        assert_eq!(n, 1);
+        t += Duration::from_secs(5);
+        n = a.decide(t, Observation::default(), n, b, tuning());
+        assert_eq!(n, 0, "idle past the delay: zero");
+        t += Duration::from_secs(1);
+        n = a.decide(t, Observation { waiting: 1, ..Default::default() }, n, b, tuning());
+        assert_eq!(n, 1, "a held request brings a replica");
+        let fixed = Bounds { min: 2, max: 2, target_rpm: None };
+        assert_eq!(Autoscaler::default().decide(t, Observation::default(), 0, fixed, tuning()), 2);
+    }
+}
