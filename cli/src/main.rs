@@ -2,11 +2,15 @@
 
 use clap::Parser;
 
-/// The command-line client of the platform. Commands arrive with the control plane's API.
-#[derive(Parser)]
-#[command(name = "platform-cli", version)]
-struct Cli {}
-
-fn main() {
-    let _ = Cli::parse();
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = platform_cli::Cli::parse();
+    match platform_cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Every error says its causes in its own message.
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
