@@ -226,21 +226,9 @@ async fn the_whole_path_on_sqlite_and_local_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_path_on_postgres_and_s3() {
-    let s3 = common::start_s3().await;
-    let env = [
-        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(&s3.endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"))
-        .force_path_style(true)
-        .build();
-    let s3_client = aws_sdk_s3::Client::from_conf(config);
+    let s3 = common::S3Server::start().await;
+    let env = s3.env();
+    let s3_client = s3.client();
     s3_client.create_bucket().bucket("artifacts").send().await.expect("bucket");
 
     let database = common::fresh_postgres("platform_flow").await;

@@ -3,15 +3,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use common::{Runtime, assert_close, free_port, model_path, python, reference, root};
+use common::{Runtime, assert_close, model_path, python, reference, root};
 use serde_json::json;
+use test_support::S3Server;
 use tokio::sync::watch;
 
 const TOLERANCE: f64 = 1e-4;
@@ -94,49 +95,10 @@ async fn an_http_model_is_served_once_downloaded_and_cached_by_content() {
     assert_eq!(third.post_json("/predict", &instances).await.0, 200);
 }
 
-/// A moto S3 server on a free loopback port, killed when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_s3() -> S3Server {
-    let port = free_port();
-    let moto = python().with_file_name("moto_server");
-    assert!(moto.exists(), "{} is missing: run scripts/test, which installs moto[server]", moto.display());
-    let child = Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(&endpoint).await.is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    S3Server { child, endpoint }
-}
-
 #[tokio::test]
 async fn an_s3_model_is_read_through_the_standard_aws_environment() {
-    let s3 = start_s3().await;
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(&s3.endpoint)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"))
-        .force_path_style(true)
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
+    let s3 = S3Server::start().await;
+    let client = s3.client();
     client.create_bucket().bucket("models").send().await.expect("bucket");
     let body = std::fs::read(model_path("cnn")).expect("model");
     client
@@ -148,12 +110,7 @@ async fn an_s3_model_is_read_through_the_standard_aws_environment() {
         .await
         .expect("upload");
 
-    let env = [
-        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = s3.env();
     let rt = Runtime::start_with_env(&["--model", "s3://models/cnn/v1/"], &env).await;
     let reference = reference("cnn");
     let (status, body) =

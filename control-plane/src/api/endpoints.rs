@@ -273,7 +273,10 @@ pub async fn patch(
         traffic::validate(&body.traffic_split, &ids).map_err(|e| ApiError::invalid(e.0))?;
         app.store.set_traffic_split(&key, &json!(body.traffic_split), etag.as_deref()).await?;
     }
+    // Answer once the gateway routes by the change (the controller publishes within a pass).
+    let published = app.gateway.next_publish(std::time::Duration::from_secs(5));
     app.controller.wake();
+    published.await;
     Ok(Json(load(&app, &key).await?))
 }
 
@@ -545,8 +548,13 @@ async fn mutate(
     // A mutation renders afresh, replacing manifests a person edited.
     let latest = app.store.latest_revision(key, id).await?;
     if latest.is_some_and(|r| r.source != "rendered") {
-        let version =
-            app.store.get_model_version(&ModelKey::new(&key.project, &key.location, &updated.model_id), updated.version_id).await?;
+        let version = app
+            .store
+            .get_model_version(
+                &ModelKey::new(&key.project, &key.location, &updated.model_id),
+                updated.version_id,
+            )
+            .await?;
         let rendering = crate::endpoints::desired::render(&updated, &version, &app.catalog, &app.render)
             .map_err(ApiError::invalid)?;
         let revision = store::Revision {

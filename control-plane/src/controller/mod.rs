@@ -130,6 +130,7 @@ impl Controller {
         let operations = self.store.list_unfinished_operations().await?;
         let mut statuses: HashMap<(EndpointKey, String), (DeploymentStatus, String)> = HashMap::new();
         let mut expected: HashSet<String> = HashSet::new();
+        let mut succeeded = Vec::new();
         for dm in &deployed {
             let name = manifests::deployment_name(&dm.endpoint_id, &dm.deployed_model_id);
             expected.insert(name.clone());
@@ -144,7 +145,7 @@ impl Controller {
             let result = match dm.desired_state.as_str() {
                 "deploying" | "deployed" => {
                     let pending = op("deployModel").or_else(|| op("mutateDeployedModel"));
-                    self.reconcile_running(dm, &name, pending).await
+                    self.reconcile_running(dm, &name, pending, &mut succeeded).await
                 }
                 "undeploying" => self.reconcile_undeploying(dm, &name, op("undeployModel")).await,
                 _ => self.remove_failed(dm, &name, None).await,
@@ -197,6 +198,11 @@ impl Controller {
         let endpoints = self.store.list_all_endpoints().await?;
         self.reconcile_endpoint_objects(&endpoints).await;
         self.publish(&endpoints, &deployed, &statuses);
+        for (op, response) in succeeded {
+            if let Err(e) = operations::succeed(&*self.store, &op, response).await {
+                tracing::warn!(operation = %op.operation_id, error = %e, "cannot finish the operation");
+            }
+        }
         Ok(())
     }
 
@@ -313,6 +319,7 @@ impl Controller {
         dm: &store::DeployedModel,
         name: &str,
         op: Option<&store::Operation>,
+        succeeded: &mut Vec<(store::Operation, Value)>,
     ) -> Result<Option<(DeploymentStatus, String)>, StoreError> {
         let key = dm.endpoint_key();
         let desired = match self.desired(dm).await? {
@@ -368,12 +375,8 @@ impl Controller {
                     } else {
                         "MutateDeployedModelResponse"
                     };
-                    operations::succeed(
-                        &*self.store,
-                        op,
-                        operations::typed(type_name, json!({"deployedModel": dto})),
-                    )
-                    .await?;
+                    // Finished once the gateway routes to it (after this pass publishes).
+                    succeeded.push((op.clone(), operations::typed(type_name, json!({"deployedModel": dto}))));
                 }
             }
             Verdict::Waiting { percent, message } => {

@@ -104,6 +104,24 @@ impl Gateway {
         stats.retain(|id, _| keep.contains(id));
     }
 
+    /// Resolves (or gives up after `timeout`) once a routing snapshot built entirely after this
+    /// call is published: after a change of traffic split or access, so that the caller's next
+    /// request sees it. The second publish from now is the first whose pass surely began later.
+    pub fn next_publish(&self, timeout: Duration) -> impl std::future::Future<Output = ()> + use<> {
+        let mut published = self.published.subscribe();
+        published.mark_unchanged();
+        async move {
+            let _ = tokio::time::timeout(timeout, async {
+                for _ in 0..2 {
+                    if published.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
     /// Resolves when a request is waiting for a replica.
     pub async fn demanded(&self) {
         self.demand.notified().await

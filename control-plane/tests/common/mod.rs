@@ -1,6 +1,6 @@
 //! Shared by the tests that start the real `platform` binary: the running platform, an HTTPS
 //! client trusting its CA, the test models, a moto S3 server and fresh PostgreSQL databases.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,35 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("PLATFORM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs the Python test tools",
-        path.display()
-    );
-    path
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
-pub fn model_path(name: &str) -> PathBuf {
-    root().join("tests/models").join(format!("{name}.onnx"))
-}
-
-pub fn reference(name: &str) -> Value {
-    let text =
-        std::fs::read_to_string(root().join("tests/models").join(format!("{name}.json"))).expect("reference");
-    serde_json::from_str(&text).expect("reference JSON")
-}
+pub use test_support::{S3Server, free_port, model_path, python, reference, root};
 
 /// A running `platform serve`, killed when dropped.
 pub struct Platform {
@@ -181,38 +153,6 @@ impl Platform {
         assert_eq!(got, status, "{method} {path}: {value}");
         value
     }
-}
-
-/// A moto S3 server on a free loopback port, killed when dropped.
-pub struct S3Server {
-    child: Child,
-    pub endpoint: String,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub async fn start_s3() -> S3Server {
-    let port = free_port();
-    let moto = python().with_file_name("moto_server");
-    assert!(moto.exists(), "{} is missing: run scripts/test, which installs moto[server]", moto.display());
-    let child = Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(&endpoint).await.is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    S3Server { child, endpoint }
 }
 
 /// A fresh database on the PostgreSQL server of `PLATFORM_TEST_DATABASE_URL`; its URL.

@@ -1,47 +1,14 @@
 //! Test fixtures: the real `platform-runtime` binary on a free loopback port, the reference
 //! files of the test models, and JSON comparison with a tolerance.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-pub fn model_path(name: &str) -> PathBuf {
-    root().join("tests/models").join(format!("{name}.onnx"))
-}
-
-/// The reference file of a test model: inputs, onnxruntime outputs, Vertex instances and
-/// predictions.
-pub fn reference(name: &str) -> Value {
-    let path = root().join("tests/models").join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("reference is JSON")
-}
-
-/// The Python of the test virtualenv, which `scripts/test` creates with every test tool.
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("PLATFORM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs the Python test tools",
-        path.display()
-    );
-    path
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+pub use test_support::{free_port, model_path, python, reference, root};
 
 /// A running `platform-runtime`, killed when dropped.
 pub struct Runtime {
