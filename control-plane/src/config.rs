@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+/// What a `platform serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeRole {
+    All,
+    Api,
+    Gateway,
+}
+
 /// Where replicas run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -110,6 +118,12 @@ pub struct ServeConfig {
     /// the in-cluster service account or the kubeconfig).
     #[arg(long, env = "PLATFORM_BACKEND", value_enum, default_value_t = BackendKind::Local)]
     pub backend: BackendKind,
+
+    /// What this process does: `all` (the embedded default); `api` (REST API and controller,
+    /// on Kubernetes); `gateway` (serves predictions from routes it reads from the database and
+    /// the backend; scale it separately).
+    #[arg(long, env = "PLATFORM_ROLE", value_enum, default_value_t = ServeRole::All)]
+    pub role: ServeRole,
 
     /// Namespace of the `kubernetes` backend. Default: the credentials' namespace.
     #[arg(long, env = "PLATFORM_NAMESPACE")]

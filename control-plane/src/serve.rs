@@ -8,8 +8,8 @@ use anyhow::Context;
 use crate::api::{self, App, Settings};
 use crate::auth::token::TokenKeys;
 use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
-use crate::config::{BackendKind, ServeConfig};
-use crate::controller::{Controller, ControllerConfig, Wake};
+use crate::config::{BackendKind, ServeConfig, ServeRole};
+use crate::controller::{Controller, ControllerConfig, Mode, Wake};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::machine::Catalog;
 use crate::manifests::RenderConfig;
@@ -17,6 +17,12 @@ use crate::registry::ArtifactStore;
 
 /// Runs the platform until SIGTERM or Ctrl-C.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    if config.role != ServeRole::All && config.backend == BackendKind::Local {
+        anyhow::bail!(
+            "--role {} splits the platform across processes, which needs --backend kubernetes; the local backend runs with --role all",
+            if config.role == ServeRole::Api { "api" } else { "gateway" }
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.database_url())
@@ -82,7 +88,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     ));
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
-    if let Some(admin) = crate::bootstrap::first_admin(&app, &config.data_dir, admin_password)
+    if config.role == ServeRole::Gateway {
+        // The API process creates the first admin.
+    } else if let Some(admin) = crate::bootstrap::first_admin(&app, &config.data_dir, admin_password)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the first admin: {}", e.message))?
     {
@@ -102,6 +110,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             deploy_timeout: config.deploy_timeout,
             render,
             catalog,
+            mode: match config.role {
+                ServeRole::All => Mode::Full,
+                ServeRole::Api => Mode::NoRequestAutoscaling,
+                ServeRole::Gateway => Mode::RouteOnly,
+            },
             autoscale: crate::controller::autoscale::Tuning {
                 scale_down_delay: config.scale_down_delay,
                 ..Default::default()

@@ -50,6 +50,19 @@ pub struct ControllerConfig {
     pub render: RenderConfig,
     pub catalog: Catalog,
     pub autoscale: autoscale::Tuning,
+    pub mode: Mode,
+}
+
+/// What a controller does, by the role of its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything: apply, progress operations, autoscale on requests, publish routes.
+    Full,
+    /// Everything but request-based autoscaling, which needs the traffic that a separate
+    /// gateway process sees (deployed models run at their minimum, at least one replica).
+    NoRequestAutoscaling,
+    /// Only publish routes from the database and the backend (a gateway process).
+    RouteOnly,
 }
 
 /// Why one pass of the controller stopped.
@@ -126,6 +139,9 @@ impl Controller {
 
     /// One pass over every deployed model and endpoint.
     pub async fn reconcile(&self) -> Result<(), ControllerError> {
+        if self.config.mode == Mode::RouteOnly {
+            return self.route_only().await;
+        }
         let deployed = self.store.list_all_deployed_models().await?;
         let operations = self.store.list_unfinished_operations().await?;
         let mut statuses: HashMap<(EndpointKey, String), (DeploymentStatus, String)> = HashMap::new();
@@ -305,8 +321,10 @@ impl Controller {
                     source: "rendered".into(),
                     ..Default::default()
                 };
-                let stored = self.store.insert_revision(&revision).await?;
-                tracing::info!(deployed_model = %dm.deployed_model_id, revision = stored.revision, "new revision");
+                if self.config.mode != Mode::RouteOnly {
+                    let stored = self.store.insert_revision(&revision).await?;
+                    tracing::info!(deployed_model = %dm.deployed_model_id, revision = stored.revision, "new revision");
+                }
             }
         }
         let predict_route = desired::predict_route(&objects).unwrap_or_default();
@@ -399,8 +417,31 @@ impl Controller {
         Ok(Some((status, desired.predict_route)))
     }
 
+    /// A gateway process: the routing table from the database and the backend, nothing else.
+    async fn route_only(&self) -> Result<(), ControllerError> {
+        let deployed = self.store.list_all_deployed_models().await?;
+        let mut statuses = HashMap::new();
+        for dm in deployed.iter().filter(|d| d.desired_state == "deploying" || d.desired_state == "deployed")
+        {
+            let name = manifests::deployment_name(&dm.endpoint_id, &dm.deployed_model_id);
+            let Ok(desired) = self.desired(dm).await? else { continue };
+            if let Ok(status) = self.backend.status(&name).await {
+                statuses.insert(
+                    (dm.endpoint_key(), dm.deployed_model_id.clone()),
+                    (status, desired.predict_route),
+                );
+            }
+        }
+        let endpoints = self.store.list_all_endpoints().await?;
+        self.publish(&endpoints, &deployed, &statuses);
+        Ok(())
+    }
+
     /// The replica count to run now: the autoscaler's decision from what the gateway counted.
     async fn autoscale(&self, dm: &store::DeployedModel, name: &str, desired: &Desired) -> u32 {
+        if self.config.mode != Mode::Full {
+            return desired.min_replicas.max(1);
+        }
         let current = match self.backend.status(name).await {
             Ok(s) => s.desired,
             Err(_) => desired.min_replicas.max(1),
