@@ -241,35 +241,27 @@ pub fn page<T: Listable>(items: Vec<T>, query: &ListQuery) -> Result<(Vec<T>, St
     Ok((page, token))
 }
 
-impl Listable for api::Model {
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.labels
-    }
-    fn create_time(&self) -> &str {
-        &self.create_time
-    }
-    fn update_time(&self) -> &str {
-        &self.update_time
-    }
+/// Models and endpoints are listed by the same fields.
+macro_rules! listable {
+    ($($t:ty),*) => {$(
+        impl Listable for $t {
+            fn display_name(&self) -> &str {
+                &self.display_name
+            }
+            fn labels(&self) -> &BTreeMap<String, String> {
+                &self.labels
+            }
+            fn create_time(&self) -> &str {
+                &self.create_time
+            }
+            fn update_time(&self) -> &str {
+                &self.update_time
+            }
+        }
+    )*};
 }
 
-impl Listable for api::Endpoint {
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.labels
-    }
-    fn create_time(&self) -> &str {
-        &self.create_time
-    }
-    fn update_time(&self) -> &str {
-        &self.update_time
-    }
-}
+listable!(api::Model, api::Endpoint);
 
 #[cfg(test)]
 mod tests {
