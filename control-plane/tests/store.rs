@@ -414,6 +414,11 @@ async fn endpoints(store: &dyn Store) {
     assert!(store.get_endpoint(&endpoint_key("nope")).await.expect_err("missing").is_not_found());
     let listed = store.list_endpoints(P, L).await.expect("list");
     assert_eq!(listed.iter().map(|e| e.endpoint_id.as_str()).collect::<Vec<_>>(), ["ep1", "ep2"]);
+    let everywhere = store.list_all_endpoints().await.expect("list all");
+    assert!(
+        everywhere.len() >= 2 && everywhere.iter().any(|e| e.endpoint_id == "ep2"),
+        "every project's endpoints"
+    );
 
     // update_endpoint with etags.
     let change = Endpoint { display_name: "Renamed".into(), access: "private".into(), ..created.clone() };
