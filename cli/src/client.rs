@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncReadExt;
@@ -161,6 +161,28 @@ impl Client {
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// GETs a resource that is not JSON, such as YAML, asking for `accept`; returns its body.
+    pub async fn get_text(&self, path: &str, accept: &str) -> Result<String, ClientError> {
+        let req = self.request(reqwest::Method::GET, path).header(ACCEPT, accept);
+        let (url, res) = self.send(req).await?;
+        res.text().await.map_err(|e| ClientError::Transport { url, message: error_chain(&e) })
+    }
+
+    /// PUTs `body` unchanged as `content_type`; the answer is JSON.
+    pub async fn put_body<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let req = self
+            .request_with(reqwest::Method::PUT, path, query)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        self.json(req).await
     }
 
     /// Sends `body` unchanged with `headers` and returns the answer's content type and body.

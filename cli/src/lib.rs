@@ -76,6 +76,9 @@ pub enum Command {
     /// Create endpoints, deploy models on them, split traffic and predict.
     #[command(subcommand)]
     Endpoints(commands::endpoints::EndpointsCommand),
+    /// Read, edit, apply and roll back the Kubernetes manifests of deployed models.
+    #[command(subcommand)]
+    Manifests(commands::manifests::ManifestsCommand),
     /// Follow long-running operations.
     #[command(subcommand)]
     Operations(commands::operations::OperationsCommand),
@@ -163,6 +166,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth(c) => commands::auth::run(ctx, c).await,
         Command::Models(c) => commands::models::run(&ctx, c).await,
         Command::Endpoints(c) => commands::endpoints::run(&ctx, c).await,
+        Command::Manifests(c) => commands::manifests::run(&ctx, c).await,
         Command::Operations(c) => commands::operations::run(&ctx, c).await,
     }
 }

@@ -173,6 +173,12 @@ pub fn deployed_models(models: &[api::DeployedModel]) -> Table {
     )
 }
 
+pub fn revisions(revisions: &[api::Revision]) -> Table {
+    revisions.iter().fold(Table::new(&["REVISION", "SOURCE", "CREATE_TIME"]), |t, r| {
+        t.row(vec![r.revision.to_string(), r.source.clone(), r.create_time.clone()])
+    })
+}
+
 pub fn operations(ops: &[api::Operation]) -> Table {
     ops.iter().fold(Table::new(&["OPERATION_ID", "TYPE", "DONE", "ERROR"]), |t, op| {
         let kind = op
@@ -244,6 +250,21 @@ mod tests {
         assert!(yaml.contains("modelVersionId: '1'") || yaml.contains("modelVersionId: \"1\""), "{yaml}");
         let table = render(Format::Table, &r, uploaded).unwrap();
         assert_eq!(table.lines().nth(1).unwrap(), "iris      1           projects/p/locations/l/models/iris");
+    }
+
+    #[test]
+    fn revisions_show_their_number_and_source() {
+        let r = |n, source: &str| api::Revision {
+            revision: n,
+            source: source.into(),
+            create_time: "2025-01-01T00:00:00Z".into(),
+            ..Default::default()
+        };
+        let text = revisions(&[r(1, "rendered"), r(2, "edited")]).render();
+        assert_eq!(
+            text,
+            "REVISION  SOURCE    CREATE_TIME\n1         rendered  2025-01-01T00:00:00Z\n2         edited    2025-01-01T00:00:00Z\n"
+        );
     }
 
     #[test]

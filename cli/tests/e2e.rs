@@ -338,3 +338,99 @@ fn errors_carry_the_servers_message_and_fail() {
     let nothing = fails(1, &["models", "import", "--display-name", "x"]);
     assert!(nothing.contains("--artifact"), "{nothing}");
 }
+
+/// The manifests of a deployed model, from the CLI: read them, edit them (dry run first), list
+/// the revisions, roll back, and an unsafe edit refused with the path of the problem.
+#[test]
+fn manifests_are_read_edited_and_rolled_back() {
+    let platform = Platform::start();
+    platform.login();
+    let mlp = root().join("tests/models/mlp.onnx");
+    platform.ok(&[
+        "models",
+        "import",
+        "--display-name",
+        "mlp",
+        "--model-id",
+        "mlp",
+        "--artifact",
+        mlp.to_str().expect("path"),
+    ]);
+    platform.ok(&["endpoints", "create", "--display-name", "man", "--endpoint-id", "man"]);
+    let deployed =
+        platform.json(&["endpoints", "deploy-model", "man", "--model", "mlp", "--machine-type", "e2-small"]);
+    let id = deployed["deployedModel"]["id"].as_str().expect("deployed model id").to_string();
+
+    // `get` prints YAML that can be redirected to a file; JSON on request; the endpoint's own.
+    let original = platform.ok(&["manifests", "get", "man", "--deployed-model-id", &id]);
+    assert!(original.contains("kind: Deployment") && original.contains("kind: Service"), "{original}");
+    let docs = platform.json(&["manifests", "get", "man", "--deployed-model-id", &id]);
+    let kinds: Vec<&str> =
+        docs.as_array().expect("a JSON array").iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert!(kinds.contains(&"Deployment") && kinds.contains(&"Service"), "{kinds:?}");
+    let whole = platform.ok(&["manifests", "get", "man"]);
+    assert!(whole.contains(&original.trim_end().to_string()), "the endpoint's include the deployed model's");
+
+    // Add an env var to the container.
+    assert_eq!(original.matches("      - env:\n").count(), 1, "{original}");
+    let edited = original
+        .replace("      - env:\n", "      - env:\n        - name: E2E_EDITED\n          value: 'yes'\n");
+    let file = platform.dir.path().join("man.yaml");
+    std::fs::write(&file, &edited).expect("write");
+    let file = file.to_str().expect("path");
+
+    let dry =
+        platform.ok(&["manifests", "apply", "-f", file, "man", "--deployed-model-id", &id, "--dry-run"]);
+    assert!(dry.lines().any(|l| l.starts_with('+') && l.contains("E2E_EDITED")), "{dry}");
+    assert!(dry.contains("Dry run: nothing was changed."), "{dry}");
+    let revisions = platform.json(&["manifests", "revisions", "man", "--deployed-model-id", &id]);
+    assert_eq!(revisions.as_array().map(Vec::len), Some(1), "a dry run stores nothing: {revisions}");
+
+    // Without --deployed-model-id: the endpoint has only one.
+    let applied = platform.ok(&["manifests", "apply", "-f", file, "man"]);
+    assert!(applied.contains("E2E_EDITED"), "the diff is shown before applying: {applied}");
+    assert!(applied.ends_with("Applied as revision 2.\n"), "{applied}");
+    let current = platform.ok(&["manifests", "get", "man", "--deployed-model-id", &id]);
+    assert!(current.contains("E2E_EDITED"), "{current}");
+    let again = platform.ok(&["manifests", "apply", "-f", file, "man", "--deployed-model-id", &id]);
+    assert!(again.ends_with("No change: nothing was applied.\n"), "{again}");
+
+    let table = platform.ok(&["manifests", "revisions", "man"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["REVISION", "SOURCE", "CREATE_TIME"], "{table}");
+    assert_eq!((rows[1][0], rows[1][1]), ("1", "rendered"), "{table}");
+    assert_eq!((rows[2][0], rows[2][1]), ("2", "edited"), "{table}");
+    assert_eq!(rows.len(), 3, "{table}");
+
+    let rolled =
+        platform.ok(&["manifests", "rollback", "man", "--deployed-model-id", &id, "--revision", "1"]);
+    assert!(rolled.contains("as revision 3"), "{rolled}");
+    let revisions = platform.json(&["manifests", "revisions", "man", "--deployed-model-id", &id]);
+    let sources: Vec<&str> =
+        revisions.as_array().expect("revisions").iter().filter_map(|r| r["source"].as_str()).collect();
+    assert_eq!(sources, ["rendered", "edited", "rollback"]);
+    assert_eq!(revisions[2]["revision"], "3");
+    assert_eq!(platform.ok(&["manifests", "get", "man", "--deployed-model-id", &id]), original);
+
+    // An unsafe edit is refused with the path of the problem, and nothing is stored.
+    let needle = "        securityContext:\n";
+    assert_eq!(original.matches(needle).count(), 1, "one container securityContext: {original}");
+    let unsafe_edit = original.replace(needle, &format!("{needle}          privileged: true\n"));
+    let file = platform.dir.path().join("unsafe.yaml");
+    std::fs::write(&file, unsafe_edit).expect("write");
+    let refused = platform.fails(
+        1,
+        &["manifests", "apply", "-f", file.to_str().expect("path"), "man", "--deployed-model-id", &id],
+    );
+    assert!(refused.contains("securityContext/privileged"), "{refused}");
+    assert!(refused.contains("INVALID_ARGUMENT"), "{refused}");
+    let revisions = platform.json(&["manifests", "revisions", "man", "--deployed-model-id", &id]);
+    assert_eq!(revisions.as_array().map(Vec::len), Some(3), "{revisions}");
+
+    // Errors of the CLI's own: a rollback to a revision that does not exist, a missing file.
+    let missing =
+        platform.fails(1, &["manifests", "rollback", "man", "--deployed-model-id", &id, "--revision", "9"]);
+    assert!(missing.contains("NOT_FOUND"), "{missing}");
+    let no_file = platform.fails(1, &["manifests", "apply", "-f", "/nonexistent.yaml", "man"]);
+    assert!(no_file.contains("/nonexistent.yaml"), "{no_file}");
+}

@@ -20,7 +20,7 @@ fn metric_specs(s: &str) -> Result<Vec<api::AutoscalingMetricSpec>, String> {
 fn traffic_split(s: &str) -> Result<BTreeMap<String, i32>, String> {
     flags::traffic_split(s).map_err(|e| e.message)
 }
-fn deployed_model_id(s: &str) -> Result<String, String> {
+pub(crate) fn deployed_model_id(s: &str) -> Result<String, String> {
     api::check_deployed_model_id(s).map(|_| s.to_string()).map_err(|e| e.0)
 }
 fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {

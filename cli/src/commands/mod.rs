@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod endpoints;
+pub mod manifests;
 pub mod models;
 pub mod operations;
 
