@@ -235,7 +235,11 @@ fn problems_error(problems: manifests::Problems) -> ApiError {
         problems.0.iter().map(|p| Violation { field: &p.path, description: &p.message }).collect();
     let details =
         json!({"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations});
-    ApiError::invalid(format!("the manifests are not accepted ({} problems):\n{problems}", problems.0.len()))
+    let count = match problems.0.len() {
+        1 => "1 problem".to_string(),
+        n => format!("{n} problems"),
+    };
+    ApiError::invalid(format!("the manifests are not accepted ({count}):\n{problems}"))
         .with_details(vec![details])
 }
 
