@@ -365,7 +365,8 @@ fn container(ready: bool, restarts: i32, state: Value, last_state: Value) -> Val
            "state": state, "lastState": last_state})
 }
 
-/// The cluster of the status tests: a deployment at revision 2 with pods in every condition.
+/// The cluster of the status tests: a deployment at revision 2 with pods in every condition. Its
+/// lists carry no resourceVersion, so the watches never sync and `status` lists (its fallback).
 fn cluster(method: &Method, uri: &str) -> (StatusCode, Value) {
     if *method != Method::GET {
         return status(500, "InternalError", "unexpected");
