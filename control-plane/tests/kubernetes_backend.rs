@@ -1,10 +1,13 @@
 //! The kubernetes backend against a scripted API server behind `kube::Client`: the exact
 //! requests it sends, and what it makes of the answers (objects, errors, failing pods).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use api::{Access, AutoscalingMetricSpec, METRIC_CPU};
+use bytes::Bytes;
 use control_plane::backend::{Backend, BackendError, Kubernetes, ReplicaState};
 use control_plane::machine::Catalog;
 use control_plane::manifests::{
@@ -14,6 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 /// One request the backend sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,10 +29,21 @@ struct Sent {
 }
 
 type Script = dyn Fn(&Method, &str) -> (StatusCode, Value) + Send + Sync;
+/// The open watch streams, by collection path: the newest one of each path gets the events.
+type Streams = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Bytes>>>>;
 
-/// A fake API server: records every request and answers with `script(method, uri)`.
+/// A fake API server: records every request and answers with `script(method, uri)`. A watch
+/// request (`watch=true`) that the script answers with 200 opens a stream that stays open and
+/// carries what [`FakeApi::event`] sends.
 struct FakeApi {
     sent: Arc<Mutex<Vec<Sent>>>,
+    streams: Streams,
+}
+
+/// Whether a request is the backend's watcher (its paged list or its watch), not a call of a
+/// backend method.
+fn is_watcher(uri: &str) -> bool {
+    uri.contains("watch=true") || uri.contains("limit=500")
 }
 
 impl FakeApi {
@@ -36,11 +51,14 @@ impl FakeApi {
         script: impl Fn(&Method, &str) -> (StatusCode, Value) + Send + Sync + 'static,
     ) -> (FakeApi, Kubernetes) {
         let sent = Arc::new(Mutex::new(Vec::new()));
+        let streams: Streams = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let recorder = sent.clone();
+        let open = streams.clone();
         let service = tower::service_fn(move |req: Request<Body>| {
             let sent = recorder.clone();
             let script = script.clone();
+            let open = open.clone();
             async move {
                 let (parts, body) = req.into_parts();
                 let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -48,30 +66,62 @@ impl FakeApi {
                 let body = if bytes.is_empty() { None } else { serde_json::from_slice(&bytes).ok() };
                 sent.lock().unwrap().push(Sent { method: parts.method.clone(), uri: uri.clone(), body });
                 let (status, reply) = script(&parts.method, &uri);
+                let response = Response::builder().status(status);
+                if status == StatusCode::OK && uri.contains("watch=true") {
+                    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                    open.lock().unwrap().insert(uri.split('?').next().unwrap_or_default().to_string(), tx);
+                    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+                    });
+                    let body = axum::body::Body::from_stream(frames);
+                    return Ok::<_, Infallible>(
+                        response.header("content-type", "application/json").body(body).unwrap(),
+                    );
+                }
                 // A bare string is a text answer (pod logs), anything else JSON.
                 let (content_type, bytes) = match reply {
                     Value::String(text) => ("text/plain", text.into_bytes()),
                     json => ("application/json", serde_json::to_vec(&json).unwrap()),
                 };
-                let response = Response::builder()
-                    .status(status)
-                    .header("content-type", content_type)
-                    .body(Body::from(bytes))
-                    .unwrap();
-                Ok::<_, Infallible>(response)
+                let body = axum::body::Body::from(bytes);
+                Ok::<_, Infallible>(response.header("content-type", content_type).body(body).unwrap())
             }
         });
         let client = kube::Client::new(service, "models");
         let cfg = RenderConfig { namespace: "models".into(), ..RenderConfig::default() };
-        (FakeApi { sent }, Kubernetes::new(client, cfg))
+        (FakeApi { sent, streams }, Kubernetes::new(client, cfg))
     }
 
     fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().unwrap().clone()
+        self.sent.lock().unwrap().iter().filter(|s| !is_watcher(&s.uri)).cloned().collect()
     }
 
+    /// The requests of the backend's methods (not of its watches).
     fn requests(&self) -> Vec<String> {
         self.sent().iter().map(|s| format!("{} {}", s.method, s.uri)).collect()
+    }
+
+    /// Every request, the watches' included.
+    fn all_requests(&self) -> Vec<String> {
+        self.sent.lock().unwrap().iter().map(|s| format!("{} {}", s.method, s.uri)).collect()
+    }
+
+    /// The watches' requests.
+    fn watch_requests(&self) -> Vec<String> {
+        self.all_requests().into_iter().filter(|r| is_watcher(r)).collect()
+    }
+
+    /// Ends the open watch of `path`, as the API server does after its timeout.
+    fn close(&self, path: &str) {
+        self.streams.lock().unwrap().remove(path);
+    }
+
+    /// Sends one watch event (`{"type": .., "object": ..}`) on the open watch of `path`.
+    fn event(&self, path: &str, kind: &str, object: Value) {
+        let line = format!("{}\n", json!({"type": kind, "object": object}));
+        let streams = self.streams.lock().unwrap();
+        let stream = streams.get(path).unwrap_or_else(|| panic!("no watch of {path} is open"));
+        stream.send(Bytes::from(line)).unwrap();
     }
 }
 
@@ -315,7 +365,8 @@ fn container(ready: bool, restarts: i32, state: Value, last_state: Value) -> Val
            "state": state, "lastState": last_state})
 }
 
-/// The cluster of the status tests: a deployment at revision 2 with pods in every condition.
+/// The cluster of the status tests: a deployment at revision 2 with pods in every condition. Its
+/// lists carry no resourceVersion, so the watches never sync and `status` lists (its fallback).
 fn cluster(method: &Method, uri: &str) -> (StatusCode, Value) {
     if *method != Method::GET {
         return status(500, "InternalError", "unexpected");
@@ -437,4 +488,370 @@ async fn status_reads_pods_and_endpoint_slices() {
 async fn status_of_an_unknown_deployment_is_not_found() {
     let (_api, backend) = FakeApi::start(cluster);
     assert!(matches!(backend.status("missing").await, Err(BackendError::NotFound(n)) if n == "missing"));
+}
+
+// --- Watches -----------------------------------------------------------------------------------
+
+const REPLICASETS: &str = "/apis/apps/v1/namespaces/models/replicasets";
+const PODS: &str = "/api/v1/namespaces/models/pods";
+const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/models/endpointslices";
+const MANAGED: &str = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dplatform";
+
+/// What the fake cluster holds, per collection path (the watches' initial lists read it), and
+/// failures to answer the next requests with.
+#[derive(Default)]
+struct Cluster {
+    objects: HashMap<&'static str, Vec<Value>>,
+    resource_version: u64,
+    /// `(path prefix, code)`: the next request starting with the prefix fails with the code.
+    failures: Vec<(String, u16)>,
+}
+
+type Shared = Arc<Mutex<Cluster>>;
+
+impl Cluster {
+    fn answer(&mut self, method: &Method, uri: &str) -> (StatusCode, Value) {
+        if let Some(i) = self.failures.iter().position(|(prefix, _)| uri.starts_with(prefix.as_str())) {
+            let (_, code) = self.failures.remove(i);
+            return status(code, "InternalError", "etcd is slow");
+        }
+        if *method != Method::GET {
+            return status(500, "InternalError", "unexpected");
+        }
+        let path = uri.split('?').next().unwrap_or_default();
+        if uri.contains("watch=true") {
+            return ok(json!(null));
+        }
+        if let Some(logs) = path.strip_prefix(&format!("{PODS}/")).and_then(|p| p.strip_suffix("/log")) {
+            return (StatusCode::OK, Value::String(format!("{logs}: loading model\ncannot allocate memory")));
+        }
+        match self.objects.get(path) {
+            Some(items) => ok(json!({
+                "kind": "List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": self.resource_version.to_string()},
+                "items": items,
+            })),
+            None => status(404, "NotFound", "no such path"),
+        }
+    }
+
+    /// Applies a watch event to the stored state and returns the object with a new
+    /// resourceVersion.
+    fn change(&mut self, path: &'static str, kind: &str, mut object: Value) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let name = object["metadata"]["name"].clone();
+        let items = self.objects.entry(path).or_default();
+        items.retain(|o| o["metadata"]["name"] != name);
+        if kind != "DELETED" {
+            items.push(object.clone());
+        }
+        object
+    }
+}
+
+const DEPLOYED: &str = "ep-fraud-dm-42";
+
+fn managed_labels(extra: Value) -> Value {
+    let mut labels = json!({
+        "app.kubernetes.io/managed-by": "platform", "app.kubernetes.io/instance": DEPLOYED,
+        "platform.dev/endpoint": "fraud", "platform.dev/deployed-model": "42",
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        labels[k] = v;
+    }
+    labels
+}
+
+fn watched_deployment() -> Value {
+    json!({
+        "metadata": {"name": DEPLOYED, "resourceVersion": "1", "labels": managed_labels(json!({})),
+                     "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"platform.dev/deployed-model": "42", "platform.dev/endpoint": "fraud"}},
+                 "template": {"spec": {"containers": []}}}
+    })
+}
+
+fn watched_replica_set() -> Value {
+    json!({"metadata": {"name": "rs-1", "resourceVersion": "1",
+                        "labels": managed_labels(json!({"pod-template-hash": "h1"})),
+                        "annotations": {"deployment.kubernetes.io/revision": "1"}},
+           "spec": {"selector": {}}})
+}
+
+/// A pod of the deployed model; `container` is its container status.
+fn watched_pod(name: &str, ip: &str, ready: bool, container: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "resourceVersion": "1", "labels": managed_labels(json!({"pod-template-hash": "h1"}))},
+        "spec": {"containers": [{"name": "model", "ports": [{"containerPort": 8080}]}]},
+        "status": {"podIP": ip, "phase": "Running",
+                   "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                   "containerStatuses": [container]}
+    })
+}
+
+fn running(ready: bool) -> Value {
+    container(ready, 0, json!({"running": {}}), json!({}))
+}
+
+/// The Service's EndpointSlice with `(pod, ip, ready)` endpoints.
+fn watched_slice(endpoints: &[(&str, &str, bool)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(pod, ip, ready)| json!({"addresses": [ip], "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": pod}}))
+        .collect();
+    json!({"metadata": {"name": format!("{DEPLOYED}-abc"), "resourceVersion": "1",
+                        "labels": managed_labels(json!({"kubernetes.io/service-name": DEPLOYED}))},
+           "addressType": "IPv4", "endpoints": endpoints})
+}
+
+/// A fake cluster with one deployed model whose pod `a` is starting, and the backend watching it.
+fn watched_cluster() -> (FakeApi, Kubernetes, Shared) {
+    let mut cluster = Cluster { resource_version: 100, ..Cluster::default() };
+    cluster.objects.insert(DEPLOYMENTS, vec![watched_deployment()]);
+    cluster.objects.insert(REPLICASETS, vec![watched_replica_set()]);
+    cluster.objects.insert(PODS, vec![watched_pod("a", "10.0.0.1", false, running(false))]);
+    cluster.objects.insert(SLICES, vec![watched_slice(&[("a", "10.0.0.1", false)])]);
+    let shared: Shared = Arc::new(Mutex::new(cluster));
+    let answer = shared.clone();
+    let (api, backend) = FakeApi::start(move |method, uri| answer.lock().unwrap().answer(method, uri));
+    (api, backend, shared)
+}
+
+impl FakeApi {
+    /// Changes the cluster and sends the event on the path's watch.
+    fn change(&self, cluster: &Shared, path: &'static str, kind: &str, object: Value) {
+        let object = cluster.lock().unwrap().change(path, kind, object);
+        self.event(path, kind, object);
+    }
+}
+
+/// Polls `check` until it holds; panics with the last state after a few seconds.
+async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = probe().await;
+        if check(&value) {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: still {value:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The four watches' requests once they are all open.
+async fn watches_open(api: &FakeApi) -> Vec<String> {
+    eventually(
+        "four watches open",
+        async || {
+            let mut watches: Vec<String> =
+                api.watch_requests().into_iter().filter(|r| r.contains("watch=true")).collect();
+            watches.sort();
+            watches
+        },
+        |w| w.len() >= 4 && api.streams.lock().unwrap().len() == 4,
+    )
+    .await
+}
+
+fn watch_request(path: &str, resource_version: u64) -> String {
+    format!(
+        "GET {path}?&watch=true&timeoutSeconds=290&{MANAGED}&allowWatchBookmarks=true&resourceVersion={resource_version}"
+    )
+}
+
+fn list_request(path: &str) -> String {
+    format!("GET {path}?&{MANAGED}&limit=500")
+}
+
+#[tokio::test]
+async fn status_follows_watch_events_without_asking_the_api_server() {
+    let (api, backend, cluster) = watched_cluster();
+    let watches = watches_open(&api).await;
+    let mut lists: Vec<String> =
+        api.watch_requests().into_iter().filter(|r| !r.contains("watch=true")).collect();
+    lists.sort();
+    assert_eq!(
+        lists,
+        vec![list_request(PODS), list_request(DEPLOYMENTS), list_request(REPLICASETS), list_request(SLICES)]
+    );
+    assert_eq!(
+        watches,
+        vec![
+            watch_request(PODS, 100),
+            watch_request(DEPLOYMENTS, 100),
+            watch_request(REPLICASETS, 100),
+            watch_request(SLICES, 100)
+        ]
+    );
+    assert!(backend.watching());
+
+    let s = backend.status(DEPLOYED).await.unwrap();
+    assert_eq!(s.replicas.len(), 1);
+    assert!(!s.replicas[0].ready);
+    assert_eq!(s.replicas[0].state, ReplicaState::Starting);
+
+    // The pod turns ready, then its endpoint does.
+    api.change(&cluster, PODS, "MODIFIED", watched_pod("a", "10.0.0.1", true, running(true)));
+    api.change(&cluster, SLICES, "MODIFIED", watched_slice(&[("a", "10.0.0.1", true)]));
+    let s = eventually(
+        "a ready",
+        async || backend.status(DEPLOYED).await.unwrap(),
+        |s| s.ready_addresses().len() == 1,
+    )
+    .await;
+    assert_eq!(s.ready_addresses(), vec!["10.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(s.replicas[0].state, ReplicaState::Ready);
+    assert!(s.replicas[0].current);
+
+    // It crash-loops: not ready although its endpoint still says so, with the cause and logs.
+    let crashing = container(
+        false,
+        3,
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}),
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+    );
+    api.change(&cluster, PODS, "MODIFIED", watched_pod("a", "10.0.0.1", false, crashing));
+    let s = eventually(
+        "a crash-looping",
+        async || backend.status(DEPLOYED).await.unwrap(),
+        |s| s.replicas[0].state == ReplicaState::CrashLoop,
+    )
+    .await;
+    assert!(s.ready_addresses().is_empty(), "never routed to while crash-looping: {s:#?}");
+    let why = s.replicas[0].last_error.clone().unwrap();
+    assert_eq!(
+        why,
+        "CrashLoopBackOff: exited with code 137 (OOMKilled), restarted 3 times; last log lines:\na: loading model\ncannot allocate memory"
+    );
+    // The logs of that crash are fetched once, however often the status is asked for.
+    backend.status(DEPLOYED).await.unwrap();
+    backend.status(DEPLOYED).await.unwrap();
+
+    // A new pod replaces it.
+    api.change(&cluster, PODS, "ADDED", watched_pod("b", "10.0.0.2", true, running(true)));
+    api.change(&cluster, SLICES, "MODIFIED", watched_slice(&[("b", "10.0.0.2", true)]));
+    api.change(&cluster, PODS, "DELETED", watched_pod("a", "10.0.0.1", false, running(false)));
+    let s = eventually(
+        "a replaced by b",
+        async || backend.status(DEPLOYED).await.unwrap(),
+        |s| s.replicas.iter().map(|r| r.id.as_str()).collect::<Vec<_>>() == ["b"],
+    )
+    .await;
+    assert_eq!(s.ready_addresses(), vec!["10.0.0.2:8080".parse().unwrap()]);
+
+    assert_eq!(
+        api.requests(),
+        vec![
+            "GET /api/v1/namespaces/models/pods/a/log?&container=model&previous=true&tailLines=20"
+                .to_string()
+        ],
+        "status reads the caches; only a crash's logs are asked for, once"
+    );
+    assert_eq!(api.watch_requests().len(), 8, "no re-list, no re-watch: {:#?}", api.watch_requests());
+}
+
+#[tokio::test]
+async fn watch_errors_are_retried_without_losing_the_state() {
+    let (api, backend, cluster) = watched_cluster();
+    watches_open(&api).await;
+    api.change(&cluster, PODS, "MODIFIED", watched_pod("a", "10.0.0.1", true, running(true)));
+    api.change(&cluster, SLICES, "MODIFIED", watched_slice(&[("a", "10.0.0.1", true)]));
+    eventually(
+        "a ready",
+        async || backend.status(DEPLOYED).await.unwrap(),
+        |s| s.ready_addresses().len() == 1,
+    )
+    .await;
+
+    // The API server forgot the pods' resourceVersion (410 Gone), and the re-list fails once;
+    // meanwhile pod b started without an event reaching the backend.
+    cluster.lock().unwrap().failures.push((PODS.to_string(), 500));
+    cluster.lock().unwrap().change(PODS, "ADDED", watched_pod("b", "10.0.0.2", false, running(false)));
+    let rv = cluster.lock().unwrap().resource_version;
+    api.event(
+        PODS,
+        "ERROR",
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired",
+               "message": "too old resource version"}),
+    );
+    let relisted = || api.watch_requests().iter().filter(|r| **r == watch_request(PODS, rv)).count() == 1;
+    // Until the re-list succeeds the cache keeps what it knew.
+    while !relisted() {
+        let s = backend.status(DEPLOYED).await.unwrap();
+        assert_eq!(s.ready_addresses(), vec!["10.0.0.1:8080".parse().unwrap()], "{s:#?}");
+        assert!(backend.watching());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = backend.status(DEPLOYED).await.unwrap();
+    assert_eq!(s.replicas.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(s.ready_addresses(), vec!["10.0.0.1:8080".parse().unwrap()]);
+    let pods: Vec<String> =
+        api.watch_requests().into_iter().filter(|r| r.starts_with(&format!("GET {PODS}?"))).collect();
+    assert_eq!(
+        pods,
+        vec![
+            list_request(PODS),
+            watch_request(PODS, 100),
+            list_request(PODS),
+            list_request(PODS),
+            watch_request(PODS, rv)
+        ],
+        "410 Gone: re-list (a failing list is retried), then watch from the new list"
+    );
+
+    // The slices' watch ends (as watches do) and the API server fails the next watch request:
+    // the watcher resumes from where it was, without re-listing.
+    cluster.lock().unwrap().failures.push((format!("{SLICES}?&watch=true"), 500));
+    api.close(SLICES);
+    let slice_watches = || {
+        api.watch_requests()
+            .into_iter()
+            .filter(|r| r.starts_with(&format!("GET {SLICES}?")))
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "the slices watched again",
+        async || slice_watches(),
+        |w| w.len() == 4 && api.streams.lock().unwrap().contains_key(SLICES),
+    )
+    .await;
+    assert_eq!(
+        slice_watches(),
+        vec![
+            list_request(SLICES),
+            watch_request(SLICES, 100),
+            watch_request(SLICES, 102),
+            watch_request(SLICES, 102)
+        ]
+    );
+    api.change(&cluster, PODS, "MODIFIED", watched_pod("b", "10.0.0.2", true, running(true)));
+    api.change(
+        &cluster,
+        SLICES,
+        "MODIFIED",
+        watched_slice(&[("a", "10.0.0.1", true), ("b", "10.0.0.2", true)]),
+    );
+    eventually(
+        "b ready",
+        async || backend.status(DEPLOYED).await.unwrap(),
+        |s| s.ready_addresses().len() == 2,
+    )
+    .await;
+    assert!(api.requests().is_empty(), "status reads the caches: {:#?}", api.requests());
+}
+
+#[tokio::test]
+async fn status_before_the_caches_sync_asks_the_api_server() {
+    // Lists without a resourceVersion cannot be watched from: the caches never sync.
+    let (api, backend) = FakeApi::start(cluster);
+    assert!(!backend.watching());
+    backend.status("ep-fraud-dm-42").await.unwrap();
+    assert!(api.requests().iter().any(|r| r == &format!("GET {DEPLOYMENTS}/ep-fraud-dm-42")));
 }

@@ -1,11 +1,14 @@
 //! The `kubernetes` backend: applies the rendered objects to a cluster with server-side apply
-//! (field manager `platform`), reads replicas back from Deployments, ReplicaSets, Pods and
-//! EndpointSlices, scales through the scale subresource and deletes what it created by label.
+//! (field manager `platform`), reads replicas back from watch caches of Deployments,
+//! ReplicaSets, Pods and EndpointSlices, scales through the scale subresource and deletes what
+//! it created by label.
 
 pub mod status;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
@@ -24,6 +27,7 @@ use serde::de::DeserializeOwned;
 use super::{Backend, BackendError, DeploymentStatus};
 use crate::manifests::render::CONTAINER_NAME;
 use crate::manifests::{RenderConfig, Rendered, RenderedEndpoint, endpoint_object_name};
+use watch::{Caches, LogCache, SERVICE_NAME_LABEL, Snapshot};
 
 /// The field manager of every server-side apply: the fields the platform owns.
 pub const FIELD_MANAGER: &str = "platform";
@@ -35,12 +39,25 @@ pub const CRASH_LOG_LINES: i64 = 20;
 pub struct Kubernetes {
     client: Client,
     render: RenderConfig,
+    /// Watch caches of what the platform manages; `None` outside a Tokio runtime.
+    caches: Option<Arc<Caches>>,
+    logs: Arc<LogCache>,
 }
 
 impl Kubernetes {
     /// A backend on `client` for the objects `render` renders (its namespace is the default one).
+    /// Starts watching the Deployments, ReplicaSets, Pods and EndpointSlices labelled
+    /// `app.kubernetes.io/managed-by=<managed_by>` in that namespace (on the current Tokio
+    /// runtime; the watches stop when the last clone of the backend is dropped).
     pub fn new(client: Client, render: RenderConfig) -> Kubernetes {
-        Kubernetes { client, render }
+        let caches = Caches::start(&client, &render.namespace, &render.managed_by).map(Arc::new);
+        Kubernetes { client, render, caches, logs: Arc::default() }
+    }
+
+    /// Whether `status` reads the watch caches (they have all been filled by a complete list);
+    /// before that it asks the API server.
+    pub fn watching(&self) -> bool {
+        self.caches.as_ref().is_some_and(|c| c.synced())
     }
 
     /// Connects with in-cluster credentials (a pod's service account) or the local kubeconfig,
@@ -55,7 +72,7 @@ impl Kubernetes {
             .map_err(|e| BackendError::Other(format!("cannot connect to the Kubernetes API: {e}")))?;
         render.namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
         tracing::info!(namespace = %render.namespace, "kubernetes backend connected");
-        Ok(Kubernetes { client, render })
+        Ok(Kubernetes::new(client, render))
     }
 
     /// How objects must be rendered for this backend (namespace, labels).
@@ -139,6 +156,65 @@ impl Kubernetes {
             .map_err(|e| api_error(format!("list {kind} {selector}"), e))
     }
 
+    /// Deployment `name` with its ReplicaSets, Pods and EndpointSlices, listed from the API server.
+    async fn listed(&self, name: &str) -> Result<Snapshot, BackendError> {
+        let deployment = match self.api::<Deployment>(None).get(name).await {
+            Ok(d) => d,
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(BackendError::NotFound(name.to_string()));
+            }
+            Err(e) => return Err(api_error(format!("get Deployment {name}"), e)),
+        };
+        let selector = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
+            .map(selector_string)
+            .unwrap_or_default();
+        if selector.is_empty() {
+            return Err(BackendError::Invalid(format!("Deployment {name} has no matchLabels selector")));
+        }
+        let replica_sets = self.list_labelled::<ReplicaSet>(&selector).await?;
+        let pods = self.list_labelled::<Pod>(&selector).await?;
+        let slices = self.list_labelled::<EndpointSlice>(&format!("{SERVICE_NAME_LABEL}={name}")).await?;
+        Ok(Snapshot { deployment, replica_sets, pods, slices })
+    }
+
+    /// The previous run's last log lines of every crash-looping pod, fetched once per pod and
+    /// restart count.
+    async fn crash_logs(&self, pods: &[Pod], now: Timestamp) -> BTreeMap<String, String> {
+        let mut logs = BTreeMap::new();
+        for pod in pods.iter().filter(|p| status::needs_logs(p, now)) {
+            let Some(pod_name) = pod.metadata.name.clone() else { continue };
+            let restarts = status::restart_count(pod);
+            let text = match self.logs.lookup(&pod_name, restarts) {
+                Some(known) => known,
+                None => {
+                    let params = LogParams {
+                        container: Some(CONTAINER_NAME.into()),
+                        previous: true,
+                        tail_lines: Some(CRASH_LOG_LINES),
+                        ..Default::default()
+                    };
+                    // The logs only explain a failure that is reported anyway.
+                    let fetched = match self.api::<Pod>(None).logs(&pod_name, &params).await {
+                        Ok(text) => Some(text),
+                        Err(e) => {
+                            tracing::debug!(pod = %pod_name, error = %e, "no logs of the previous run");
+                            None
+                        }
+                    };
+                    self.logs.store(&pod_name, restarts, fetched.clone());
+                    fetched
+                }
+            };
+            if let Some(text) = text {
+                logs.insert(pod_name, text);
+            }
+        }
+        logs
+    }
+
     /// The labels that mark everything this platform created for deployment `name`.
     fn owned_selector(&self, name: &str) -> String {
         format!("app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={}", self.render.managed_by)
@@ -203,44 +279,27 @@ impl Backend for Kubernetes {
         self.delete_labelled::<PodDisruptionBudget>(&selector).await
     }
 
+    /// From the watch caches once they are synced; from the API server before that, or when
+    /// the cache does not have the Deployment (yet).
     async fn status(&self, name: &str) -> Result<DeploymentStatus, BackendError> {
-        let deployment = match self.api::<Deployment>(None).get(name).await {
-            Ok(d) => d,
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Err(BackendError::NotFound(name.to_string()));
-            }
-            Err(e) => return Err(api_error(format!("get Deployment {name}"), e)),
+        let cached = self.caches.as_ref().filter(|c| c.synced()).and_then(|c| c.snapshot(name));
+        let snapshot = match cached {
+            Some(snapshot) => snapshot,
+            None => self.listed(name).await?,
         };
-        let selector = deployment
+        let Snapshot { deployment, replica_sets, pods, slices } = snapshot;
+        if deployment
             .spec
             .as_ref()
             .and_then(|s| s.selector.match_labels.as_ref())
-            .map(selector_string)
-            .unwrap_or_default();
-        if selector.is_empty() {
+            .is_none_or(|l| l.is_empty())
+        {
             return Err(BackendError::Invalid(format!("Deployment {name} has no matchLabels selector")));
         }
-        let replica_sets = self.list_labelled::<ReplicaSet>(&selector).await?;
-        let pods = self.list_labelled::<Pod>(&selector).await?;
-        let slices =
-            self.list_labelled::<EndpointSlice>(&format!("kubernetes.io/service-name={name}")).await?;
         let now = Timestamp::now();
-        let mut logs = BTreeMap::new();
-        for pod in pods.iter().filter(|p| status::needs_logs(p, now)) {
-            let Some(pod_name) = pod.metadata.name.clone() else { continue };
-            let params = LogParams {
-                container: Some(CONTAINER_NAME.into()),
-                previous: true,
-                tail_lines: Some(CRASH_LOG_LINES),
-                ..Default::default()
-            };
-            // The logs only explain a failure that is reported anyway.
-            match self.api::<Pod>(None).logs(&pod_name, &params).await {
-                Ok(text) => {
-                    logs.insert(pod_name, text);
-                }
-                Err(e) => tracing::debug!(pod = %pod_name, error = %e, "no logs of the previous run"),
-            }
+        let logs = self.crash_logs(&pods, now).await;
+        if let Some(caches) = &self.caches {
+            self.logs.retain(&caches.pod_names());
         }
         Ok(status::deployment_status(&deployment, &replica_sets, &pods, &slices, &logs, now))
     }

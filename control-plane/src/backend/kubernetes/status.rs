@@ -174,14 +174,21 @@ fn classify(
     (ReplicaState::Starting, None)
 }
 
-/// Whether the backend should fetch a pod's previous logs: its container crash-loops.
-pub fn needs_logs(pod: &Pod, now: Timestamp) -> bool {
-    let container = pod
-        .status
+fn model_container_status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.iter().find(|c| c.name == CONTAINER_NAME).or(c.first()));
-    matches!(classify(pod, container, None, now).0, ReplicaState::CrashLoop)
+        .and_then(|c| c.iter().find(|c| c.name == CONTAINER_NAME).or(c.first()))
+}
+
+/// Whether the backend should fetch a pod's previous logs: its container crash-loops.
+pub fn needs_logs(pod: &Pod, now: Timestamp) -> bool {
+    matches!(classify(pod, model_container_status(pod), None, now).0, ReplicaState::CrashLoop)
+}
+
+/// How many times the model container restarted (which run its previous logs belong to).
+pub fn restart_count(pod: &Pod) -> i32 {
+    model_container_status(pod).map_or(0, |c| c.restart_count)
 }
 
 /// The replicas of a deployment from its objects.
