@@ -142,8 +142,10 @@ impl Controller {
         if self.config.mode == Mode::RouteOnly {
             return self.route_only().await;
         }
-        let deployed = self.store.list_all_deployed_models().await?;
+        // Operations first: the API records a deployed model before its operation, so every
+        // operation listed here finds its deployed model in the list that follows.
         let operations = self.store.list_unfinished_operations().await?;
+        let deployed = self.store.list_all_deployed_models().await?;
         let mut statuses: HashMap<(EndpointKey, String), (DeploymentStatus, String)> = HashMap::new();
         let mut expected: HashSet<String> = HashSet::new();
         let mut succeeded = Vec::new();
