@@ -27,12 +27,20 @@ pub fn python() -> PathBuf {
     path
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, for a server the test starts next.
+///
+/// Picked in 10000-19999: below the kernel's ephemeral range (32768-60999), so that the outgoing
+/// connections every test makes cannot take it between this check and the server's bind, and below
+/// the ports of the local backend's replicas (20000-31999); spread by process id and a counter,
+/// so that tests running side by side do not pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    (0..10_000)
+        .map(|_| 10_000 + (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port in 10000-19999")
 }
 
 /// `tests/models/{name}.onnx`.

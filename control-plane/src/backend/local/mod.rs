@@ -516,17 +516,28 @@ impl Backend for Local {
     }
 }
 
-/// A loopback port that no replica of this backend uses.
+/// The ports replicas listen on, as Nomad's dynamic ports: below the kernel's usual ephemeral
+/// range (32768-60999), so an outgoing connection of another program cannot take a replica's port
+/// between this pick and the replica's bind, or while it restarts.
+const REPLICA_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that no replica of this backend uses and nothing listens on now, tried from a random
+/// start in [`REPLICA_PORTS`].
 fn free_port(host: IpAddr, taken: &BTreeSet<u16>) -> Result<u16, BackendError> {
-    for _ in 0..64 {
-        let listener = TcpListener::bind(SocketAddr::new(host, 0))
-            .map_err(|e| BackendError::io("cannot find a free port", e))?;
-        let port = listener.local_addr().map_err(|e| BackendError::io("cannot find a free port", e))?.port();
-        if !taken.contains(&port) {
-            return Ok(port);
-        }
-    }
-    Err(BackendError::Other("cannot find a free port".into()))
+    use std::hash::{BuildHasher, Hasher};
+    let span = REPLICA_PORTS.end - REPLICA_PORTS.start;
+    let start =
+        (std::collections::hash_map::RandomState::new().build_hasher().finish() % u64::from(span)) as u16;
+    (0..span)
+        .map(|i| REPLICA_PORTS.start + (start + i) % span)
+        .find(|port| !taken.contains(port) && TcpListener::bind(SocketAddr::new(host, *port)).is_ok())
+        .ok_or_else(|| {
+            BackendError::Other(format!(
+                "no free port for a replica in {}-{} on {host}",
+                REPLICA_PORTS.start,
+                REPLICA_PORTS.end - 1
+            ))
+        })
 }
 
 /// The CPUs this process may use and the machine's memory.
