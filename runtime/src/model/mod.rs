@@ -6,6 +6,7 @@
 //! one on small models. Batches are padded up to the next compiled size (see [`padded_size`]), so
 //! a handful of plans serve every batch size.
 
+mod kernels;
 mod plans;
 pub mod signature;
 

@@ -80,7 +80,7 @@ impl Plans {
         }
         let values = values();
         let model = if values.is_empty() { self.model.clone() } else { self.model.set_symbols(&values)? };
-        let plan = model.into_optimized()?.into_runnable()?;
+        let plan = super::kernels::swap_in(model.into_optimized()?)?.into_runnable()?;
         let mut map = self.specialised.write().map_err(|_| anyhow::anyhow!("plan cache poisoned"))?;
         Ok(map.entry(key).or_insert(plan).clone())
     }
@@ -89,7 +89,7 @@ impl Plans {
         if let Some(plan) = self.symbolic.get() {
             return Ok(plan.clone());
         }
-        let plan = self.model.clone().into_optimized()?.into_runnable()?;
+        let plan = super::kernels::swap_in(self.model.clone().into_optimized()?)?.into_runnable()?;
         Ok(self.symbolic.get_or_init(|| plan).clone())
     }
 }
