@@ -210,13 +210,18 @@ impl Model {
             .collect()
     }
 
-    /// Runs one inference on zeros, so that a model that loads but cannot run fails early and
-    /// the first request does not pay for compiling the batch-1 plan.
-    pub fn warm_up(&self) -> Result<(), LoadError> {
-        self.sample_inputs()
-            .and_then(|inputs| self.run(inputs))
-            .map(|_| ())
-            .map_err(|e| LoadError::WarmUp(tract_message(&e)))
+    /// Runs inferences on zeros, so that a model that loads but cannot run fails early and the
+    /// first request does not pay for compiling the batch-1 plan. Returns how long one
+    /// inference takes once warm (the fastest of a few).
+    pub fn warm_up(&self) -> Result<std::time::Duration, LoadError> {
+        let inputs = self.sample_inputs().map_err(|e| LoadError::WarmUp(tract_message(&e)))?;
+        let mut fastest = std::time::Duration::MAX;
+        for _ in 0..4 {
+            let start = std::time::Instant::now();
+            self.run(inputs.clone()).map_err(|e| LoadError::WarmUp(tract_message(&e)))?;
+            fastest = fastest.min(start.elapsed());
+        }
+        Ok(fastest)
     }
 
     /// Compiles the plans of every padded batch size up to `max_batch`, so that no request

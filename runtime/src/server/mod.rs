@@ -126,16 +126,18 @@ pub async fn serve(
     let mut server = server;
     tokio::select! {
         loaded = &mut load => {
-            let model = Arc::new(loaded?);
+            let (model, single_run) = loaded?;
+            let model = Arc::new(model);
             let batch = BatchConfig {
                 max_batch: config.max_batch_size.max(1),
                 timeout: config.batch_timeout,
                 workers: config.workers(),
                 max_queue: config.max_queue,
+                inline: single_run <= crate::batching::INLINE_MAX,
             };
             let batcher = Batcher::start(model.clone(), batch, state.metrics.clone());
             let _ = state.serving.set(Serving { model: model.clone(), batcher });
-            tracing::info!(inputs = ?model.inputs(), outputs = ?model.outputs(), mode = ?model.batch_mode(), "model ready");
+            tracing::info!(inputs = ?model.inputs(), outputs = ?model.outputs(), mode = ?model.batch_mode(), ?single_run, "model ready");
             let max_batch = config.max_batch_size.max(1);
             tokio::task::spawn_blocking(move || model.precompile(max_batch));
         }
@@ -147,7 +149,8 @@ pub async fn serve(
     server.await.context("server task failed")?.context("server failed")
 }
 
-async fn load_model(config: &RuntimeConfig) -> anyhow::Result<Model> {
+/// The model, ready to serve, and how long one warm batch-1 inference takes.
+async fn load_model(config: &RuntimeConfig) -> anyhow::Result<(Model, std::time::Duration)> {
     let path = crate::source::fetch(&config.model, &config.cache_dir())
         .await
         .with_context(|| format!("cannot fetch the model {}", config.model))?;
@@ -155,8 +158,8 @@ async fn load_model(config: &RuntimeConfig) -> anyhow::Result<Model> {
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&path, options)?;
-        model.warm_up()?;
-        Ok::<_, crate::model::LoadError>(model)
+        let single_run = model.warm_up()?;
+        Ok::<_, crate::model::LoadError>((model, single_run))
     })
     .await
     .context("model loading panicked")?
