@@ -18,7 +18,6 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -222,7 +221,7 @@ fn bench_model(
         (RUNTIME_ON, "batching-on", &[][..], &CONCURRENCIES[..]),
         (RUNTIME_OFF, "batching-off", &["--max-batch-size", "1"][..], &[16][..]),
     ] {
-        let port = free_port()?;
+        let port = test_support::free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-runtime"));
         cmd.arg("--model")
             .arg(&model_path)
@@ -250,7 +249,7 @@ fn bench_model(
     }
 
     // (c) FastAPI + uvicorn + onnxruntime, 2 workers.
-    let port = free_port()?;
+    let port = test_support::free_port();
     let mut cmd = Command::new(s.root.join(".venv/bin/uvicorn"));
     cmd.args(["bench.fastapi_server:app", "--workers", "2", "--host", "127.0.0.1"])
         .args(["--port", &port.to_string()])
@@ -668,10 +667,6 @@ impl Drop for Server {
             }
         }
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn tail(path: &Path) -> String {
