@@ -44,8 +44,8 @@ pub struct BatchConfig {
     pub timeout: Duration,
     pub workers: usize,
     pub max_queue: usize,
-    /// Run a request on its own task when the queue is empty and a worker is free (for models
-    /// faster than [`INLINE_MAX`]).
+    /// Run a request on its own task when nothing is queued or running (for models faster
+    /// than [`INLINE_MAX`]).
     pub inline: bool,
 }
 
@@ -78,16 +78,16 @@ impl Batcher {
         let mergeable = model.batch_mode() == BatchMode::Dynamic { padded: true } && config.max_batch > 1;
         let workers = Arc::new(Semaphore::new(config.workers.max(1)));
         let running = Arc::new(AtomicUsize::new(0));
-        let (queue_workers, queue_running) = (workers.clone(), running.clone());
-        tokio::spawn(run_queue(
+        let queue = run_queue(
             rx,
             model.clone(),
-            queue_workers,
-            queue_running,
+            workers.clone(),
+            running.clone(),
             config,
             mergeable,
             metrics.clone(),
-        ));
+        );
+        tokio::spawn(queue);
         Batcher { tx, model, workers, running, inline: config.inline, max_queue, metrics }
     }
 
