@@ -545,6 +545,34 @@ async fn autoscaling_follows_requests_and_scales_to_zero() {
     assert_eq!(body["deployedModelId"], id.as_str());
 }
 
+/// CPU autoscaling on the local backend: replicas that keep their machine type's CPU busy get
+/// company up to the maximum, and stay while busy, with or without requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_autoscaling_adds_replicas_to_busy_servers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p =
+        start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--scale-down-delay", "3s"], &[]).await;
+    let app = common::root().join("tests/apps/custom_server.py");
+    let command = [common::python().display().to_string(), app.display().to_string(), "--burn".into()];
+    let model = json!({"modelId": "burner", "model": {"displayName": "burner", "containerSpec": {
+        "imageUri": "example.com/burner:1", "command": command}}});
+    p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(model)).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=burn"), Some(json!({"displayName": "b"})))
+        .await;
+    // One busy thread is ~400% of an e2-micro's 250m: well above the 50% target.
+    let body = json!({"deployedModel": {"model": "burner", "dedicatedResources": {
+        "machineSpec": {"machineType": "e2-micro"}, "minReplicaCount": 1, "maxReplicaCount": 2,
+        "autoscalingMetricSpecs": [{"metricName": "aiplatform.googleapis.com/prediction/online/cpu/utilization", "target": 50}]}}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/burn:deployModel"), Some(body)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "{done}");
+    let id = done["response"]["deployedModel"]["id"].as_str().expect("id").to_string();
+    wait_replicas(&p, "burn", &id, 2).await;
+    // Past the scale-down delay without a single request, busy replicas stay.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(available_replicas(&p, "burn", &id).await, 2);
+}
+
 /// The manifests behind a deployed model: read them, edit them (validated, diffed, applied as
 /// a new revision that the local backend runs), refuse unsafe edits, roll back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

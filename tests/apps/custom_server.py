@@ -3,12 +3,14 @@
 Listens on AIP_HTTP_PORT, answers health on AIP_HEALTH_ROUTE and predictions on
 AIP_PREDICT_ROUTE: each instance [a, b, ...] predicts {"sum": a + b + ..., "by": "custom"}; the
 instance "slow" answers after 3 seconds (to test timeouts).
-`--fail` exits at once with a message (to test failed deploys).
+`--fail` exits at once with a message (to test failed deploys); `--burn` keeps a core busy
+(to test autoscaling on CPU).
 """
 
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,6 +57,14 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+
+def burn():
+    while True:
+        pass
+
+
+if "--burn" in sys.argv:
+    threading.Thread(target=burn, daemon=True).start()
 
 print(f"custom_server: listening on {PORT}", flush=True)
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

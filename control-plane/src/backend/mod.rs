@@ -16,6 +16,9 @@ pub use local::{Local, LocalConfig};
 
 use crate::manifests::{Rendered, RenderedEndpoint};
 
+/// How far back a backend's CPU measure reaches (metrics-server's default resolution).
+pub const CPU_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What runs a rendered Deployment.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -30,6 +33,19 @@ pub trait Backend: Send + Sync {
     async fn scale(&self, name: &str, replicas: u32) -> Result<(), BackendError>;
     /// Names of deployments this backend runs (for garbage collection after a restart).
     async fn list(&self) -> Result<Vec<String>, BackendError>;
+
+    /// The mean CPU, in cores, that each ready replica of a deployment used over the last
+    /// [`CPU_WINDOW`], for autoscaling on CPU; `None` when the backend does not measure it (on
+    /// Kubernetes a HorizontalPodAutoscaler scales on CPU instead) or has no sample yet.
+    async fn cpu_per_replica(&self, _name: &str) -> Option<f64> {
+        None
+    }
+
+    /// Whether the platform's autoscaler sets the replica count for a CPU target, measuring
+    /// with [`Backend::cpu_per_replica`]; otherwise the rendered HorizontalPodAutoscaler does.
+    fn measures_cpu(&self) -> bool {
+        false
+    }
 
     /// Make every object of a deployed model true. A backend that runs only the Deployment
     /// (the default) says which objects it left aside.

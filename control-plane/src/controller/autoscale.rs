@@ -7,8 +7,10 @@
 //!   short lull does not take replicas away (as the HorizontalPodAutoscaler's stabilization).
 //! - With `minReplicaCount` 0: to zero after the scale-down delay without requests; a request
 //!   that finds no replica (the gateway holds it) brings one back.
-//! - Without a request-count target (CPU, the default), the count stays at min (on Kubernetes a
-//!   HorizontalPodAutoscaler scales on CPU).
+//! - Otherwise on CPU (Vertex's default, 60%) when the backend measures it: as the
+//!   HorizontalPodAutoscaler, `ceil(current * used / target)` with a 10% tolerance, where `used`
+//!   is the replicas' mean CPU as a percentage of their machine type's. Without a measure (the
+//!   Kubernetes backend, where an HPA does this), the count stays where it is, within the bounds.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -32,7 +34,7 @@ impl Default for Tuning {
 }
 
 /// What the gateway saw of one deployed model at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Observation {
     /// Requests forwarded so far (a counter).
     pub requests: u64,
@@ -40,6 +42,9 @@ pub struct Observation {
     pub in_flight: u64,
     /// Requests held because no replica was ready.
     pub waiting: u64,
+    /// Mean CPU of the ready replicas over the backend's window, in percent of what their
+    /// machine type gives them; `None` when the backend does not measure it.
+    pub cpu_percent: Option<f64>,
 }
 
 /// The bounds and target of one deployed model.
@@ -49,7 +54,12 @@ pub struct Bounds {
     pub max: u32,
     /// Requests per minute per replica, when scaling on request rate.
     pub target_rpm: Option<u32>,
+    /// CPU utilization in percent, when scaling on CPU.
+    pub target_cpu: Option<u32>,
 }
+
+/// How far from its target CPU may be before the count changes (as the HPA's default).
+const CPU_TOLERANCE: f64 = 0.1;
 
 /// The memory of one deployed model's autoscaler.
 #[derive(Debug, Default)]
@@ -76,8 +86,15 @@ impl Autoscaler {
         {
             self.samples.pop_front();
         }
-        let active =
-            seen.in_flight > 0 || seen.waiting > 0 || self.rate_per_minute(now, tuning.panic_window) > 0.0;
+        // Busy replicas are activity too, requests or not.
+        let busy = bounds
+            .target_cpu
+            .zip(seen.cpu_percent)
+            .is_some_and(|(target, used)| used >= f64::from(target) * (1.0 - CPU_TOLERANCE));
+        let active = busy
+            || seen.in_flight > 0
+            || seen.waiting > 0
+            || self.rate_per_minute(now, tuning.panic_window) > 0.0;
         if active || self.last_active.is_none() {
             self.last_active = Some(now);
         }
@@ -89,7 +106,19 @@ impl Autoscaler {
                 let panic = per(self.rate_per_minute(now, tuning.panic_window));
                 if panic >= current.saturating_mul(2).max(1) { stable.max(panic) } else { stable }
             }
-            _ => bounds.min,
+            _ => match (bounds.target_cpu, seen.cpu_percent) {
+                (Some(target), Some(used)) if target > 0 => {
+                    let ratio = used / f64::from(target);
+                    let from = current.max(1);
+                    if (ratio - 1.0).abs() <= CPU_TOLERANCE {
+                        from
+                    } else {
+                        (f64::from(from) * ratio).ceil().min(f64::from(max)) as u32
+                    }
+                }
+                (Some(_), None) => current,
+                _ => bounds.min,
+            },
         };
         let recommended = wanted.clamp(bounds.min, max);
         self.recommendations.push_back((now, recommended));
@@ -158,7 +187,7 @@ mod tests {
 
     #[test]
     fn request_rate_sets_replicas_up_at_once_and_down_after_the_delay() {
-        let b = Bounds { min: 1, max: 10, target_rpm: Some(600) };
+        let b = Bounds { min: 1, max: 10, target_rpm: Some(600), target_cpu: None };
         let (mut a, mut t, mut total, mut n) = (Autoscaler::default(), Instant::now(), 0, 1);
         run(&mut a, &mut t, &mut total, 600, 60, &mut n, b);
         assert_eq!(n, 1, "600 rpm fits one replica");
@@ -176,7 +205,7 @@ mod tests {
 
     #[test]
     fn idle_models_with_min_zero_go_to_zero_and_demand_brings_one_back() {
-        let b = Bounds { min: 0, max: 3, target_rpm: None };
+        let b = Bounds { min: 0, max: 3, target_rpm: None, target_cpu: None };
         let (mut a, mut t) = (Autoscaler::default(), Instant::now());
         let mut n = a.decide(t, Observation::default(), 1, b, tuning());
         assert_eq!(n, 1, "a new deployment keeps its replica for the delay");
@@ -191,7 +220,38 @@ mod tests {
         t += Duration::from_secs(1);
         n = a.decide(t, Observation { waiting: 1, ..Default::default() }, n, b, tuning());
         assert_eq!(n, 1, "a held request brings a replica");
-        let fixed = Bounds { min: 2, max: 2, target_rpm: None };
+        let fixed = Bounds { min: 2, max: 2, target_rpm: None, target_cpu: None };
         assert_eq!(Autoscaler::default().decide(t, Observation::default(), 0, fixed, tuning()), 2);
+    }
+
+    #[test]
+    fn cpu_scales_like_the_hpa_within_bounds_and_down_after_the_delay() {
+        let b = Bounds { min: 1, max: 6, target_rpm: None, target_cpu: Some(60) };
+        let (mut a, mut t) = (Autoscaler::default(), Instant::now());
+        // Busy replicas: requests keep coming, so the model is active.
+        let mut requests = 0;
+        let mut step = |a: &mut Autoscaler, t: &mut Instant, current: u32, cpu: Option<f64>| {
+            *t += Duration::from_secs(1);
+            requests += 10;
+            let seen = Observation { requests, cpu_percent: cpu, ..Default::default() };
+            a.decide(*t, seen, current, b, tuning())
+        };
+        assert_eq!(step(&mut a, &mut t, 1, Some(64.0)), 1, "within 10% of the target: no change");
+        assert_eq!(step(&mut a, &mut t, 1, Some(150.0)), 3, "ceil(1 * 150 / 60)");
+        assert_eq!(step(&mut a, &mut t, 3, Some(200.0)), 6, "ceil(3 * 200 / 60) = 10, capped at max");
+        assert_eq!(step(&mut a, &mut t, 6, None), 6, "no measure: the count stays");
+        assert_eq!(step(&mut a, &mut t, 6, Some(20.0)), 6, "no scale-down within the delay");
+        let mut n = 6;
+        for _ in 0..121 {
+            n = step(&mut a, &mut t, n, Some(20.0));
+        }
+        assert_eq!(n, 2, "after the delay: ceil(6 * 20 / 60)");
+        // Busy without requests is not idle: the count holds past the delay.
+        let (mut a, mut t) = (Autoscaler::default(), Instant::now());
+        for _ in 0..200 {
+            t += Duration::from_secs(1);
+            let seen = Observation { cpu_percent: Some(60.0), ..Default::default() };
+            assert_eq!(a.decide(t, seen, 3, b, tuning()), 3);
+        }
     }
 }

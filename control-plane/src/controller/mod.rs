@@ -93,6 +93,8 @@ struct Desired {
     objects: Rendered,
     min_replicas: u32,
     bounds: Bounds,
+    /// CPU each replica is given by its machine type, the base of CPU utilization.
+    cpu_millis: u64,
     timeout: Duration,
     predict_route: String,
     /// Why the edited revision is not what runs, if so.
@@ -281,14 +283,20 @@ impl Controller {
             },
             None => self.config.deploy_timeout,
         };
-        let target_rpm = desired
-            .compute
-            .autoscaling
-            .iter()
-            .find(|(m, _)| m == api::METRIC_REQUESTS)
-            .and_then(|(_, t)| u32::try_from(*t).ok());
-        let mut bounds =
-            Bounds { min: desired.compute.min_replicas, max: desired.compute.max_replicas, target_rpm };
+        let target = |metric: &str| {
+            desired
+                .compute
+                .autoscaling
+                .iter()
+                .find(|(m, _)| m == metric)
+                .and_then(|(_, t)| u32::try_from(*t).ok())
+        };
+        let mut bounds = Bounds {
+            min: desired.compute.min_replicas,
+            max: desired.compute.max_replicas,
+            target_rpm: target(api::METRIC_REQUESTS),
+            target_cpu: target(api::METRIC_CPU),
+        };
         let latest = self.store.latest_revision(&key, &dm.deployed_model_id).await?;
         let mut objects = desired.rendered.clone();
         let mut problem = None;
@@ -300,7 +308,7 @@ impl Controller {
                         if let Some(n) =
                             desired::replicas(&edited).filter(|n| Some(*n) != desired::replicas(&objects))
                         {
-                            bounds = Bounds { min: n, max: n, target_rpm: None };
+                            bounds = Bounds { min: n, max: n, target_rpm: None, target_cpu: None };
                         }
                         objects = edited;
                     }
@@ -330,7 +338,16 @@ impl Controller {
             }
         }
         let predict_route = desired::predict_route(&objects).unwrap_or_default();
-        Ok(Ok(Desired { objects, min_replicas: bounds.min, bounds, timeout, predict_route, problem }))
+        let cpu_millis = desired.compute.machine.cpu_millis;
+        Ok(Ok(Desired {
+            objects,
+            min_replicas: bounds.min,
+            bounds,
+            cpu_millis,
+            timeout,
+            predict_route,
+            problem,
+        }))
     }
 
     /// Keeps a deploying or deployed model running; finishes its deploy or mutate operation.
@@ -349,7 +366,7 @@ impl Controller {
         let mut objects = desired.objects.clone();
         let replicas = self.autoscale(dm, name, &desired).await;
         if let Some(spec) = objects.deployment.spec.as_mut()
-            && objects.hpa.is_none()
+            && (objects.hpa.is_none() || self.backend.measures_cpu())
         {
             spec.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
         }
@@ -452,10 +469,19 @@ impl Controller {
             return desired.min_replicas.max(1);
         }
         let stats = self.gateway.stats(&dm.deployed_model_id);
+        let cpu_percent = match desired.bounds.target_cpu {
+            Some(_) => self
+                .backend
+                .cpu_per_replica(name)
+                .await
+                .map(|cores| cores * 100_000.0 / desired.cpu_millis.max(1) as f64),
+            None => None,
+        };
         let seen = Observation {
             requests: stats.requests.load(std::sync::atomic::Ordering::Relaxed),
             in_flight: stats.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             waiting: stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            cpu_percent,
         };
         let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
         let scaler = autoscalers.entry(name.to_string()).or_default();

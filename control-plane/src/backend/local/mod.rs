@@ -14,6 +14,7 @@
 //! when the platform dies; [`Local::new`] kills whatever a previous run left behind. The
 //! machine type's CPU and memory are accounted against this machine's capacity.
 
+mod cpu;
 mod engine;
 mod launch;
 mod probe;
@@ -147,6 +148,7 @@ struct Inner {
     engine: OnceCell<Result<Engine, String>>,
     ctx: Arc<Ctx>,
     state: Mutex<State>,
+    cpu: Mutex<cpu::CpuMeter>,
     /// Held while the backend lives: one platform process per data directory.
     _lock: std::fs::File,
 }
@@ -222,6 +224,7 @@ impl Local {
             runtime_exe,
             engine: OnceCell::new(),
             state: Mutex::new(State::default()),
+            cpu: Mutex::new(cpu::CpuMeter::default()),
             _lock: lock_file,
         });
         tokio::spawn(handle_events(Arc::downgrade(&inner), rx));
@@ -472,6 +475,7 @@ impl Backend for Local {
     }
 
     async fn delete(&self, name: &str) -> Result<(), BackendError> {
+        lock(&self.inner.cpu).forget(name);
         let removed = lock(&self.inner.state).deployments.remove(name);
         if let Some(dep) = removed {
             let replicas: Vec<Arc<Replica>> =
@@ -513,6 +517,30 @@ impl Backend for Local {
 
     async fn list(&self) -> Result<Vec<String>, BackendError> {
         Ok(lock(&self.inner.state).deployments.keys().cloned().collect())
+    }
+
+    fn measures_cpu(&self) -> bool {
+        true
+    }
+
+    /// Measured on the replica processes themselves: the prebuilt runtime and host processes.
+    /// A replica in a container shows only its engine client's CPU.
+    async fn cpu_per_replica(&self, name: &str) -> Option<f64> {
+        let pids: Vec<u32> = {
+            let state = lock(&self.inner.state);
+            state
+                .deployments
+                .get(name)?
+                .current
+                .iter()
+                .filter(|r| r.ready())
+                .filter_map(|r| r.pid())
+                .collect()
+        };
+        let counters: Vec<(u32, u64)> =
+            pids.into_iter().filter_map(|pid| Some((pid, process::cpu_ticks(pid)?))).collect();
+        let now = std::time::Instant::now();
+        lock(&self.inner.cpu).record(name, now, &counters, process::ticks_per_second())
     }
 }
 

@@ -126,6 +126,23 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     stat_fields(&stat)?.get(22 - 3)?.parse().ok()
 }
 
+/// CPU the process has used so far (user and system, in clock ticks).
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    // Fields 14 (utime) and 15 (stime).
+    Some(fields.get(14 - 3)?.parse::<u64>().ok()? + fields.get(15 - 3)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second, the unit of `/proc/{pid}/stat` times.
+pub(crate) fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    }
+}
+
 /// What `{replica}.pid` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PidRecord {
