@@ -18,10 +18,7 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecretVolumeSource,
     SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec, IngressTLS, ServiceBackendPort,
-};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -531,30 +528,13 @@ pub fn install(values: &Values) -> Installation {
     }
     let ingress = Ingress {
         metadata: ingress_meta,
-        spec: Some(IngressSpec {
-            ingress_class_name: values.ingress_class_name.clone(),
-            tls: Some(vec![IngressTLS {
-                hosts: Some(vec![values.host.clone()]),
-                secret_name: Some(format!("{API_NAME}-tls")),
-            }]),
-            rules: Some(vec![IngressRule {
-                host: Some(values.host.clone()),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: API_NAME.into(),
-                                port: Some(ServiceBackendPort { number: Some(80), name: None }),
-                            }),
-                            resource: None,
-                        },
-                    }],
-                }),
-            }]),
-            default_backend: None,
-        }),
+        spec: Some(crate::manifests::endpoint::tls_ingress_spec(
+            values.ingress_class_name.clone(),
+            values.host.clone(),
+            format!("{API_NAME}-tls"),
+            API_NAME.into(),
+            80,
+        )),
         status: None,
     };
     Installation {

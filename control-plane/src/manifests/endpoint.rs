@@ -147,36 +147,48 @@ pub fn render_endpoint(input: &EndpointInput, cfg: &RenderConfig) -> RenderedEnd
             annotations: Some(ingress_annotations),
             ..Default::default()
         },
-        spec: Some(IngressSpec {
-            ingress_class_name: cfg.ingress.class_name.clone(),
-            tls: Some(vec![IngressTLS {
-                hosts: Some(vec![host.clone()]),
-                secret_name: Some(format!("{name}-tls")),
-            }]),
-            rules: Some(vec![IngressRule {
-                host: Some(host),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: cfg.ingress.gateway_service.clone(),
-                                port: Some(ServiceBackendPort {
-                                    number: Some(cfg.ingress.gateway_port),
-                                    name: None,
-                                }),
-                            }),
-                            resource: None,
-                        },
-                    }],
-                }),
-            }]),
-            default_backend: None,
-        }),
+        spec: Some(tls_ingress_spec(
+            cfg.ingress.class_name.clone(),
+            host,
+            format!("{name}-tls"),
+            cfg.ingress.gateway_service.clone(),
+            cfg.ingress.gateway_port,
+        )),
         status: None,
     };
     RenderedEndpoint { ingress: Some(ingress), network_policy: None }
+}
+
+/// An Ingress that terminates TLS for `host` (certificate in `tls_secret`) and sends every path
+/// to `service:port`: the endpoints' and the platform's own API ingress.
+pub(crate) fn tls_ingress_spec(
+    class_name: Option<String>,
+    host: String,
+    tls_secret: String,
+    service: String,
+    port: i32,
+) -> IngressSpec {
+    IngressSpec {
+        ingress_class_name: class_name,
+        tls: Some(vec![IngressTLS { hosts: Some(vec![host.clone()]), secret_name: Some(tls_secret) }]),
+        rules: Some(vec![IngressRule {
+            host: Some(host),
+            http: Some(HTTPIngressRuleValue {
+                paths: vec![HTTPIngressPath {
+                    path: Some("/".into()),
+                    path_type: "Prefix".into(),
+                    backend: IngressBackend {
+                        service: Some(IngressServiceBackend {
+                            name: service,
+                            port: Some(ServiceBackendPort { number: Some(port), name: None }),
+                        }),
+                        resource: None,
+                    },
+                }],
+            }),
+        }]),
+        default_backend: None,
+    }
 }
 
 #[cfg(test)]
