@@ -1,22 +1,24 @@
-//! The control plane of the platform: REST API, web UI, controller and gateway.
+//! The control plane of the platform: REST API, controller and gateway.
 //!
-//! One module per concern; see `ARCHITECTURE.md` of the project for how they fit.
+//! The module tree is the architecture (see `docs/architecture.md`). Layers, top to bottom;
+//! imports point down only:
+//! - doors: [`rest`] (the REST API), [`serve`] (the binary's wiring), [`config`];
+//! - domain services: [`auth`], [`registry`], [`endpoints`], [`operations`], [`controller`],
+//!   [`gateway`];
+//! - pure rendering: [`manifests`], [`machine`];
+//! - I/O below: [`backend`], [`store`]; [`telemetry`] is reached from every layer.
 
-pub mod api;
 pub mod auth;
 pub mod backend;
-pub mod bootstrap;
 pub mod config;
 pub mod controller;
 pub mod endpoints;
-pub mod fsutil;
 pub mod gateway;
-pub mod install;
 pub mod machine;
 pub mod manifests;
-pub mod metrics;
 pub mod operations;
 pub mod registry;
+pub mod rest;
 pub mod serve;
 pub mod store;
-pub mod tls;
+pub mod telemetry;

@@ -42,8 +42,8 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => String::new(),
             };
-            let values = control_plane::install::Values::from_yaml(&text)?;
-            print!("{}", control_plane::install::install(&values).to_yaml()?);
+            let values = control_plane::manifests::install::Values::from_yaml(&text)?;
+            print!("{}", control_plane::manifests::install::install(&values).to_yaml()?);
             Ok(())
         }
     }

@@ -219,7 +219,7 @@ async fn the_whole_path_on_sqlite_and_local_disk() {
     story(&p).await;
     // The API describes itself.
     let yaml = p.http.get(p.url("/openapi.yaml")).send().await.expect("openapi").text().await.expect("text");
-    assert_eq!(yaml, control_plane::api::openapi::to_yaml());
+    assert_eq!(yaml, control_plane::rest::openapi::to_yaml());
     let page = p.http.get(p.url("/docs")).send().await.expect("docs").text().await.expect("text");
     assert!(page.contains("models:upload"), "the API page lists the routes");
 }

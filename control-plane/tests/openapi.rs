@@ -6,7 +6,7 @@ mod common;
 #[test]
 fn the_committed_openapi_document_is_current() {
     let path = common::root().join("openapi/openapi.yaml");
-    let generated = control_plane::api::openapi::to_yaml();
+    let generated = control_plane::rest::openapi::to_yaml();
     if std::env::var_os("PLATFORM_BLESS").is_some() {
         std::fs::write(&path, &generated).expect("write openapi.yaml");
     }

@@ -1,7 +1,9 @@
 //! Who is calling and what they may do: users with argon2-hashed passwords, a role per
 //! project, and API tokens that are JWTs with an id (for listing and revocation).
 
+pub mod first_admin;
 pub mod password;
+pub mod private_file;
 pub mod token;
 
 use std::fmt;

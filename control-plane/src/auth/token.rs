@@ -70,7 +70,7 @@ impl TokenKeys {
                 use argon2::password_hash::rand_core::{OsRng, RngCore};
                 let mut secret = [0u8; 64];
                 OsRng.fill_bytes(&mut secret);
-                crate::fsutil::write_private(path, &secret)?;
+                crate::auth::private_file::write(path, &secret)?;
                 Ok(TokenKeys::from_secret(&secret))
             }
             Err(e) => Err(e),

@@ -19,16 +19,16 @@ use autoscale::{Autoscaler, Bounds, Observation};
 use rollout::Verdict;
 pub use rollout::parse_timeout;
 
-use crate::api::endpoints::deployed_to_api;
 use crate::backend::{Backend, DeploymentStatus};
 use crate::endpoints::desired;
 use crate::endpoints::traffic::TrafficSplit;
 use crate::gateway::{EndpointRoute, Gateway, ModelRoute, Replica, RoutingTable};
 use crate::machine::Catalog;
 use crate::manifests::{self, RenderConfig, Rendered};
-use crate::metrics::Metrics;
 use crate::operations;
+use crate::rest::endpoints::deployed_to_api;
 use crate::store::{self, EndpointKey, ModelKey, Store, StoreError, Timestamp};
+use crate::telemetry::Metrics;
 
 /// Wakes the controller early (after the API changed desired state).
 #[derive(Clone, Default)]
@@ -237,7 +237,7 @@ impl Controller {
                 project: e.project.clone(),
                 location: e.location.clone(),
                 endpoint_id: e.endpoint_id.clone(),
-                access: crate::api::endpoints::access_of(e),
+                access: crate::rest::endpoints::access_of(e),
             };
             let objects = manifests::render_endpoint(&input, &self.config.render);
             let Ok(yaml) = objects.to_yaml() else { continue };
@@ -646,7 +646,7 @@ impl Controller {
                 percents.into_iter().map(|(k, v)| (k, u32::try_from(v).unwrap_or(0))).collect();
             let route = EndpointRoute {
                 project: e.project.clone(),
-                access: crate::api::endpoints::access_of(e),
+                access: crate::rest::endpoints::access_of(e),
                 split: crate::gateway::route::split_indices(&models, &split),
                 models,
             };

@@ -2,10 +2,10 @@
 //! Shared by the controller (which applies them) and the manifests API (which shows them and
 //! validates edits against them). Pure.
 
-use crate::api::models::container_spec;
 use crate::endpoints::resources::{self, Compute};
 use crate::machine::Catalog;
 use crate::manifests::{self, RenderConfig, RenderInput, Rendered};
+use crate::rest::models::container_spec;
 use crate::store;
 
 /// A deployed model's rendering.

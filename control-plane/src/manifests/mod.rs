@@ -4,6 +4,7 @@
 
 pub mod endpoint;
 pub mod expand;
+pub mod install;
 pub mod quantity;
 pub mod render;
 pub mod spec;

@@ -1,11 +1,12 @@
 //! `platform serve`: the embedded default in one process: REST API, controller, gateway and
 //! the local backend.
 
+pub mod tls;
+
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::api::{self, App, Settings};
 use crate::auth::token::TokenKeys;
 use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
 use crate::config::{BackendKind, ServeConfig, ServeRole};
@@ -14,6 +15,7 @@ use crate::gateway::{Gateway, GatewayConfig};
 use crate::machine::Catalog;
 use crate::manifests::RenderConfig;
 use crate::registry::ArtifactStore;
+use crate::rest::{self, App, Settings};
 
 /// Runs the platform until SIGTERM or Ctrl-C.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
@@ -67,7 +69,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         cold_start_timeout: config.cold_start_timeout,
     }));
     let wake = Wake::default();
-    let metrics = crate::metrics::Metrics::new();
+    let metrics = crate::telemetry::Metrics::new();
     let settings = Settings {
         public_url: config.public_url(),
         max_artifact_bytes: config.max_artifact_bytes,
@@ -90,7 +92,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
     if config.role == ServeRole::Gateway {
         // The API process creates the first admin.
-    } else if let Some(admin) = crate::bootstrap::first_admin(&app, &config.data_dir, admin_password)
+    } else if let Some(admin) = crate::auth::first_admin::create(&app, &config.data_dir, admin_password)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the first admin: {}", e.message))?
     {
@@ -137,7 +139,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
     if let Some(address) = config.private_listen {
-        let router = api::router(app.clone(), true);
+        let router = rest::router(app.clone(), true);
         let private = handle.clone();
         tracing::info!(%address, "serving private endpoints over plain HTTP");
         tokio::spawn(async move {
@@ -147,7 +149,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let router = api::router(app, false);
+    let router = rest::router(app, false);
     let served = if config.insecure_http {
         tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
         axum_server::bind(config.listen).handle(handle).serve(router.into_make_service()).await
@@ -156,7 +158,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             _ => {
                 let host = config.listen.ip().to_string();
-                let generated = crate::tls::ensure_self_signed(&config.data_dir.join("tls"), &[host])?;
+                let generated = tls::ensure_self_signed(&config.data_dir.join("tls"), &[host])?;
                 tracing::info!(ca = %generated.ca.display(), "using the self-signed certificate; clients trust its CA");
                 (generated.cert, generated.key)
             }

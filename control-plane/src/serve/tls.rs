@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 
-use crate::fsutil::write_private;
+use crate::auth::private_file::write as write_private;
 
 /// Why the certificate could not be made or read.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::api::{ApiError, App};
 use crate::auth::password;
+use crate::rest::{ApiError, App};
 
 /// The first admin's credentials, when this start created them.
 pub struct FirstAdmin {
@@ -19,7 +19,7 @@ pub struct FirstAdmin {
 const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Creates the first admin if the database has no user yet.
-pub async fn first_admin(
+pub async fn create(
     app: &App,
     data_dir: &Path,
     given_password: Option<String>,
@@ -36,9 +36,9 @@ pub async fn first_admin(
     let user = app.store.create_user("admin", &hash).await?;
     app.store.set_role(user.id, "*", "admin").await?;
     let issued =
-        crate::api::issue_token(app, user.id, "admin", None, "first admin token", ADMIN_TOKEN_TTL).await?;
+        crate::rest::issue_token(app, user.id, "admin", None, "first admin token", ADMIN_TOKEN_TTL).await?;
     let path = data_dir.join("admin-token");
-    crate::fsutil::write_private(&path, format!("{}\n", issued.token).as_bytes())
+    crate::auth::private_file::write(&path, format!("{}\n", issued.token).as_bytes())
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
     Ok(Some(FirstAdmin { username: user.username, password, token: issued.token }))
 }

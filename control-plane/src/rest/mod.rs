@@ -30,9 +30,9 @@ use crate::controller::Wake;
 use crate::gateway::Gateway;
 use crate::machine::Catalog;
 use crate::manifests::RenderConfig;
-use crate::metrics::Metrics;
 use crate::registry::ArtifactStore;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 pub use error::ApiError;
 pub use tokens::issue as issue_token;
 

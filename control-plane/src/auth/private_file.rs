@@ -1,10 +1,10 @@
-//! Files the platform keeps in its data directory.
+//! Secrets on disk (the token key, the first admin token, TLS keys): readable by the owner only.
 
 use std::io::Write;
 use std::path::Path;
 
 /// Writes a secret readable only by the owner (mode 0600 on Unix), creating parent directories.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

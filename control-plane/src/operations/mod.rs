@@ -44,7 +44,7 @@ pub fn new(
     store::Operation {
         project: project.to_string(),
         location: location.to_string(),
-        operation_id: crate::api::request::numeric_id(18),
+        operation_id: crate::rest::request::numeric_id(18),
         target: target.to_string(),
         kind: kind.to_string(),
         metadata,

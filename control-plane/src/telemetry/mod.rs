@@ -1,0 +1,5 @@
+//! What the platform tells about itself: Prometheus metrics.
+
+pub mod metrics;
+
+pub use metrics::Metrics;
