@@ -79,3 +79,46 @@ pub struct User {
     pub roles: std::collections::BTreeMap<String, String>,
     pub create_time: String,
 }
+
+/// What a member may do on a project. Each role includes the ones before it, except that
+/// `Predictor` only calls endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Calls `:predict` and `:rawPredict` on the project's endpoints, nothing else.
+    Predictor,
+    /// Reads every resource of the project, and predicts.
+    Viewer,
+    /// Creates, changes and deletes the project's resources.
+    Editor,
+    /// Everything, including `file://` artifacts and member management.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Predictor, Role::Viewer, Role::Editor, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Predictor => "predictor",
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role grants `needed`.
+    pub fn grants(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

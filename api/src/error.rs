@@ -33,26 +33,160 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// The `google.rpc.Code` number of a code name.
-pub fn rpc_code(name: &str) -> i32 {
-    match name {
-        "OK" => 0,
-        "CANCELLED" => 1,
-        "UNKNOWN" => 2,
-        "INVALID_ARGUMENT" => 3,
-        "DEADLINE_EXCEEDED" => 4,
-        "NOT_FOUND" => 5,
-        "ALREADY_EXISTS" => 6,
-        "PERMISSION_DENIED" => 7,
-        "RESOURCE_EXHAUSTED" => 8,
-        "FAILED_PRECONDITION" => 9,
-        "ABORTED" => 10,
-        "OUT_OF_RANGE" => 11,
-        "UNIMPLEMENTED" => 12,
-        "INTERNAL" => 13,
-        "UNAVAILABLE" => 14,
-        "DATA_LOSS" => 15,
-        "UNAUTHENTICATED" => 16,
-        _ => 2,
+/// `google.rpc.Code`: what kind of failure an error is. Every error of the platform names one,
+/// and the HTTP status follows from it (as Google APIs map them) unless the error says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl Code {
+    const ALL: [Code; 16] = [
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
+    /// The name, e.g. `INVALID_ARGUMENT` (the `status` of an error body).
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
+    /// The number (the `code` of a failed operation's error).
+    pub fn number(self) -> i32 {
+        match self {
+            Code::Cancelled => 1,
+            Code::Unknown => 2,
+            Code::InvalidArgument => 3,
+            Code::DeadlineExceeded => 4,
+            Code::NotFound => 5,
+            Code::AlreadyExists => 6,
+            Code::PermissionDenied => 7,
+            Code::ResourceExhausted => 8,
+            Code::FailedPrecondition => 9,
+            Code::Aborted => 10,
+            Code::OutOfRange => 11,
+            Code::Unimplemented => 12,
+            Code::Internal => 13,
+            Code::Unavailable => 14,
+            Code::DataLoss => 15,
+            Code::Unauthenticated => 16,
+        }
+    }
+
+    /// The code of a name; `None` for names that are not codes.
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The HTTP status Google APIs answer with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::NotFound => 404,
+            Code::AlreadyExists | Code::Aborted => 409,
+            Code::ResourceExhausted => 429,
+            Code::Cancelled => 499,
+            Code::Unknown | Code::Internal | Code::DataLoss => 500,
+            Code::Unimplemented => 501,
+            Code::Unavailable => 503,
+            Code::DeadlineExceeded => 504,
+        }
+    }
+}
+
+/// An error that knows how it reaches a client: its code, and its HTTP status when that is not
+/// the code's usual one. The server turns any such error into an answer in one place.
+pub trait Coded: std::error::Error {
+    fn code(&self) -> Code;
+
+    fn http_status(&self) -> u16 {
+        self.code().http_status()
+    }
+
+    /// Seconds for a `Retry-After` header (overload, no replica ready yet).
+    fn retry_after(&self) -> Option<u32> {
+        None
+    }
+
+    /// `details` of the error body, e.g. a `google.rpc.BadRequest` with field violations.
+    fn details(&self) -> Vec<Value> {
+        Vec::new()
+    }
+}
+
+impl Status {
+    /// The `google.rpc.Status` of a failed operation: the code's number, name and a message.
+    pub fn of(code: Code, message: impl Into<String>) -> Status {
+        Status {
+            code: code.number(),
+            message: message.into(),
+            status: code.name().to_string(),
+            details: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_googles_names_numbers_and_statuses() {
+        for code in Code::ALL {
+            assert_eq!(Code::from_name(code.name()), Some(code));
+        }
+        assert_eq!(Code::InvalidArgument.number(), 3);
+        assert_eq!(Code::Unauthenticated.number(), 16);
+        assert_eq!(Code::Aborted.http_status(), 409);
+        assert_eq!(Code::from_name("NOPE"), None);
+        assert_eq!(Status::of(Code::NotFound, "x").status, "NOT_FOUND");
     }
 }

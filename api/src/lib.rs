@@ -4,6 +4,7 @@
 //! that nothing is defined twice.
 
 pub mod auth;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod int64;
@@ -14,8 +15,9 @@ pub mod operation;
 pub mod predict;
 
 pub use auth::*;
+pub use duration::{Duration, DurationError};
 pub use endpoint::*;
-pub use error::{ErrorBody, FieldViolation, Status};
+pub use error::{Code, Coded, ErrorBody, FieldViolation, Status};
 pub use manifest::*;
 pub use model::*;
 pub use names::*;

@@ -102,7 +102,7 @@ pub struct ModelContainerSpec {
     pub grpc_ports: Vec<Port>,
     /// A duration such as `"1800s"`; at most two hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_timeout: Option<String>,
+    pub deployment_timeout: Option<crate::Duration>,
     #[serde(default, with = "crate::int64::option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub shared_memory_size_mb: Option<i64>,

@@ -8,6 +8,12 @@ use std::fmt;
 #[error("{0}")]
 pub struct NameError(pub String);
 
+impl crate::Coded for NameError {
+    fn code(&self) -> crate::Code {
+        crate::Code::InvalidArgument
+    }
+}
+
 fn all(s: &str, ok: impl Fn(char) -> bool) -> bool {
     s.chars().all(ok)
 }
@@ -103,6 +109,17 @@ pub fn check_alias(alias: &str) -> Result<(), NameError> {
             "alias `{alias}` is invalid: use [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9] (2 to 128 characters)"
         )))
     }
+}
+
+/// `displayName`: required, at most 128 characters.
+pub fn check_display_name(name: &str) -> Result<(), NameError> {
+    if name.trim().is_empty() {
+        return Err(NameError("displayName is required".into()));
+    }
+    if name.chars().count() > 128 {
+        return Err(NameError("displayName is longer than 128 characters".into()));
+    }
+    Ok(())
 }
 
 /// Label keys and values: at most 64 lowercase letters, digits, `_` and `-`; keys start with a letter.

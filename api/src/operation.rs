@@ -43,5 +43,5 @@ pub struct ListOperationsResponse {
 pub struct WaitOperationRequest {
     /// A duration such as `"30s"`; default 60 s, at most 600 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<crate::Duration>,
 }

@@ -234,7 +234,7 @@ impl Client {
     pub async fn wait(&self, mut op: api::Operation) -> Result<api::Operation, ClientError> {
         let spinner = progress::spinner(&waiting_message(&op));
         while !op.done {
-            let wait = api::WaitOperationRequest { timeout: Some("30s".into()) };
+            let wait = api::WaitOperationRequest { timeout: Some(api::Duration::from_secs(30)) };
             op = match self.post(&format!("v1/{}:wait", op.name), &wait).await {
                 Ok(op) => op,
                 Err(e) => {

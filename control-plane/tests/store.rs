@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 mod common;
 
+use api::{Access, Role};
 use control_plane::store::{self, *};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const P: &str = "proj";
 const L: &str = "us-central1";
@@ -22,6 +23,12 @@ async fn store_suite_on_sqlite() {
     let store = store::open(&url).await.expect("open the SQLite store");
     assert_eq!(store.backend(), "sqlite");
     store_suite(store.clone()).await;
+    let raw = sqlx::SqlitePool::connect(&url).await.expect("a second connection");
+    corrupt_rows_are_errors(&*store, async |sql: &'static str| {
+        sqlx::query(sql).execute(&raw).await.expect("corrupt a row");
+    })
+    .await;
+    raw.close().await;
     store.close().await;
 
     // Reopening runs the migrations again (a no-op) and finds the data.
@@ -36,6 +43,12 @@ async fn store_suite_on_postgres() {
     let store = store::open(&url).await.expect("open the PostgreSQL store");
     assert_eq!(store.backend(), "postgres");
     store_suite(store.clone()).await;
+    let raw = sqlx::PgPool::connect(&url).await.expect("a second connection");
+    corrupt_rows_are_errors(&*store, async |sql: &'static str| {
+        sqlx::query(sql).execute(&raw).await.expect("corrupt a row");
+    })
+    .await;
+    raw.close().await;
     store.close().await;
 
     let store = store::open(&url).await.expect("reopen the PostgreSQL store");
@@ -55,6 +68,32 @@ async fn sqlite_in_memory_works_for_throwaway_use() {
 async fn open_rejects_unknown_schemes() {
     let err = store::open("mysql://localhost/db").await.err().expect("an error");
     assert!(err.is_invalid_argument(), "{err}");
+}
+
+/// A row that does not decode is an error naming the row and the column, never a default:
+/// a corrupt spec must not become a default container, nor a corrupt split an empty one.
+async fn corrupt_rows_are_errors(store: &dyn Store, corrupt: impl AsyncFn(&'static str)) {
+    let endpoint = Endpoint {
+        project: P.into(),
+        location: L.into(),
+        endpoint_id: "broken".into(),
+        display_name: "Broken".into(),
+        ..Default::default()
+    };
+    store.create_endpoint(&endpoint).await.expect("create");
+    corrupt("UPDATE endpoints SET traffic_split = '{\"a\": \"all\"}' WHERE endpoint_id = 'broken'").await;
+    let err = store.get_endpoint(&endpoint_key("broken")).await.expect_err("a corrupt split");
+    let message = err.to_string();
+    assert!(message.contains("traffic_split") && message.contains("endpoints/broken"), "{message}");
+    assert!(store.list_all_endpoints().await.is_err(), "a list with a corrupt row fails too");
+    corrupt("UPDATE endpoints SET traffic_split = '{}', labels = '[1]' WHERE endpoint_id = 'broken'").await;
+    let err = store.get_endpoint(&endpoint_key("broken")).await.expect_err("corrupt labels");
+    assert!(
+        err.to_string().contains("stored labels of projects/proj/locations/us-central1/endpoints/broken"),
+        "{err}"
+    );
+    corrupt("UPDATE endpoints SET labels = '{}' WHERE endpoint_id = 'broken'").await;
+    store.delete_endpoint(&endpoint_key("broken")).await.expect("delete");
 }
 
 /// Every method of the store, its errors and its rules.
@@ -79,14 +118,29 @@ fn endpoint_key(id: &str) -> EndpointKey {
 fn version(uri: &str, aliases: &[&str]) -> ModelVersion {
     ModelVersion {
         version_description: format!("from {uri}"),
-        container_spec: json!({"imageUri": "platform/runtime:latest", "ports": [{"containerPort": 8080}]}),
+        container_spec: Some(api::ModelContainerSpec {
+            image_uri: "platform/runtime:latest".into(),
+            ports: vec![api::Port { container_port: 8080 }],
+            ..Default::default()
+        }),
         artifact_uri: uri.to_owned(),
         artifact_sha256: Some("ab".repeat(32)),
-        predict_schemata: json!({"instanceSchemaUri": "file:///schema.yaml"}),
-        labels: json!({"team": "ml"}),
+        predict_schemata: Some(api::PredictSchemata {
+            instance_schema_uri: "file:///schema.yaml".into(),
+            ..Default::default()
+        }),
+        labels: labels(&[("team", "ml")]),
         aliases: aliases.iter().map(|a| a.to_string()).collect(),
         ..Default::default()
     }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn split(pairs: &[(&str, i32)]) -> TrafficSplit {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -114,18 +168,17 @@ async fn users(store: &dyn Store) {
 
     // Memberships: one role per user and project.
     assert_eq!(store.get_role(alice.id, P).await.expect("role"), None);
-    let m = store.set_role(alice.id, P, "editor").await.expect("set role");
-    assert_eq!(m, Membership { user_id: alice.id, project: P.into(), role: "editor".into() });
-    store.set_role(alice.id, P, "admin").await.expect("change role");
-    store.set_role(alice.id, "other", "predictor").await.expect("second project");
-    assert_eq!(store.get_role(alice.id, P).await.expect("role").as_deref(), Some("admin"));
+    let m = store.set_role(alice.id, P, Role::Editor).await.expect("set role");
+    assert_eq!(m, Membership { user_id: alice.id, project: P.into(), role: Role::Editor });
+    store.set_role(alice.id, P, Role::Admin).await.expect("change role");
+    store.set_role(alice.id, "other", Role::Predictor).await.expect("second project");
+    assert_eq!(store.get_role(alice.id, P).await.expect("role"), Some(Role::Admin));
     let memberships = store.list_memberships(alice.id).await.expect("list");
     assert_eq!(
-        memberships.iter().map(|m| (m.project.as_str(), m.role.as_str())).collect::<Vec<_>>(),
-        [("other", "predictor"), (P, "admin")]
+        memberships.iter().map(|m| (m.project.as_str(), m.role)).collect::<Vec<_>>(),
+        [("other", Role::Predictor), (P, Role::Admin)]
     );
-    assert!(store.set_role(alice.id, P, "owner").await.expect_err("bad role").is_invalid_argument());
-    assert!(store.set_role(9999, P, "viewer").await.expect_err("no such user").is_not_found());
+    assert!(store.set_role(9999, P, Role::Viewer).await.expect_err("no such user").is_not_found());
     store.remove_membership(alice.id, "other").await.expect("remove");
     assert!(store.remove_membership(alice.id, "other").await.expect_err("removed").is_not_found());
     assert_eq!(store.list_memberships(alice.id).await.expect("list").len(), 1);
@@ -172,8 +225,8 @@ async fn users(store: &dyn Store) {
     let text = revoked_at.to_rfc3339();
     assert!(text.ends_with('Z'), "{text}");
     assert_eq!(Timestamp::parse_rfc3339(&text).expect("parse"), revoked_at);
-    let json = serde_json::to_value(&revoked).expect("serialize");
-    assert_eq!(serde_json::from_value::<ApiToken>(json).expect("deserialize"), revoked);
+    let json = serde_json::to_value(revoked_at).expect("serialize");
+    assert_eq!(serde_json::from_value::<Timestamp>(json).expect("deserialize"), revoked_at);
 }
 
 async fn models(store: &dyn Store) {
@@ -184,20 +237,20 @@ async fn models(store: &dyn Store) {
         model_id: "iris".into(),
         display_name: "Iris".into(),
         description: "demo".into(),
-        labels: json!({"team": "ml"}),
+        labels: labels(&[("team", "ml")]),
         etag: "ignored".into(),
         ..Default::default()
     };
     let (stored, v1) =
         store.create_model(&model, &version("file:///v1", &["staging"])).await.expect("create");
     assert_eq!(stored.display_name, "Iris");
-    assert_eq!(stored.labels, json!({"team": "ml"}));
+    assert_eq!(stored.labels, labels(&[("team", "ml")]));
     assert_ne!(stored.etag, "ignored");
     assert!(!stored.etag.is_empty());
     assert_eq!(stored.create_time, stored.update_time);
     assert_eq!((v1.model_id.as_str(), v1.version_id), ("iris", 1));
     assert_eq!(v1.aliases, strings(&["default", "staging"]));
-    assert_eq!(v1.container_spec["ports"][0]["containerPort"], 8080);
+    assert_eq!(v1.container_spec.as_ref().map(|c| c.ports[0].container_port), Some(8080));
     assert_eq!(store.get_model(&key).await.expect("get"), stored);
     assert_eq!(store.get_model_version(&key, 1).await.expect("get v1"), v1);
 
@@ -208,22 +261,23 @@ async fn models(store: &dyn Store) {
     assert!(err.is_invalid_argument(), "{err}");
     assert!(store.get_model(&model_key("bad")).await.expect_err("not created").is_not_found());
 
-    // A second model, listed after the first; null labels are stored as {}.
+    // A second model, listed after the first; no labels are stored as none.
     let other = Model {
         model_id: "other".into(),
         display_name: "Other".into(),
-        labels: Value::Null,
+        labels: Labels::new(),
         ..model.clone()
     };
     let (other_stored, _) =
         store.create_model(&other, &version("file:///o1", &[])).await.expect("create other");
-    assert_eq!(other_stored.labels, json!({}));
+    assert!(other_stored.labels.is_empty());
     let listed = store.list_models(P, L).await.expect("list");
     assert_eq!(listed.iter().map(|m| m.model_id.as_str()).collect::<Vec<_>>(), ["iris", "other"]);
     assert!(store.list_models(P, "elsewhere").await.expect("list").is_empty());
 
     // update_model with and without an etag.
-    let changed = Model { display_name: "Iris 2".into(), labels: json!({"team": "ops"}), ..stored.clone() };
+    let changed =
+        Model { display_name: "Iris 2".into(), labels: labels(&[("team", "ops")]), ..stored.clone() };
     let updated = store.update_model(&changed, Some(&stored.etag)).await.expect("update");
     assert_eq!(updated.display_name, "Iris 2");
     assert_ne!(updated.etag, stored.etag);
@@ -314,11 +368,11 @@ async fn models(store: &dyn Store) {
     // update_model_version changes description and labels only.
     let mut edit = store.get_model_version(&key, 1).await.expect("v1");
     edit.version_description = "first".into();
-    edit.labels = json!({"stage": "old"});
+    edit.labels = labels(&[("stage", "old")]);
     edit.artifact_uri = "file:///ignored".into();
     let edited = store.update_model_version(&edit).await.expect("update version");
     assert_eq!(edited.version_description, "first");
-    assert_eq!(edited.labels, json!({"stage": "old"}));
+    assert_eq!(edited.labels, labels(&[("stage", "old")]));
     assert_eq!(edited.artifact_uri, "file:///v1");
     let missing_version = ModelVersion { version_id: 77, ..edit.clone() };
     assert!(store.update_model_version(&missing_version).await.expect_err("missing").is_not_found());
@@ -396,19 +450,17 @@ async fn endpoints(store: &dyn Store) {
         location: L.into(),
         endpoint_id: "ep1".into(),
         display_name: "Endpoint 1".into(),
-        labels: json!({"env": "test"}),
+        labels: labels(&[("env", "test")]),
         ..Default::default()
     };
     let created = store.create_endpoint(&endpoint).await.expect("create endpoint");
-    assert_eq!(created.access, "authenticated");
-    assert_eq!(created.traffic_split, json!({}));
+    assert_eq!(created.access, Access::Authenticated);
+    assert!(created.traffic_split.is_empty());
     assert!(!created.etag.is_empty());
     assert!(store.create_endpoint(&endpoint).await.expect_err("duplicate").is_already_exists());
-    let bad = Endpoint { endpoint_id: "bad".into(), access: "everyone".into(), ..endpoint.clone() };
-    assert!(store.create_endpoint(&bad).await.expect_err("bad access").is_invalid_argument());
-    let bad = Endpoint { endpoint_id: "bad".into(), traffic_split: json!({"x": 100}), ..endpoint.clone() };
+    let bad = Endpoint { endpoint_id: "bad".into(), traffic_split: split(&[("x", 100)]), ..endpoint.clone() };
     assert!(store.create_endpoint(&bad).await.expect_err("split of nothing").is_invalid_argument());
-    let ep2 = Endpoint { endpoint_id: "ep2".into(), access: "public".into(), ..endpoint.clone() };
+    let ep2 = Endpoint { endpoint_id: "ep2".into(), access: Access::Public, ..endpoint.clone() };
     store.create_endpoint(&ep2).await.expect("create ep2");
     assert_eq!(store.get_endpoint(&key).await.expect("get"), created);
     assert!(store.get_endpoint(&endpoint_key("nope")).await.expect_err("missing").is_not_found());
@@ -421,17 +473,19 @@ async fn endpoints(store: &dyn Store) {
     );
 
     // update_endpoint with etags.
-    let change = Endpoint { display_name: "Renamed".into(), access: "private".into(), ..created.clone() };
+    let change = Endpoint { display_name: "Renamed".into(), access: Access::Private, ..created.clone() };
     let updated = store.update_endpoint(&change, Some(&created.etag)).await.expect("update");
-    assert_eq!((updated.display_name.as_str(), updated.access.as_str()), ("Renamed", "private"));
+    assert_eq!((updated.display_name.as_str(), updated.access), ("Renamed", Access::Private));
     assert_ne!(updated.etag, created.etag);
     let err = store.update_endpoint(&change, Some(&created.etag)).await.expect_err("stale");
     assert!(err.is_conflict(), "{err}");
     let missing = Endpoint { endpoint_id: "nope".into(), ..change.clone() };
     assert!(store.update_endpoint(&missing, None).await.expect_err("missing").is_not_found());
-    let updated =
-        store.update_endpoint(&Endpoint { access: "".into(), ..change }, None).await.expect("update");
-    assert_eq!(updated.access, "authenticated");
+    let updated = store
+        .update_endpoint(&Endpoint { access: Access::Authenticated, ..change }, None)
+        .await
+        .expect("update");
+    assert_eq!(updated.access, Access::Authenticated);
 
     // deploy: the model version must exist; the split names real deployed model ids.
     let iris = model_key("iris");
@@ -443,17 +497,24 @@ async fn endpoints(store: &dyn Store) {
         model_id: "iris".into(),
         version_id,
         display_name: format!("iris {id}"),
-        spec: json!({"dedicatedResources": {"minReplicaCount": 1, "maxReplicaCount": 2}}),
-        desired_state: "deployed".into(), // ignored: deploy starts at deploying
+        spec: DeploymentSpec {
+            dedicated_resources: Some(api::DedicatedResources {
+                min_replica_count: 1,
+                max_replica_count: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        desired_state: DesiredState::Deployed, // ignored: deploy starts at deploying
         ..Default::default()
     };
     let before = store.get_endpoint(&key).await.expect("get");
     let (ep, d1) =
-        store.deploy(&key, &dm("111", default_version), Some(&json!({"111": 100}))).await.expect("deploy");
-    assert_eq!(d1.desired_state, "deploying");
+        store.deploy(&key, &dm("111", default_version), Some(&split(&[("111", 100)]))).await.expect("deploy");
+    assert_eq!(d1.desired_state, DesiredState::Deploying);
     assert_eq!((d1.project.as_str(), d1.endpoint_id.as_str()), (P, "ep1"));
-    assert_eq!(d1.status, json!({}));
-    assert_eq!(ep.traffic_split, json!({"111": 100}));
+    assert_eq!(d1.status, api::DeployedModelStatus::default());
+    assert_eq!(ep.traffic_split, split(&[("111", 100)]));
     assert_ne!(ep.etag, before.etag, "deploying changes the endpoint's etag");
     let err = store.deploy(&key, &dm("111", default_version), None).await.expect_err("duplicate");
     assert!(err.is_already_exists(), "{err}");
@@ -465,13 +526,13 @@ async fn endpoints(store: &dyn Store) {
         .expect_err("no endpoint");
     assert!(err.is_not_found(), "{err}");
     let err = store
-        .deploy(&key, &dm("222", golden), Some(&json!({"111": 50, "222": 40})))
+        .deploy(&key, &dm("222", golden), Some(&split(&[("111", 50), ("222", 40)])))
         .await
         .expect_err("sums to 90");
     assert!(err.is_invalid_argument(), "{err}");
     assert!(store.get_deployed_model(&key, "222").await.expect_err("rolled back").is_not_found());
     let (ep, d2) = store.deploy(&key, &dm("222", golden), None).await.expect("deploy without traffic");
-    assert_eq!(ep.traffic_split, json!({"111": 100}), "no split given: untouched");
+    assert_eq!(ep.traffic_split, split(&[("111", 100)]), "no split given: untouched");
     assert_eq!(d2.version_id, golden);
 
     // Deployed versions and their models cannot be deleted.
@@ -489,7 +550,7 @@ async fn endpoints(store: &dyn Store) {
     assert!(store.list_deployed_models(&endpoint_key("ep2")).await.expect("list").is_empty());
     assert!(store.list_deployed_models(&endpoint_key("nope")).await.expect_err("missing").is_not_found());
     let (_, d3) = store
-        .deploy(&endpoint_key("ep2"), &dm("333", default_version), Some(&json!({"333": 100})))
+        .deploy(&endpoint_key("ep2"), &dm("333", default_version), Some(&split(&[("333", 100)])))
         .await
         .expect("deploy on ep2");
     let all = store.list_all_deployed_models().await.expect("list all");
@@ -499,62 +560,79 @@ async fn endpoints(store: &dyn Store) {
     );
 
     // State, status and spec.
-    let d = store.set_deployed_model_state(&key, "111", "deployed").await.expect("state");
-    assert_eq!(d.desired_state, "deployed");
-    assert!(
-        store.set_deployed_model_state(&key, "111", "sleeping").await.expect_err("bad").is_invalid_argument()
-    );
-    let err = store.set_deployed_model_state(&key, "111", "undeploying").await.expect_err("use undeploy");
-    assert!(err.is_invalid_argument(), "{err}");
-    assert!(store.set_deployed_model_state(&key, "999", "failed").await.expect_err("missing").is_not_found());
-    let d = store
-        .set_deployed_model_status(&key, "111", &json!({"availableReplicaCount": 1}))
+    let d = store.set_deployed_model_state(&key, "111", DesiredState::Deployed).await.expect("state");
+    assert_eq!(d.desired_state, DesiredState::Deployed);
+    let err = store
+        .set_deployed_model_state(&key, "111", DesiredState::Undeploying)
         .await
-        .expect("status");
-    assert_eq!(d.status["availableReplicaCount"], 1);
-    assert_eq!(d.desired_state, "deployed");
-    let spec = json!({"dedicatedResources": {"minReplicaCount": 2, "maxReplicaCount": 4}});
+        .expect_err("use undeploy");
+    assert!(err.is_invalid_argument(), "{err}");
+    let err = store.set_deployed_model_state(&key, "999", DesiredState::Failed).await.expect_err("missing");
+    assert!(err.is_not_found());
+    let status = api::DeployedModelStatus { available_replica_count: 1, ..Default::default() };
+    let d = store.set_deployed_model_status(&key, "111", &status).await.expect("status");
+    assert_eq!(d.status.available_replica_count, 1);
+    assert_eq!(d.desired_state, DesiredState::Deployed);
+    let spec = DeploymentSpec {
+        dedicated_resources: Some(api::DedicatedResources {
+            min_replica_count: 2,
+            max_replica_count: 4,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let d = store.update_deployed_model_spec(&key, "111", &spec).await.expect("spec");
     assert_eq!(d.spec, spec);
-    assert!(
-        store.set_deployed_model_status(&key, "999", &json!({})).await.expect_err("missing").is_not_found()
-    );
-    assert!(
-        store.update_deployed_model_spec(&key, "999", &json!({})).await.expect_err("missing").is_not_found()
-    );
+    let err = store.set_deployed_model_status(&key, "999", &status).await.expect_err("missing");
+    assert!(err.is_not_found());
+    let err = store.update_deployed_model_spec(&key, "999", &spec).await.expect_err("missing");
+    assert!(err.is_not_found());
 
     // set_traffic_split with etags and validation.
     let ep = store.get_endpoint(&key).await.expect("get");
-    let ep =
-        store.set_traffic_split(&key, &json!({"111": 30, "222": 70}), Some(&ep.etag)).await.expect("split");
-    assert_eq!(ep.traffic_split, json!({"111": 30, "222": 70}));
+    let ep = store
+        .set_traffic_split(&key, &split(&[("111", 30), ("222", 70)]), Some(&ep.etag))
+        .await
+        .expect("split");
+    assert_eq!(ep.traffic_split, split(&[("111", 30), ("222", 70)]));
     let err =
-        store.set_traffic_split(&key, &json!({"111": 100}), Some("stale")).await.expect_err("stale etag");
+        store.set_traffic_split(&key, &split(&[("111", 100)]), Some("stale")).await.expect_err("stale etag");
     assert!(err.is_conflict(), "{err}");
-    for bad in [json!({"111": 30}), json!({"111": 50, "999": 50}), json!({"111": -1, "222": 101}), json!([1])]
+    for bad in
+        [split(&[("111", 30)]), split(&[("111", 50), ("999", 50)]), split(&[("111", -1), ("222", 101)])]
     {
         let err = store.set_traffic_split(&key, &bad, None).await.expect_err("bad split");
-        assert!(err.is_invalid_argument(), "{bad}: {err}");
+        assert!(err.is_invalid_argument(), "{bad:?}: {err}");
     }
-    let err = store.set_traffic_split(&endpoint_key("nope"), &json!({}), None).await.expect_err("missing");
+    let err = store.set_traffic_split(&endpoint_key("nope"), &split(&[]), None).await.expect_err("missing");
     assert!(err.is_not_found(), "{err}");
-    assert_eq!(store.get_endpoint(&key).await.expect("get").traffic_split, json!({"111": 30, "222": 70}));
+    assert_eq!(
+        store.get_endpoint(&key).await.expect("get").traffic_split,
+        split(&[("111", 30), ("222", 70)])
+    );
 
     // undeploy: refused while the model would keep traffic; a new split moves it away.
     let err = store.undeploy(&key, "111", None).await.expect_err("still has traffic");
     assert!(err.is_conflict() && err.to_string().contains("30%"), "{err}");
-    let err = store.undeploy(&key, "111", Some(&json!({"111": 10, "222": 90}))).await.expect_err("still 10%");
+    let err =
+        store.undeploy(&key, "111", Some(&split(&[("111", 10), ("222", 90)]))).await.expect_err("still 10%");
     assert!(err.is_conflict(), "{err}");
-    let (ep, d) = store.undeploy(&key, "111", Some(&json!({"111": 0, "222": 100}))).await.expect("undeploy");
-    assert_eq!(ep.traffic_split, json!({"222": 100}));
-    assert_eq!(d.desired_state, "undeploying");
+    let (ep, d) =
+        store.undeploy(&key, "111", Some(&split(&[("111", 0), ("222", 100)]))).await.expect("undeploy");
+    assert_eq!(ep.traffic_split, split(&[("222", 100)]));
+    assert_eq!(d.desired_state, DesiredState::Undeploying);
     assert!(store.undeploy(&key, "111", None).await.expect_err("again").is_conflict());
     // A controller that saw the model ready a moment ago cannot bring it back.
-    let late = store.set_deployed_model_state(&key, "111", "deployed").await.expect_err("undeploying stays");
+    let late = store
+        .set_deployed_model_state(&key, "111", DesiredState::Deployed)
+        .await
+        .expect_err("undeploying stays");
     assert!(late.is_not_found(), "{late}");
     assert!(store.undeploy(&key, "999", None).await.expect_err("missing").is_not_found());
-    let err =
-        store.set_traffic_split(&key, &json!({"111": 50, "222": 50}), None).await.expect_err("undeploying");
+    let err = store
+        .set_traffic_split(&key, &split(&[("111", 50), ("222", 50)]), None)
+        .await
+        .expect_err("undeploying");
     assert!(err.is_invalid_argument(), "{err}");
     // The controller deletes it once its replicas are gone.
     store.delete_deployed_model(&key, "111").await.expect("delete deployed model");
@@ -564,15 +642,15 @@ async fn endpoints(store: &dyn Store) {
     assert!(err.is_conflict(), "{err}");
     // Undeploying the last one empties the split even though it had 100%.
     let (ep, _) = store.undeploy(&key, "222", None).await.expect("undeploy last");
-    assert_eq!(ep.traffic_split, json!({}));
+    assert!(ep.traffic_split.is_empty());
     store.delete_deployed_model(&key, "222").await.expect("delete");
     // A deployed model with 0% is dropped from the split when deleted.
-    store.deploy(&key, &dm("444", golden), Some(&json!({"444": 100}))).await.expect("deploy 444");
+    store.deploy(&key, &dm("444", golden), Some(&split(&[("444", 100)]))).await.expect("deploy 444");
     let (ep, _) =
-        store.deploy(&key, &dm("555", golden), Some(&json!({"444": 100, "555": 0}))).await.expect("555");
-    assert_eq!(ep.traffic_split, json!({"444": 100, "555": 0}));
+        store.deploy(&key, &dm("555", golden), Some(&split(&[("444", 100), ("555", 0)]))).await.expect("555");
+    assert_eq!(ep.traffic_split, split(&[("444", 100), ("555", 0)]));
     store.delete_deployed_model(&key, "555").await.expect("delete 0% model");
-    assert_eq!(store.get_endpoint(&key).await.expect("get").traffic_split, json!({"444": 100}));
+    assert_eq!(store.get_endpoint(&key).await.expect("get").traffic_split, split(&[("444", 100)]));
     store.undeploy(&key, "444", None).await.expect("undeploy 444");
     store.delete_deployed_model(&key, "444").await.expect("delete 444");
 
@@ -589,10 +667,14 @@ async fn operations(store: &dyn Store) {
         location: L.into(),
         operation_id: "op1".into(),
         target: format!("projects/{P}/locations/{L}/endpoints/ep2"),
-        kind: "deployModel".into(),
-        metadata: json!({"genericMetadata": {"partialFailures": []}}),
+        kind: OperationKind::DeployModel,
+        metadata: OperationMetadata { verb: "deployModel".into(), ..Default::default() },
+        done: false,
+        error: None,
+        response: None,
         cancel_requested: true, // ignored on insert
-        ..Default::default()
+        create_time: Timestamp::now(),
+        update_time: Timestamp::now(),
     };
     let stored = store.insert_operation(&op).await.expect("insert op");
     assert!(!stored.done && !stored.cancel_requested);
@@ -600,7 +682,7 @@ async fn operations(store: &dyn Store) {
     assert!(store.insert_operation(&op).await.expect_err("duplicate").is_already_exists());
     let bad = Operation { operation_id: "bad".into(), response: Some(json!({})), ..op.clone() };
     assert!(store.insert_operation(&bad).await.expect_err("response before done").is_invalid_argument());
-    let op2 = Operation { operation_id: "op2".into(), kind: "undeployModel".into(), ..op.clone() };
+    let op2 = Operation { operation_id: "op2".into(), kind: OperationKind::UndeployModel, ..op.clone() };
     store.insert_operation(&op2).await.expect("insert op2");
     let done_op = Operation {
         operation_id: "op0".into(),
@@ -618,9 +700,12 @@ async fn operations(store: &dyn Store) {
     assert_eq!(unfinished.iter().map(|o| o.operation_id.as_str()).collect::<Vec<_>>(), ["op1", "op2"]);
 
     // Progress, then the result; a done operation does not change again.
-    let progress = Operation { metadata: json!({"progress": 50}), ..stored.clone() };
+    let progress = Operation {
+        metadata: OperationMetadata { progress_percent: Some(50), ..stored.metadata.clone() },
+        ..stored.clone()
+    };
     let updated = store.update_operation(&progress).await.expect("progress");
-    assert_eq!(updated.metadata["progress"], 50);
+    assert_eq!(updated.metadata.progress_percent, Some(50));
     assert!(!updated.done);
     let invalid = Operation { done: true, ..progress.clone() };
     assert!(store.update_operation(&invalid).await.expect_err("done without result").is_invalid_argument());
@@ -639,7 +724,7 @@ async fn operations(store: &dyn Store) {
     assert!(cancelled.cancel_requested && !cancelled.done);
     let failed = Operation {
         done: true,
-        error: Some(json!({"code": 1, "message": "cancelled"})),
+        error: Some(api::Status::of(api::Code::Cancelled, "cancelled")),
         ..cancelled.clone()
     };
     let failed = store.update_operation(&failed).await.expect("fail");
@@ -665,17 +750,17 @@ async fn revisions(store: Arc<dyn Store>) {
         deployed_model_id: "333".into(),
         revision: 42, // ignored
         manifests: "apiVersion: apps/v1\nkind: Deployment\n".into(),
-        source: "rendered".into(),
+        source: RevisionSource::Rendered,
         ..Default::default()
     };
     let r1 = store.insert_revision(&rev).await.expect("insert");
     assert_eq!(r1.revision, 1);
     assert_eq!(r1.manifests, rev.manifests);
-    let r2 =
-        store.insert_revision(&Revision { source: "edited".into(), ..rev.clone() }).await.expect("insert");
+    let r2 = store
+        .insert_revision(&Revision { source: RevisionSource::Edited, ..rev.clone() })
+        .await
+        .expect("insert");
     assert_eq!(r2.revision, 2);
-    let bad = Revision { source: "magic".into(), ..rev.clone() };
-    assert!(store.insert_revision(&bad).await.expect_err("bad source").is_invalid_argument());
     let orphan = Revision { deployed_model_id: "999".into(), ..rev.clone() };
     assert!(store.insert_revision(&orphan).await.expect_err("no deployed model").is_not_found());
 
@@ -683,7 +768,7 @@ async fn revisions(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            let rev = Revision { source: "rollback".into(), ..rev.clone() };
+            let rev = Revision { source: RevisionSource::Rollback, ..rev.clone() };
             tokio::spawn(async move { store.insert_revision(&rev).await.expect("insert").revision })
         })
         .collect();

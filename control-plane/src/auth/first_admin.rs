@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::auth::password;
-use crate::rest::{ApiError, App};
+use super::accounts::hash_blocking;
+use super::{Accounts, AuthError, Role, password};
+use crate::store::Store;
 
 /// The first admin's credentials, when this start created them.
 pub struct FirstAdmin {
@@ -20,25 +21,20 @@ const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Creates the first admin if the database has no user yet.
 pub async fn create(
-    app: &App,
+    store: &dyn Store,
+    accounts: &Accounts,
     data_dir: &Path,
     given_password: Option<String>,
-) -> Result<Option<FirstAdmin>, ApiError> {
-    if app.store.count_users().await? > 0 {
+) -> Result<Option<FirstAdmin>, AuthError> {
+    if store.count_users().await? > 0 {
         return Ok(None);
     }
     let password = given_password.filter(|p| !p.is_empty()).unwrap_or_else(password::generate);
-    let plain = password.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&plain))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(ApiError::internal)?;
-    let user = app.store.create_user("admin", &hash).await?;
-    app.store.set_role(user.id, "*", "admin").await?;
-    let issued =
-        crate::rest::issue_token(app, user.id, "admin", None, "first admin token", ADMIN_TOKEN_TTL).await?;
+    let user = store.create_user("admin", &hash_blocking(&password).await?).await?;
+    store.set_role(user.id, "*", Role::Admin).await?;
+    let issued = accounts.issue(&user, None, "first admin token", ADMIN_TOKEN_TTL).await?;
     let path = data_dir.join("admin-token");
-    crate::auth::private_file::write(&path, format!("{}\n", issued.token).as_bytes())
-        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+    super::private_file::write(&path, format!("{}\n", issued.token).as_bytes())
+        .map_err(|e| AuthError::Internal(format!("cannot write {}: {e}", path.display())))?;
     Ok(Some(FirstAdmin { username: user.username, password, token: issued.token }))
 }

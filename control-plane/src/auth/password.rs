@@ -1,15 +1,12 @@
 //! Password hashing with argon2id (PHC strings, random salts).
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Hashes `password` into a PHC string for storage.
-pub fn hash(password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
 }
 
 /// Whether `password` matches a stored PHC string. A malformed hash never matches.
@@ -20,11 +17,8 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 /// A random password for the first admin: 24 characters of letters and digits.
 pub fn generate() -> String {
-    use argon2::password_hash::rand_core::RngCore;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut bytes = [0u8; 24];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    (0..24).map(|_| ALPHABET[rand::random_range(..ALPHABET.len())] as char).collect()
 }
 
 #[cfg(test)]

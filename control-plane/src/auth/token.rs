@@ -47,10 +47,7 @@ fn now() -> u64 {
 
 /// A new random id for a token.
 pub fn new_token_id() -> String {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 impl TokenKeys {
@@ -67,9 +64,8 @@ impl TokenKeys {
                 format!("{} holds fewer than 32 bytes; a signing key needs at least 32", path.display()),
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use argon2::password_hash::rand_core::{OsRng, RngCore};
                 let mut secret = [0u8; 64];
-                OsRng.fill_bytes(&mut secret);
+                rand::fill(&mut secret[..]);
                 crate::auth::private_file::write(path, &secret)?;
                 Ok(TokenKeys::from_secret(&secret))
             }

@@ -1,17 +1,16 @@
-//! Pure decisions of the controller: how far a rollout is, when it has failed, and the traffic
-//! split that remains when a deployed model goes away.
+//! Pure decisions of the controller: how far a rollout is, and when it has failed.
 
 use std::time::Duration;
 
 use crate::backend::{DeploymentStatus, ReplicaState};
-use crate::endpoints::traffic::TrafficSplit;
+use api::Code;
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Waiting { percent: u32, message: String },
     Ready,
-    Failed { code: &'static str, message: String },
+    Failed { code: Code, message: String },
 }
 
 /// Judges a rollout that needs `min` ready replicas of the current template.
@@ -23,7 +22,7 @@ pub fn judge(
     cancel: bool,
 ) -> Verdict {
     if cancel {
-        return Verdict::Failed { code: "CANCELLED", message: "the operation was cancelled".into() };
+        return Verdict::Failed { code: Code::Cancelled, message: "the operation was cancelled".into() };
     }
     let ready = status.ready_current();
     if ready >= min.max(1) {
@@ -37,7 +36,7 @@ pub fn judge(
     if elapsed >= timeout {
         let why = problem.unwrap_or_else(|| format!("{ready} of {min} replicas became ready"));
         return Verdict::Failed {
-            code: "DEADLINE_EXCEEDED",
+            code: Code::DeadlineExceeded,
             message: format!("the deployment did not become ready within {}s: {why}", timeout.as_secs()),
         };
     }
@@ -48,39 +47,6 @@ pub fn judge(
         message.push_str(&p);
     }
     Verdict::Waiting { percent, message }
-}
-
-/// The split after `id` is gone: its share goes to the others in proportion (largest
-/// remainders first), so that it still sums to 100; empty when nothing else had traffic.
-pub fn split_without(split: &TrafficSplit, id: &str) -> TrafficSplit {
-    let rest: Vec<(&String, i32)> = split.iter().filter(|(k, _)| *k != id).map(|(k, v)| (k, *v)).collect();
-    let total: i32 = rest.iter().map(|(_, v)| *v).sum();
-    if total <= 0 {
-        return TrafficSplit::new();
-    }
-    let mut shares: Vec<(String, i32, i32)> =
-        rest.iter().map(|(k, v)| ((*k).clone(), v * 100 / total, (v * 100) % total)).collect();
-    let mut missing = 100 - shares.iter().map(|(_, s, _)| *s).sum::<i32>();
-    let mut order: Vec<usize> = (0..shares.len()).collect();
-    order.sort_by(|a, b| shares[*b].2.cmp(&shares[*a].2).then(a.cmp(b)));
-    for ix in order {
-        if missing <= 0 {
-            break;
-        }
-        shares[ix].1 += 1;
-        missing -= 1;
-    }
-    shares.into_iter().map(|(k, s, _)| (k, s)).collect()
-}
-
-/// `"1800s"`, `"30m"`, `"1h 30m"`: a duration as Vertex (proto3 JSON) or a person writes it.
-pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let parsed = match t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
-        Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
-        _ => humantime::parse_duration(t).map_err(|e| e.to_string()),
-    };
-    parsed.map_err(|e| format!("`{text}` is not a duration ({e}); write it like \"1800s\" or \"30m\""))
 }
 
 #[cfg(test)]
@@ -114,33 +80,14 @@ mod tests {
         let crashing = s(vec![replica("r0", ReplicaState::CrashLoop, Some("exit status 1: boom"))]);
         match judge(&crashing, 1, minute, minute, false) {
             Verdict::Failed { code, message } => {
-                assert_eq!(code, "DEADLINE_EXCEEDED");
+                assert_eq!(code, Code::DeadlineExceeded);
                 assert!(message.contains("replica r0 is CrashLoop: exit status 1: boom"), "{message}");
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             judge(&one_ready, 2, Duration::ZERO, minute, true),
-            Verdict::Failed { code: "CANCELLED", .. }
+            Verdict::Failed { code: Code::Cancelled, .. }
         ));
-    }
-
-    #[test]
-    fn a_removed_share_is_spread_over_the_rest() {
-        let split = |p: &[(&str, i32)]| p.iter().map(|(k, v)| (k.to_string(), *v)).collect::<TrafficSplit>();
-        assert_eq!(split_without(&split(&[("a", 50), ("b", 50)]), "b"), split(&[("a", 100)]));
-        assert_eq!(split_without(&split(&[("a", 100)]), "a"), split(&[]));
-        let three = split_without(&split(&[("a", 10), ("b", 10), ("c", 10), ("d", 70)]), "d");
-        assert_eq!(three.values().sum::<i32>(), 100);
-        assert_eq!(three, split(&[("a", 34), ("b", 33), ("c", 33)]));
-        assert_eq!(split_without(&split(&[("a", 0), ("b", 100)]), "b"), split(&[]));
-    }
-
-    #[test]
-    fn timeouts_take_vertex_and_human_forms() {
-        assert_eq!(parse_timeout("1800s").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_timeout("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_timeout("30m").unwrap(), Duration::from_secs(1800));
-        assert!(parse_timeout("soon").unwrap_err().contains("1800s"));
     }
 }

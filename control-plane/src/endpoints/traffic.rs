@@ -3,15 +3,18 @@
 //! model being deployed; undeploying a model that still receives traffic is refused unless
 //! the request's split takes that traffic away.
 
-use std::collections::BTreeMap;
-
-/// A traffic split: deployed model id -> percent.
-pub type TrafficSplit = BTreeMap<String, i32>;
+pub use crate::store::TrafficSplit;
 
 /// A split that breaks the rules, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SplitError(pub String);
+
+impl api::Coded for SplitError {
+    fn code(&self) -> api::Code {
+        api::Code::InvalidArgument
+    }
+}
 
 /// Checks that `split` only names `deployed` models, has percents in 0..=100, and sums to 100
 /// (or is empty).
@@ -84,6 +87,29 @@ pub fn after_undeploy(
     Ok(split)
 }
 
+/// The split after `id` is gone: its share goes to the others in proportion (largest
+/// remainders first), so that it still sums to 100; empty when nothing else had traffic.
+pub fn redistribute_without(split: &TrafficSplit, id: &str) -> TrafficSplit {
+    let rest: Vec<(&String, i32)> = split.iter().filter(|(k, _)| *k != id).map(|(k, v)| (k, *v)).collect();
+    let total: i32 = rest.iter().map(|(_, v)| *v).sum();
+    if total <= 0 {
+        return TrafficSplit::new();
+    }
+    let mut shares: Vec<(String, i32, i32)> =
+        rest.iter().map(|(k, v)| ((*k).clone(), v * 100 / total, (v * 100) % total)).collect();
+    let mut missing = 100 - shares.iter().map(|(_, s, _)| *s).sum::<i32>();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|a, b| shares[*b].2.cmp(&shares[*a].2).then(a.cmp(b)));
+    for ix in order {
+        if missing <= 0 {
+            break;
+        }
+        shares[ix].1 += 1;
+        missing -= 1;
+    }
+    shares.into_iter().map(|(k, s, _)| (k, s)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +151,15 @@ mod tests {
         assert_eq!(next, split(&[("1", 100)]));
         // The last model always leaves an empty split.
         assert_eq!(after_undeploy(&split(&[("1", 100)]), &split(&[]), "1", &["1"]).unwrap(), split(&[]));
+    }
+
+    #[test]
+    fn a_removed_share_is_spread_over_the_rest() {
+        assert_eq!(redistribute_without(&split(&[("a", 50), ("b", 50)]), "b"), split(&[("a", 100)]));
+        assert_eq!(redistribute_without(&split(&[("a", 100)]), "a"), split(&[]));
+        let three = redistribute_without(&split(&[("a", 10), ("b", 10), ("c", 10), ("d", 70)]), "d");
+        assert_eq!(three.values().sum::<i32>(), 100);
+        assert_eq!(three, split(&[("a", 34), ("b", 33), ("c", 33)]));
+        assert_eq!(redistribute_without(&split(&[("a", 0), ("b", 100)]), "b"), split(&[]));
     }
 }

@@ -1,17 +1,23 @@
-//! The data plane: `:predict` and `:rawPredict`. Reads the routing snapshot (never the
-//! database), picks a deployed model by traffic split and a replica by load, forwards over
-//! pooled keep-alive connections, and adds which deployed model answered.
+//! The data plane: `:predict` and `:rawPredict`. Decides who may call an endpoint (its access
+//! mode and the caller's role), reads the routing snapshot (never the database), picks a
+//! deployed model by traffic split and a replica by load, forwards over pooled keep-alive
+//! connections, adds which deployed model answered, and counts every prediction.
 
 pub mod route;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use api::{Access, Code, Role};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::Value;
 
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
+
+use crate::auth::{Accounts, AuthError};
+use crate::telemetry::Metrics;
 
 /// Why a prediction could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,50 @@ pub enum GatewayError {
     Timeout(String, Duration),
     #[error("deployed model {0} failed: {1}")]
     Upstream(String, String),
+    #[error("endpoint {0} is private: it is served only on the private listener (--private-listen)")]
+    Private(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl api::Coded for GatewayError {
+    fn code(&self) -> Code {
+        match self {
+            GatewayError::UnknownEndpoint(_) | GatewayError::Private(_) => Code::NotFound,
+            GatewayError::BadRequest(_) => Code::InvalidArgument,
+            GatewayError::NoTraffic(_) => Code::FailedPrecondition,
+            GatewayError::NoReadyReplica(_) | GatewayError::Upstream(..) => Code::Unavailable,
+            GatewayError::Timeout(..) => Code::DeadlineExceeded,
+            GatewayError::Auth(e) => e.code(),
+        }
+    }
+
+    fn http_status(&self) -> u16 {
+        match self {
+            GatewayError::NoTraffic(_) => 503,
+            GatewayError::Upstream(..) => 502,
+            _ => self.code().http_status(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u32> {
+        matches!(self, GatewayError::NoReadyReplica(_)).then_some(1)
+    }
+}
+
+/// One prediction request as it reached the platform.
+#[derive(Debug)]
+pub struct PredictRequest<'a> {
+    /// The endpoint's resource name.
+    pub endpoint: &'a str,
+    /// `:rawPredict`: body and content type pass through unchanged.
+    pub raw: bool,
+    /// Whether the request came in on the private listener.
+    pub private_listener: bool,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Bytes,
 }
 
 /// Settings of the data plane.
@@ -53,9 +103,10 @@ pub struct Forwarded {
 
 /// The gateway: the current routing snapshot and a pooled HTTP client.
 pub struct Gateway {
-    table: RwLock<Arc<RoutingTable>>,
+    table: ArcSwap<RoutingTable>,
     client: reqwest::Client,
     config: GatewayConfig,
+    metrics: Metrics,
     rotation: AtomicUsize,
     stats: std::sync::Mutex<std::collections::HashMap<String, Arc<ModelStats>>>,
     /// Signalled when a request waits for a replica: the autoscaler should look now.
@@ -65,7 +116,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig) -> Gateway {
+    pub fn new(config: GatewayConfig, metrics: Metrics) -> Gateway {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
@@ -73,9 +124,10 @@ impl Gateway {
             .build()
             .unwrap_or_default();
         Gateway {
-            table: RwLock::new(Arc::new(RoutingTable::default())),
+            table: ArcSwap::from_pointee(RoutingTable::default()),
             client,
             config,
+            metrics,
             rotation: AtomicUsize::new(0),
             stats: Default::default(),
             demand: tokio::sync::Notify::new(),
@@ -85,9 +137,7 @@ impl Gateway {
 
     /// Swaps in a new routing snapshot.
     pub fn publish(&self, table: RoutingTable) {
-        if let Ok(mut t) = self.table.write() {
-            *t = Arc::new(table);
-        }
+        self.table.store(Arc::new(table));
         self.published.send_modify(|n| *n += 1);
     }
 
@@ -129,7 +179,7 @@ impl Gateway {
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<RoutingTable> {
-        self.table.read().map(|t| t.clone()).unwrap_or_default()
+        self.table.load_full()
     }
 
     /// The route of an endpoint, by resource name.
@@ -149,7 +199,7 @@ impl Gateway {
         name: &str,
         route: Arc<EndpointRoute>,
     ) -> Result<(Arc<EndpointRoute>, usize, Arc<Replica>), GatewayError> {
-        let roll = fastrand_percent();
+        let roll = rand::random_range(0..100);
         let ix =
             route::pick_model(&route.split, roll).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
@@ -212,9 +262,51 @@ impl Gateway {
             })
     }
 
+    /// Serves one prediction: checks who may call the endpoint, forwards, and counts it in the
+    /// metrics.
+    pub async fn serve(
+        &self,
+        accounts: &Accounts,
+        req: PredictRequest<'_>,
+    ) -> Result<Forwarded, GatewayError> {
+        let started = Instant::now();
+        let endpoint_id = req.endpoint.rsplit('/').next().unwrap_or_default().to_string();
+        let result = self.authorized(accounts, req).await;
+        let (code, deployed_model) = match &result {
+            Ok(f) => (f.status, f.deployed_model_id.as_str()),
+            Err(e) => (api::Coded::http_status(e), ""),
+        };
+        self.metrics.prediction(&endpoint_id, deployed_model, code, started.elapsed());
+        result
+    }
+
+    async fn authorized(
+        &self,
+        accounts: &Accounts,
+        req: PredictRequest<'_>,
+    ) -> Result<Forwarded, GatewayError> {
+        let route = self.endpoint(req.endpoint)?;
+        match route.access {
+            Access::Public => {}
+            Access::Private if !req.private_listener => {
+                return Err(GatewayError::Private(req.endpoint.to_string()));
+            }
+            Access::Private | Access::Authenticated => {
+                let caller = accounts.authenticate_header(req.authorization).await?;
+                caller.require(Role::Predictor, &route.project)?;
+            }
+        }
+        if req.raw {
+            let content_type = req.content_type.unwrap_or("application/octet-stream");
+            self.raw_predict(req.endpoint, route, content_type, req.body).await
+        } else {
+            self.predict(req.endpoint, route, req.body).await
+        }
+    }
+
     /// `:predict`: forwards `{"instances": [...]}` and adds `deployedModelId`, `model`,
     /// `modelVersionId` and `modelDisplayName` to the container's answer.
-    pub async fn predict(
+    async fn predict(
         &self,
         name: &str,
         route: Arc<EndpointRoute>,
@@ -267,7 +359,7 @@ impl Gateway {
 
     /// `:rawPredict`: forwards the body and its content type unchanged, and returns the
     /// container's answer unchanged.
-    pub async fn raw_predict(
+    async fn raw_predict(
         &self,
         name: &str,
         route: Arc<EndpointRoute>,
@@ -313,23 +405,6 @@ fn check_predict_body(body: &[u8]) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// A uniform number in `0..100` for the traffic split.
-fn fastrand_percent() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded randomly per process; hashing a counter gives cheap uniform bits.
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STATE: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
-    }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let bits = STATE.with(|s| {
-        let mut h = s.build_hasher();
-        h.write_usize(n);
-        h.finish()
-    });
-    (bits % 100) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,13 +415,5 @@ mod tests {
         assert!(check_predict_body(br#"{"instances": []}"#).unwrap_err().to_string().contains("empty"));
         assert!(check_predict_body(br#"{"inputs": []}"#).unwrap_err().to_string().contains("instances"));
         assert!(check_predict_body(b"nope").is_err());
-    }
-
-    #[test]
-    fn percent_rolls_cover_the_range() {
-        let rolls: Vec<u32> = (0..10_000).map(|_| fastrand_percent()).collect();
-        assert!(rolls.iter().all(|r| *r < 100));
-        let low = rolls.iter().filter(|r| **r < 50).count();
-        assert!((4_000..6_000).contains(&low), "{low} of 10000 below 50");
     }
 }

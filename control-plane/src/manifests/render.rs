@@ -520,7 +520,7 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
                     max_surge: Some(IntOrString::Int(1)),
                 }),
             }),
-            progress_deadline_seconds: spec.deployment_timeout.as_deref().and_then(duration_seconds),
+            progress_deadline_seconds: spec.deployment_timeout.map(deadline_seconds).filter(|s| *s > 0),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
@@ -652,14 +652,9 @@ fn probe(p: &Probe, container_port: i32) -> K8sProbe {
     }
 }
 
-/// Seconds of a `google.protobuf.Duration` string (`"1800s"`, `"2.5s"`), rounded up.
-fn duration_seconds(d: &str) -> Option<i32> {
-    let secs: f64 = d.trim().strip_suffix('s')?.parse().ok()?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return None;
-    }
-    let secs = secs.ceil();
-    if secs > f64::from(i32::MAX) { None } else { Some(secs as i32) }
+/// Whole seconds of a deployment timeout, rounded up (`progressDeadlineSeconds`).
+fn deadline_seconds(d: api::Duration) -> i32 {
+    i32::try_from(d.whole_seconds_up()).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -714,7 +709,7 @@ mod tests {
                 ports: vec![Port { container_port: 7080 }],
                 predict_route: "/predict".into(),
                 health_route: "/health".into(),
-                deployment_timeout: Some("1800s".into()),
+                deployment_timeout: Some("30m".parse().expect("a duration")),
                 shared_memory_size_mb: Some(1024),
                 startup_probe: Some(Probe {
                     http_get: Some(VertexHttpGet { path: "/health".into(), ..Default::default() }),

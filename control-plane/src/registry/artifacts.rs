@@ -25,6 +25,29 @@ pub enum ArtifactError {
     InvalidStore(String),
     #[error("cannot write the artifact: {0}")]
     Storage(String),
+    #[error(
+        "filename `{0}` is invalid: use up to 200 letters, digits, `.`, `-` and `_`, not starting with `.`"
+    )]
+    InvalidFilename(String),
+}
+
+impl api::Coded for ArtifactError {
+    fn code(&self) -> api::Code {
+        match self {
+            ArtifactError::TooLarge { .. } => api::Code::ResourceExhausted,
+            ArtifactError::Interrupted(_) | ArtifactError::Empty | ArtifactError::InvalidFilename(_) => {
+                api::Code::InvalidArgument
+            }
+            ArtifactError::InvalidStore(_) | ArtifactError::Storage(_) => api::Code::Internal,
+        }
+    }
+
+    fn http_status(&self) -> u16 {
+        match self {
+            ArtifactError::TooLarge { .. } => 413,
+            _ => self.code().http_status(),
+        }
+    }
 }
 
 /// A stored upload.
@@ -77,6 +100,14 @@ impl ArtifactStore {
             ArtifactStore::S3 { bucket, prefix, .. } if prefix.is_empty() => format!("s3://{bucket}/"),
             ArtifactStore::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}/"),
         }
+    }
+
+    /// The id of the upload `uri` names, when it names one of this store.
+    pub fn artifact_id<'a>(&self, uri: &'a str) -> Option<&'a str> {
+        if !self.holds(uri) {
+            return None;
+        }
+        uri[self.uri_prefix().len()..].split('/').next().filter(|id| !id.is_empty())
     }
 
     /// Whether `uri` names something in this store (callers may reference those freely).
@@ -132,18 +163,12 @@ impl ArtifactStore {
 }
 
 /// A safe file name for an upload: letters, digits, `.`, `-`, `_`; `model.onnx` by default.
-pub fn clean_filename(name: Option<&str>) -> Result<String, String> {
+pub fn clean_filename(name: Option<&str>) -> Result<String, ArtifactError> {
     let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("model.onnx");
     let ok = name.len() <= 200
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if ok {
-        Ok(name.to_string())
-    } else {
-        Err(format!(
-            "filename `{name}` is invalid: use up to 200 letters, digits, `.`, `-` and `_`, not starting with `.`"
-        ))
-    }
+    if ok { Ok(name.to_string()) } else { Err(ArtifactError::InvalidFilename(name.to_string())) }
 }
 
 async fn put_local<S, E>(

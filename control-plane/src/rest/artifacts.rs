@@ -5,14 +5,11 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::request::{self, Path, Query};
 use super::{ApiError, AppState};
-use crate::auth::{Caller, Role};
-use crate::registry::artifacts::{ArtifactError, clean_filename};
-use crate::store;
+use crate::auth::Caller;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -33,47 +30,7 @@ pub async fn upload(
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> Result<Json<api::Artifact>, ApiError> {
-    request::location(&project, &location)?;
-    caller.require(Role::Editor, &project)?;
-    let filename = clean_filename(query.filename.as_deref()).map_err(ApiError::invalid)?;
-    let id = crate::auth::token::new_token_id();
-    let stored = app
-        .artifacts
-        .put(&id, &filename, body.into_data_stream(), app.settings.max_artifact_bytes)
-        .await
-        .map_err(|e| match e {
-            ArtifactError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED", e.to_string())
-            }
-            ArtifactError::Empty | ArtifactError::Interrupted(_) => ApiError::invalid(e.to_string()),
-            _ => ApiError::internal(e.to_string()),
-        })?;
-    if let Some(existing) = app.store.find_artifact_by_sha256(&stored.sha256).await?
-        && app.artifacts.holds(&existing.uri)
-        && existing.uri.ends_with(&format!("/{filename}"))
-    {
-        app.artifacts.delete(&stored.uri).await.map_err(|e| ApiError::internal(e.to_string()))?;
-        return Ok(Json(api::Artifact {
-            artifact_uri: existing.uri,
-            sha256: existing.sha256,
-            size_bytes: existing.size_bytes,
-            deduplicated: true,
-        }));
-    }
-    let size = i64::try_from(stored.size_bytes).unwrap_or(i64::MAX);
-    let record = store::Artifact {
-        id,
-        sha256: stored.sha256.clone(),
-        size_bytes: size,
-        uri: stored.uri.clone(),
-        ..Default::default()
-    };
-    app.store.insert_artifact(&record).await?;
-    tracing::info!(uri = %stored.uri, sha256 = %stored.sha256, size, user = %caller.username, "artifact uploaded");
-    Ok(Json(api::Artifact {
-        artifact_uri: stored.uri,
-        sha256: stored.sha256,
-        size_bytes: size,
-        deduplicated: false,
-    }))
+    let loc = request::location(&project, &location)?;
+    let stream = body.into_data_stream();
+    Ok(Json(app.registry.upload_artifact(&caller, &loc, query.filename.as_deref(), stream).await?))
 }

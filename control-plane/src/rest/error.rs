@@ -1,18 +1,19 @@
 //! Errors of the REST API, mapped to HTTP in one place: `{"error": {"code", "message",
-//! "status", "details"}}` as Google APIs write them. Internal errors are logged at error level.
+//! "status", "details"}}` as Google APIs write them. Every domain error knows its code and
+//! status ([`api::Coded`]) and becomes an [`ApiError`] through one `From`; the few errors of
+//! the door itself (a bad path, a body that is not JSON) are built here. Internal errors are
+//! logged at error level.
 
+use api::Code;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::AuthError;
-use crate::store::StoreError;
-
-/// An error answer: HTTP status, `google.rpc.Code` name and a message that says what to fix.
+/// An error answer: HTTP status, `google.rpc.Code` and a message that says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Seconds for a `Retry-After` header (overload, no replica ready yet).
     pub retry_after: Option<u32>,
@@ -21,42 +22,49 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), retry_after: None, details: vec![] }
     }
 
+    /// An error of `code` with the code's usual HTTP status.
+    pub fn of(code: Code, message: impl Into<String>) -> ApiError {
+        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, code, message)
+    }
+
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+        ApiError::of(Code::InvalidArgument, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        ApiError::of(Code::NotFound, message)
     }
+}
 
-    pub fn retry_after(self, seconds: u32) -> ApiError {
-        ApiError { retry_after: Some(seconds), ..self }
-    }
-
-    pub fn with_details(self, details: Vec<serde_json::Value>) -> ApiError {
-        ApiError { details, ..self }
-    }
-
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message)
+impl<E: api::Coded> From<E> for ApiError {
+    fn from(e: E) -> ApiError {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+            details: e.details(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            tracing::error!(code = self.code.name(), message = %self.message, "request failed");
         }
         let retry_after = self.retry_after;
         let body = api::ErrorBody {
             error: api::Status {
                 code: i32::from(self.status.as_u16()),
                 message: self.message,
-                status: self.code.to_string(),
+                status: self.code.name().to_string(),
                 details: self.details,
             },
         };
@@ -65,37 +73,5 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
         }
         response
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            AuthError::MissingToken
-            | AuthError::InvalidToken(_)
-            | AuthError::Revoked
-            | AuthError::BadCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
-            }
-            AuthError::Forbidden { .. } | AuthError::WrongProject { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message)
-            }
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            StoreError::NotFound { .. } => ApiError::not_found(message),
-            StoreError::AlreadyExists { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "ALREADY_EXISTS", message)
-            }
-            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "ABORTED", message),
-            StoreError::InvalidArgument(_) => ApiError::invalid(message),
-            _ => ApiError::internal(message),
-        }
     }
 }

@@ -212,11 +212,7 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub fn page<T: Listable>(items: Vec<T>, query: &ListQuery) -> Result<(Vec<T>, String), ApiError> {
     let filter = Filter::parse(&query.filter)?;
     let order = OrderBy::parse(&query.order_by)?;
-    let size = match query.page_size {
-        None | Some(0) => DEFAULT_PAGE_SIZE,
-        Some(n) if n < 0 => return Err(ApiError::invalid(format!("pageSize {n} is negative"))),
-        Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
-    };
+    let size = page_size(query)?;
     let fingerprint = crate::manifests::render::short_hash(&format!("{}|{}", query.filter, query.order_by));
     let offset = if query.page_token.is_empty() {
         0
@@ -239,6 +235,29 @@ pub fn page<T: Listable>(items: Vec<T>, query: &ListQuery) -> Result<(Vec<T>, St
     let next = offset + page.len();
     let token = if next < total { format!("{next}.{fingerprint}") } else { String::new() };
     Ok((page, token))
+}
+
+/// Pages `items` in the order given (operations, whose filter the service applies), with the
+/// offset of the next page as its token.
+pub fn page_in_order<T>(items: Vec<T>, query: &ListQuery) -> Result<(Vec<T>, String), ApiError> {
+    let size = page_size(query)?;
+    let offset = if query.page_token.is_empty() {
+        0
+    } else {
+        query.page_token.parse::<usize>().map_err(|_| ApiError::invalid("pageToken is not valid"))?
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(size).collect();
+    let next = offset + page.len();
+    Ok((page, if next < total { next.to_string() } else { String::new() }))
+}
+
+fn page_size(query: &ListQuery) -> Result<usize, ApiError> {
+    match query.page_size {
+        None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n < 0 => Err(ApiError::invalid(format!("pageSize {n} is negative"))),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
+    }
 }
 
 /// Models and endpoints are listed by the same fields.

@@ -13,9 +13,7 @@ pub mod request;
 mod tokens;
 pub mod users;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
@@ -23,50 +21,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::auth::token::TokenKeys;
-use crate::auth::{AuthError, Caller, Role};
-use crate::backend::Backend;
-use crate::controller::Wake;
+use crate::auth::{Accounts, Caller};
+use crate::endpoints::Endpoints;
 use crate::gateway::Gateway;
-use crate::machine::Catalog;
-use crate::manifests::RenderConfig;
-use crate::registry::ArtifactStore;
-use crate::store::Store;
+use crate::operations::Operations;
+use crate::registry::Registry;
 use crate::telemetry::Metrics;
 pub use error::ApiError;
-pub use tokens::issue as issue_token;
 
-/// Settings of the API that come from flags.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Base URL that clients reach the platform at, for `predictUri`.
-    pub public_url: String,
-    /// Largest artifact upload.
-    pub max_artifact_bytes: u64,
-    /// Largest `:predict` / `:rawPredict` body (Vertex: 1.5 MB).
+/// The services the REST API calls: the same ones every door calls.
+pub struct App {
+    pub accounts: Arc<Accounts>,
+    pub registry: Arc<Registry>,
+    pub endpoints: Arc<Endpoints>,
+    pub operations: Arc<Operations>,
+    pub gateway: Arc<Gateway>,
+    pub metrics: Metrics,
+    /// Largest request body (Vertex: 1.5 MB); artifact uploads stream and have their own limit.
     pub max_request_bytes: usize,
 }
-
-/// What every handler can reach.
-pub struct App {
-    pub store: Arc<dyn Store>,
-    pub keys: TokenKeys,
-    pub token_ttl: Duration,
-    pub settings: Settings,
-    pub catalog: Catalog,
-    pub render: RenderConfig,
-    pub artifacts: ArtifactStore,
-    pub gateway: Arc<Gateway>,
-    pub controller: Wake,
-    pub metrics: Metrics,
-    pub backend: Arc<dyn Backend>,
-    /// Authenticated callers by token id, so that `:predict` does not query the database.
-    auth_cache: Mutex<HashMap<String, (Caller, Instant)>>,
-}
-
-/// How long a token's roles are remembered (a role change takes effect within this time; a
-/// revocation through this process at once).
-const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
 
 pub type AppState = Arc<App>;
 
@@ -77,7 +50,7 @@ pub struct PrivateListener(pub bool);
 /// The platform's routes. `private` marks the router of the private listener.
 pub fn router(app: AppState, private: bool) -> Router {
     let location = "/v1/projects/{project}/locations/{location}";
-    let max_body = app.settings.max_request_bytes;
+    let max_body = app.max_request_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -152,7 +125,7 @@ async fn read_whole_body(
             Ok(bytes) => {
                 next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
             }
-            Err(e) if e.to_string().contains("length limit") => request::too_large(limit).into_response(),
+            Err(e) if is_length_limit(&e) => request::too_large(limit).into_response(),
             Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
         }
     };
@@ -173,110 +146,15 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError
     ))
 }
 
-/// The caller of a request whose handler reads the headers itself.
-pub async fn caller_from_headers(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let header = headers.get(header::AUTHORIZATION).ok_or(AuthError::MissingToken)?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| AuthError::InvalidToken("use `Authorization: Bearer <token>`".into()))?;
-    app.authenticate(token.trim()).await
+/// Whether reading a body failed because it was over the limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
 }
 
-impl App {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        keys: TokenKeys,
-        token_ttl: Duration,
-        settings: Settings,
-        catalog: Catalog,
-        render: RenderConfig,
-        artifacts: ArtifactStore,
-        gateway: Arc<Gateway>,
-        controller: Wake,
-        metrics: Metrics,
-        backend: Arc<dyn Backend>,
-    ) -> App {
-        App {
-            store,
-            keys,
-            token_ttl,
-            settings,
-            catalog,
-            render,
-            artifacts,
-            gateway,
-            controller,
-            metrics,
-            backend,
-            auth_cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Forgets a token's cached caller (after revocation).
-    pub fn forget_token(&self, token_id: &str) {
-        if let Ok(mut cache) = self.auth_cache.lock() {
-            cache.remove(token_id);
-        }
-    }
-
-    /// Forgets the cached callers of a user (after their roles changed).
-    pub fn forget_user(&self, user_id: i64) {
-        if let Ok(mut cache) = self.auth_cache.lock() {
-            cache.retain(|_, (caller, _)| caller.user_id != user_id);
-        }
-    }
-
-    /// The caller behind a bearer token: signature and expiry, not revoked, and their roles.
-    /// Remembered for a few seconds per token id.
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
-        let claims = self.keys.verify(token)?;
-        if let Ok(cache) = self.auth_cache.lock()
-            && let Some((caller, at)) = cache.get(&claims.jti)
-            && at.elapsed() < AUTH_CACHE_TTL
-        {
-            return Ok(caller.clone());
-        }
-        let caller = self.authenticate_uncached(&claims.jti).await?;
-        if let Ok(mut cache) = self.auth_cache.lock() {
-            if cache.len() > 10_000 {
-                cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
-            }
-            cache.insert(claims.jti.clone(), (caller.clone(), Instant::now()));
-        }
-        Ok(caller)
-    }
-
-    async fn authenticate_uncached(&self, jti: &str) -> Result<Caller, ApiError> {
-        let claims_jti = jti;
-        let record = self.store.get_api_token(claims_jti).await.map_err(|e| {
-            if e.is_not_found() {
-                ApiError::from(AuthError::InvalidToken("unknown token id".into()))
-            } else {
-                e.into()
-            }
-        })?;
-        if record.revoked_at.is_some() {
-            return Err(AuthError::Revoked.into());
-        }
-        let user = self.store.get_user(record.user_id).await?;
-        let roles = self
-            .store
-            .list_memberships(user.id)
-            .await?
-            .into_iter()
-            .filter_map(|m| Role::parse(&m.role).map(|r| (m.project, r)))
-            .collect();
-        Ok(Caller {
-            user_id: user.id,
-            username: user.username,
-            token_id: record.id,
-            token_project: record.project,
-            roles,
-        })
-    }
+/// The caller of a request whose handler reads the headers itself.
+pub async fn caller_from_headers(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default());
+    Ok(app.accounts.authenticate_header(header).await?)
 }
 
 /// Rejects with 401 before the handler runs when the request has no valid token.

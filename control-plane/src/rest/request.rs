@@ -1,6 +1,7 @@
 //! Pieces every handler uses: resource names from the path, JSON bodies, Vertex's `:verb`
-//! suffixes, `updateMask`, and generated ids.
+//! suffixes, `updateMask`, and extractors whose rejections are the API's JSON errors.
 
+use api::Code;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -10,7 +11,12 @@ use super::ApiError;
 
 /// The project and location of a request path, checked.
 pub fn location(project: &str, location: &str) -> Result<api::LocationName, ApiError> {
-    api::LocationName::new(project, location).map_err(|e| ApiError::invalid(e.to_string()))
+    Ok(api::LocationName::new(project, location)?)
+}
+
+/// An endpoint named in a path (the id without a `:verb`).
+pub fn endpoint(project: &str, location: &str, id: &str) -> Result<api::EndpointName, ApiError> {
+    Ok(api::EndpointName::new(self::location(project, location)?, id)?)
 }
 
 /// A JSON body, or a 400 that says what is wrong with it (415 without a JSON content type).
@@ -19,7 +25,7 @@ pub fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         Ok(Json(value)) => Ok(value),
         Err(e) if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "INVALID_ARGUMENT",
+            Code::InvalidArgument,
             "send the body as JSON with `Content-Type: application/json`",
         )),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(0)),
@@ -27,12 +33,23 @@ pub fn json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     }
 }
 
+/// A JSON body read from bytes (for handlers that route by `:verb` before they know the type).
+pub fn json_bytes<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::invalid("the request needs a JSON body"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the request body is not JSON: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid(format!("the request body is not valid: {e}")))
+}
+
 /// A 413 for a body over `--max-request-bytes` (`limit`, when known).
 pub fn too_large(limit: usize) -> ApiError {
     let size = if limit > 0 { format!(" of {limit} bytes") } else { String::new() };
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "RESOURCE_EXHAUSTED",
+        Code::ResourceExhausted,
         format!(
             "the request body is larger than the limit{size} (--max-request-bytes); send fewer instances per request"
         ),
@@ -66,8 +83,10 @@ pub struct UpdateMask {
 }
 
 impl UpdateMask {
-    /// The named fields, each checked against `allowed` (camelCase or snake_case).
-    pub fn fields(&self, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    /// The named fields, each one of `allowed` (named camelCase or snake_case), as the value
+    /// `allowed` pairs it with.
+    pub fn fields<F: Copy>(&self, allowed: &[(&str, F)]) -> Result<Vec<F>, ApiError> {
+        let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
         let fields: Vec<String> = self
             .update_mask
             .split(',')
@@ -78,18 +97,20 @@ impl UpdateMask {
         if fields.is_empty() {
             return Err(ApiError::invalid(format!(
                 "updateMask is required: name the fields to change, from {}",
-                allowed.join(", ")
+                names.join(", ")
             )));
         }
-        for f in &fields {
-            if !allowed.contains(&f.as_str()) {
-                return Err(ApiError::invalid(format!(
-                    "updateMask field `{f}` cannot be changed; changeable: {}",
-                    allowed.join(", ")
-                )));
-            }
-        }
-        Ok(fields)
+        fields
+            .iter()
+            .map(|f| {
+                allowed.iter().find(|(name, _)| name == f).map(|(_, field)| *field).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "updateMask field `{f}` cannot be changed; changeable: {}",
+                        names.join(", ")
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
@@ -107,56 +128,6 @@ fn snake_to_camel(field: &str) -> String {
         }
     }
     out
-}
-
-/// A random decimal id of `digits` digits (no leading zero), as Vertex generates them.
-pub fn numeric_id(digits: u32) -> String {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let digits = digits.clamp(1, 18);
-    let low = 10u64.pow(digits - 1);
-    let span = 9 * low;
-    (low + OsRng.next_u64() % span).to_string()
-}
-
-/// `displayName`: required, at most 128 characters.
-pub fn check_display_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(ApiError::invalid("displayName is required"));
-    }
-    if name.chars().count() > 128 {
-        return Err(ApiError::invalid("displayName is longer than 128 characters"));
-    }
-    Ok(())
-}
-
-/// Labels checked by the API's rules.
-pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
-    api::check_labels(labels).map_err(|e| ApiError::invalid(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn update_masks_take_both_spellings_and_refuse_the_rest() {
-        let m = UpdateMask { update_mask: "display_name, labels".into() };
-        assert_eq!(m.fields(&["displayName", "labels"]).unwrap(), ["displayName", "labels"]);
-        let e = UpdateMask { update_mask: "name".into() }.fields(&["displayName"]).unwrap_err();
-        assert!(e.message.contains("`name` cannot be changed"));
-        assert!(UpdateMask::default().fields(&["labels"]).unwrap_err().message.contains("required"));
-    }
-
-    #[test]
-    fn numeric_ids_have_their_length() {
-        for _ in 0..100 {
-            let id = numeric_id(18);
-            assert_eq!(id.len(), 18);
-            assert!(!id.starts_with('0'));
-        }
-        assert_eq!(split_verb("ep:predict"), ("ep", Some("predict")));
-        assert_eq!(split_verb("ep"), ("ep", None));
-    }
 }
 
 /// `axum::extract::Query` whose rejection is the API's JSON error.
@@ -194,5 +165,22 @@ where
             .await
             .map(|p| Path(p.0))
             .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_masks_take_both_spellings_and_refuse_the_rest() {
+        let allowed = [("displayName", 1), ("labels", 2)];
+        let m = UpdateMask { update_mask: "display_name, labels".into() };
+        assert_eq!(m.fields(&allowed).unwrap(), [1, 2]);
+        let e = UpdateMask { update_mask: "name".into() }.fields(&allowed[..1]).unwrap_err();
+        assert!(e.message.contains("`name` cannot be changed"));
+        assert!(UpdateMask::default().fields(&allowed[1..]).unwrap_err().message.contains("required"));
+        assert_eq!(split_verb("ep:predict"), ("ep", Some("predict")));
+        assert_eq!(split_verb("ep"), ("ep", None));
     }
 }

@@ -8,14 +8,18 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::auth::token::TokenKeys;
+use crate::auth::{Accounts, first_admin};
 use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
 use crate::config::{BackendKind, ServeConfig, ServeRole};
 use crate::controller::{Controller, ControllerConfig, Mode, Wake};
+use crate::endpoints::Endpoints;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::machine::Catalog;
 use crate::manifests::RenderConfig;
-use crate::registry::ArtifactStore;
-use crate::rest::{self, App, Settings};
+use crate::operations::Operations;
+use crate::registry::{ArtifactStore, Registry};
+use crate::rest::{self, App};
+use crate::telemetry::Metrics;
 
 /// Runs the platform until SIGTERM or Ctrl-C.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
@@ -64,37 +68,45 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let gateway = Arc::new(Gateway::new(GatewayConfig {
-        timeout: config.predict_timeout,
-        cold_start_timeout: config.cold_start_timeout,
-    }));
+    let metrics = Metrics::new();
+    let gateway = Arc::new(Gateway::new(
+        GatewayConfig { timeout: config.predict_timeout, cold_start_timeout: config.cold_start_timeout },
+        metrics.clone(),
+    ));
     let wake = Wake::default();
-    let metrics = crate::telemetry::Metrics::new();
-    let settings = Settings {
-        public_url: config.public_url(),
-        max_artifact_bytes: config.max_artifact_bytes,
-        max_request_bytes: config.max_request_bytes,
+    let accounts = Arc::new(Accounts::new(store.clone(), keys, config.token_ttl));
+    let runtime_image = {
+        let render = render.clone();
+        Arc::new(move |image: &str| render.is_runtime_image(image)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
     };
-    let app = Arc::new(App::new(
+    let registry =
+        Arc::new(Registry::new(store.clone(), artifacts, config.max_artifact_bytes, runtime_image));
+    let endpoints = Arc::new(Endpoints::new(
         store.clone(),
-        keys,
-        config.token_ttl,
-        settings,
+        registry.clone(),
         catalog.clone(),
         render.clone(),
-        artifacts,
+        backend.clone(),
         gateway.clone(),
         wake.clone(),
-        metrics.clone(),
-        backend.clone(),
+        config.public_url(),
     ));
+    let app = Arc::new(App {
+        accounts: accounts.clone(),
+        registry,
+        endpoints,
+        operations: Arc::new(Operations::new(store.clone(), wake.clone())),
+        gateway: gateway.clone(),
+        metrics: metrics.clone(),
+        max_request_bytes: config.max_request_bytes,
+    });
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
     if config.role == ServeRole::Gateway {
         // The API process creates the first admin.
-    } else if let Some(admin) = crate::auth::first_admin::create(&app, &config.data_dir, admin_password)
+    } else if let Some(admin) = first_admin::create(&*store, &accounts, &config.data_dir, admin_password)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot create the first admin: {}", e.message))?
+        .context("cannot create the first admin")?
     {
         println!("Created the first user. Keep these; they are not shown again.");
         println!("  username: {}", admin.username);

@@ -1,7 +1,9 @@
 //! The one error type of the store.
 
-/// What went wrong in a store operation. Data never makes the store panic: rows it cannot
-/// decode come back as [`StoreError::Database`] with a decode error.
+use api::Code;
+
+/// What went wrong in a store operation. Data never makes the store panic: a row it cannot
+/// decode is [`StoreError::Corrupt`], naming the row and the column.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The named resource does not exist. `kind` is e.g. `model`, `name` its resource name.
@@ -17,9 +19,13 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
 
-    /// The request itself is malformed (unknown role, bad alias, bad traffic split, ...).
+    /// The request itself is malformed (bad alias, bad traffic split, ...).
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// A stored row that does not decode into its record: never replaced by a default.
+    #[error("the stored {column} of {row} cannot be read: {reason}")]
+    Corrupt { row: String, column: &'static str, reason: String },
 
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -52,9 +58,17 @@ impl StoreError {
     pub(crate) fn already_exists(kind: &'static str, name: impl Into<String>) -> Self {
         Self::AlreadyExists { kind, name: name.into() }
     }
+}
 
-    /// A row that the store wrote but cannot read back (bad JSON, timestamp out of range).
-    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
-        Self::Database(sqlx::Error::Decode(what.into().into()))
+impl api::Coded for StoreError {
+    fn code(&self) -> Code {
+        match self {
+            StoreError::NotFound { .. } => Code::NotFound,
+            StoreError::AlreadyExists { .. } => Code::AlreadyExists,
+            StoreError::Conflict(_) => Code::Aborted,
+            StoreError::InvalidArgument(_) => Code::InvalidArgument,
+            StoreError::Corrupt { .. } => Code::DataLoss,
+            StoreError::Database(_) | StoreError::Migration(_) => Code::Internal,
+        }
     }
 }

@@ -38,5 +38,5 @@ const BEGIN_WRITE: &str = "BEGIN";
 
 // The SQL shared with the SQLite store, compiled here for PostgreSQL.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;

@@ -56,5 +56,5 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 // The SQL shared with the PostgreSQL store, compiled here for SQLite.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;

@@ -5,11 +5,23 @@
 use api::{AutoscalingMetricSpec, METRIC_CPU, METRIC_GPU, METRIC_REQUESTS};
 
 use crate::machine::{Catalog, MachineType};
+use crate::store::DeploymentSpec;
 
 /// The most replicas one deployed model may ask for.
 pub const MAX_REPLICAS: i32 = 1000;
 /// Vertex's default utilisation target.
 pub const DEFAULT_TARGET: i32 = 60;
+
+/// A deployed model's compute that breaks a rule; the message says which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ComputeError(pub String);
+
+impl api::Coded for ComputeError {
+    fn code(&self) -> api::Code {
+        api::Code::InvalidArgument
+    }
+}
 
 /// What a deployed model runs on.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,15 +33,40 @@ pub struct Compute {
     pub autoscaling: Vec<(String, i32)>,
 }
 
+impl Compute {
+    /// `base` completed with what was resolved: the machine spec, the replica bounds and the
+    /// autoscaling metrics with their defaults (what a deployed model's spec records).
+    pub fn dedicated_resources(&self, base: api::DedicatedResources) -> api::DedicatedResources {
+        let accelerator = self.machine.accelerator.as_ref();
+        api::DedicatedResources {
+            machine_spec: api::MachineSpec {
+                machine_type: self.machine.name.clone(),
+                accelerator_type: accelerator.map(|a| a.accelerator_type.clone()).unwrap_or_default(),
+                accelerator_count: accelerator.map(|a| a.count as i32).unwrap_or_default(),
+            },
+            min_replica_count: self.min_replicas as i32,
+            max_replica_count: self.max_replicas as i32,
+            autoscaling_metric_specs: self
+                .autoscaling
+                .iter()
+                .map(|(m, t)| AutoscalingMetricSpec { metric_name: m.clone(), target: *t })
+                .collect(),
+            ..base
+        }
+    }
+}
+
 /// Checks and completes the resources of a deployed model.
-pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, String> {
+pub fn resolve(spec: &DeploymentSpec, catalog: &Catalog) -> Result<Compute, ComputeError> {
+    let fail = |m: String| Err(ComputeError(m));
     let (machine, min, max, metrics): (MachineType, i32, i32, &[AutoscalingMetricSpec]) =
-        match (&dm.dedicated_resources, &dm.automatic_resources) {
+        match (&spec.dedicated_resources, &spec.automatic_resources) {
             (Some(_), Some(_)) => {
-                return Err("give either dedicatedResources or automaticResources, not both".into());
+                return fail("give either dedicatedResources or automaticResources, not both".into());
             }
             (Some(d), None) => {
-                let machine = catalog.resolve_spec(&d.machine_spec).map_err(|e| e.to_string())?;
+                let machine =
+                    catalog.resolve_spec(&d.machine_spec).map_err(|e| ComputeError(e.to_string()))?;
                 (machine, d.min_replica_count, d.max_replica_count, &d.autoscaling_metric_specs)
             }
             (None, Some(a)) => {
@@ -38,14 +75,14 @@ pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, St
             (None, None) => (catalog.default_type().clone(), 1, 1, &[]),
         };
     if min < 0 {
-        return Err(format!("minReplicaCount is {min}; it must be 0 (scale to zero when idle) or more"));
+        return fail(format!("minReplicaCount is {min}; it must be 0 (scale to zero when idle) or more"));
     }
     let max = if max == 0 { min.max(1) } else { max };
     if max < min {
-        return Err(format!("maxReplicaCount {max} is below minReplicaCount {min}"));
+        return fail(format!("maxReplicaCount {max} is below minReplicaCount {min}"));
     }
     if max > MAX_REPLICAS {
-        return Err(format!("maxReplicaCount {max} is above the limit of {MAX_REPLICAS}"));
+        return fail(format!("maxReplicaCount {max} is above the limit of {MAX_REPLICAS}"));
     }
     let mut autoscaling = Vec::new();
     for spec in metrics {
@@ -53,7 +90,7 @@ pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, St
         match spec.metric_name.as_str() {
             METRIC_CPU => {}
             METRIC_GPU if machine.accelerator.is_none() => {
-                return Err(format!(
+                return fail(format!(
                     "autoscaling on {METRIC_GPU} needs a machine with accelerators; {} has none",
                     machine.name
                 ));
@@ -61,21 +98,21 @@ pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, St
             METRIC_GPU => {}
             METRIC_REQUESTS => {}
             other => {
-                return Err(format!(
+                return fail(format!(
                     "autoscaling metric `{other}` is not supported; use {METRIC_CPU}, {METRIC_GPU} or {METRIC_REQUESTS}"
                 ));
             }
         }
         let percent = spec.metric_name != METRIC_REQUESTS;
         if target < 1 || (percent && target > 100) {
-            return Err(format!(
+            return fail(format!(
                 "autoscaling target {target} for {} is out of range ({})",
                 spec.metric_name,
                 if percent { "1 to 100 percent" } else { "at least 1 request per minute" }
             ));
         }
         if autoscaling.iter().any(|(name, _)| name == &spec.metric_name) {
-            return Err(format!("autoscaling metric {} is given twice", spec.metric_name));
+            return fail(format!("autoscaling metric {} is given twice", spec.metric_name));
         }
         autoscaling.push((spec.metric_name.clone(), target));
     }
@@ -86,8 +123,8 @@ pub fn resolve(dm: &api::DeployedModel, catalog: &Catalog) -> Result<Compute, St
 mod tests {
     use super::*;
 
-    fn dm(machine: &str, min: i32, max: i32, metrics: &[(&str, i32)]) -> api::DeployedModel {
-        api::DeployedModel {
+    fn dm(machine: &str, min: i32, max: i32, metrics: &[(&str, i32)]) -> DeploymentSpec {
+        DeploymentSpec {
             dedicated_resources: Some(api::DedicatedResources {
                 machine_spec: api::MachineSpec { machine_type: machine.into(), ..Default::default() },
                 min_replica_count: min,
@@ -109,27 +146,30 @@ mod tests {
         assert_eq!((c.min_replicas, c.max_replicas), (2, 2));
         assert_eq!(c.autoscaling, [(METRIC_CPU.to_string(), 60)]);
         assert_eq!(c.machine.name, "e2-small");
-        assert!(resolve(&dm("e2-small", -1, 1, &[]), &catalog).unwrap_err().contains("0 (scale to zero"));
+        assert!(resolve(&dm("e2-small", -1, 1, &[]), &catalog).unwrap_err().0.contains("0 (scale to zero"));
         let to_zero = resolve(&dm("e2-small", 0, 0, &[]), &catalog).unwrap();
         assert_eq!((to_zero.min_replicas, to_zero.max_replicas), (0, 1));
-        assert!(resolve(&dm("e2-small", 3, 2, &[]), &catalog).unwrap_err().contains("below"));
+        assert!(resolve(&dm("e2-small", 3, 2, &[]), &catalog).unwrap_err().0.contains("below"));
         assert!(resolve(&dm("e2-huge", 1, 1, &[]), &catalog).is_err());
         assert!(
             resolve(&dm("e2-small", 1, 2, &[(METRIC_GPU, 50)]), &catalog)
                 .unwrap_err()
+                .0
                 .contains("accelerators")
         );
         assert!(
             resolve(&dm("e2-small", 1, 2, &[(METRIC_CPU, 150)]), &catalog)
                 .unwrap_err()
+                .0
                 .contains("out of range")
         );
         assert!(
             resolve(&dm("e2-small", 1, 2, &[("memory", 50)]), &catalog)
                 .unwrap_err()
+                .0
                 .contains("not supported")
         );
-        let none = resolve(&api::DeployedModel::default(), &catalog).unwrap();
+        let none = resolve(&DeploymentSpec::default(), &catalog).unwrap();
         assert_eq!(none.machine.name, "n1-standard-2");
     }
 }

@@ -1,16 +1,15 @@
 //! What a deployed model should run: its rendered manifests, from its spec and model version.
-//! Shared by the controller (which applies them) and the manifests API (which shows them and
-//! validates edits against them). Pure.
+//! Shared by the controller (which applies them) and the manifests service (which shows them
+//! and validates edits against them). Pure.
 
-use crate::endpoints::resources::{self, Compute};
+use super::compute::{self, Compute, ComputeError};
 use crate::machine::Catalog;
-use crate::manifests::{self, RenderConfig, RenderInput, Rendered};
-use crate::rest::models::container_spec;
-use crate::store;
+use crate::manifests::{self, ManifestError, RenderConfig, RenderInput, Rendered};
+use crate::store::{DeployedModel, ModelVersion};
 
 /// A deployed model's rendering.
 #[derive(Debug, Clone)]
-pub struct Desired {
+pub struct Rendering {
     pub input: RenderInput,
     pub compute: Compute,
     pub rendered: Rendered,
@@ -18,15 +17,32 @@ pub struct Desired {
     pub manifests: String,
 }
 
+/// Why a deployed model cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderingError {
+    #[error(transparent)]
+    Compute(#[from] ComputeError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+impl api::Coded for RenderingError {
+    fn code(&self) -> api::Code {
+        match self {
+            RenderingError::Compute(e) => e.code(),
+            RenderingError::Manifest(_) => api::Code::Internal,
+        }
+    }
+}
+
 /// Renders a deployed model of `version`.
 pub fn render(
-    dm: &store::DeployedModel,
-    version: &store::ModelVersion,
+    dm: &DeployedModel,
+    version: &ModelVersion,
     catalog: &Catalog,
-    render: &RenderConfig,
-) -> Result<Desired, String> {
-    let spec: api::DeployedModel = serde_json::from_value(dm.spec.clone()).unwrap_or_default();
-    let compute = resources::resolve(&spec, catalog)?;
+    config: &RenderConfig,
+) -> Result<Rendering, RenderingError> {
+    let compute = compute::resolve(&dm.spec, catalog)?;
     let input = RenderInput {
         project: dm.project.clone(),
         location: dm.location.clone(),
@@ -35,16 +51,21 @@ pub fn render(
         model_id: dm.model_id.clone(),
         model_version_id: dm.version_id.to_string(),
         display_name: dm.display_name.clone(),
-        container: container_spec(version).unwrap_or_default(),
+        container: version.container_spec.clone().unwrap_or_default(),
         artifact_uri: Some(version.artifact_uri.clone()).filter(|u| !u.is_empty()),
         machine: compute.machine.clone(),
         min_replicas: compute.min_replicas,
         max_replicas: compute.max_replicas,
-        autoscaling: spec.dedicated_resources.map(|d| d.autoscaling_metric_specs).unwrap_or_default(),
+        autoscaling: dm
+            .spec
+            .dedicated_resources
+            .as_ref()
+            .map(|d| d.autoscaling_metric_specs.clone())
+            .unwrap_or_default(),
     };
-    let rendered = manifests::render(&input, render);
-    let manifests = rendered.to_yaml().map_err(|e| e.to_string())?;
-    Ok(Desired { input, compute, rendered, manifests })
+    let rendered = manifests::render(&input, config);
+    let manifests = rendered.to_yaml()?;
+    Ok(Rendering { input, compute, rendered, manifests })
 }
 
 /// The predict route the serving container of `objects` listens on: its `AIP_PREDICT_ROUTE`.

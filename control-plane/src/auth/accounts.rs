@@ -1,0 +1,302 @@
+//! The accounts service: who is calling (bearer tokens, with a short cache so that `:predict`
+//! does not query the database), passwords for tokens, and the management of users and tokens.
+//! Every door calls it; it holds every rule about users, roles and tokens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::{ListTokensResponse, Role, TokenInfo, TokenRequest, TokenResponse};
+
+use super::token::{TokenKeys, new_token_id};
+use super::{AuthError, Caller, password};
+use crate::store::{ApiToken, Store, Timestamp, User};
+
+/// How long a token's roles are remembered (a role change takes effect within this time; a
+/// revocation through this process at once).
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+/// More cached callers than this and the expired ones are dropped.
+const AUTH_CACHE_SWEEP: usize = 10_000;
+/// The shortest password a user may set.
+const MIN_PASSWORD: usize = 8;
+
+/// Users, roles and tokens.
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    keys: TokenKeys,
+    token_ttl: Duration,
+    /// Authenticated callers by token id.
+    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+impl Accounts {
+    /// `token_ttl`: how long tokens from a password login stay valid.
+    pub fn new(store: Arc<dyn Store>, keys: TokenKeys, token_ttl: Duration) -> Accounts {
+        Accounts { store, keys, token_ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The caller behind an `Authorization` header value (`Bearer <token>`).
+    pub async fn authenticate_header(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        let header = header.ok_or(AuthError::MissingToken)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| AuthError::InvalidToken("use `Authorization: Bearer <token>`".into()))?;
+        self.authenticate(token.trim()).await
+    }
+
+    /// The caller behind a token: signature and expiry, not revoked, and their roles.
+    /// Remembered for a few seconds per token id.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+        let claims = self.keys.verify(token)?;
+        if let Ok(cache) = self.cache.lock()
+            && let Some((caller, at)) = cache.get(&claims.jti)
+            && at.elapsed() < AUTH_CACHE_TTL
+        {
+            return Ok(caller.clone());
+        }
+        let caller = self.caller_of_token(&claims.jti).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > AUTH_CACHE_SWEEP {
+                cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+            }
+            cache.insert(claims.jti.clone(), (caller.clone(), Instant::now()));
+        }
+        Ok(caller)
+    }
+
+    async fn caller_of_token(&self, token_id: &str) -> Result<Caller, AuthError> {
+        let record = self.store.get_api_token(token_id).await.map_err(|e| {
+            if e.is_not_found() { AuthError::InvalidToken("unknown token id".into()) } else { e.into() }
+        })?;
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        let user = self.store.get_user(record.user_id).await?;
+        let roles =
+            self.store.list_memberships(user.id).await?.into_iter().map(|m| (m.project, m.role)).collect();
+        Ok(Caller {
+            user_id: user.id,
+            username: user.username,
+            token_id: record.id,
+            token_project: record.project,
+            roles,
+        })
+    }
+
+    /// Exchanges a username and password for a token.
+    pub async fn login(&self, req: &TokenRequest) -> Result<TokenResponse, AuthError> {
+        if let Some(project) = &req.project {
+            api::check_project(project).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        }
+        let user = match self.store.get_user_by_name(&req.username).await {
+            Ok(user) => user,
+            Err(e) if e.is_not_found() => return Err(AuthError::BadCredentials),
+            Err(e) => return Err(e.into()),
+        };
+        // argon2 is deliberately slow: keep it off the async workers.
+        let (given, stored) = (req.password.clone(), user.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || password::verify(&given, &stored))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        if !ok {
+            return Err(AuthError::BadCredentials);
+        }
+        self.issue(&user, req.project.as_deref(), &req.description, self.token_ttl).await
+    }
+
+    /// Issues and records a token for a user, valid for `ttl`.
+    pub async fn issue(
+        &self,
+        user: &User,
+        project: Option<&str>,
+        description: &str,
+        ttl: Duration,
+    ) -> Result<TokenResponse, AuthError> {
+        let id = new_token_id();
+        let (token, claims) = self.keys.issue(user.id, &user.username, &id, ttl, project)?;
+        let expires = i64::try_from(claims.exp)
+            .ok()
+            .and_then(|s| Timestamp::from_unix_micros(s.saturating_mul(1_000_000)));
+        let record = ApiToken {
+            id: id.clone(),
+            user_id: user.id,
+            project: project.map(str::to_string),
+            description: description.to_string(),
+            created_at: Timestamp::now(),
+            expires_at: expires,
+            revoked_at: None,
+        };
+        self.store.insert_api_token(&record).await?;
+        Ok(TokenResponse {
+            token,
+            token_id: id,
+            expire_time: expires.map(|t| t.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// The caller's own tokens.
+    pub async fn list_tokens(&self, caller: &Caller) -> Result<ListTokensResponse, AuthError> {
+        let tokens = self
+            .store
+            .list_api_tokens(caller.user_id)
+            .await?
+            .into_iter()
+            .map(|t| TokenInfo {
+                token_id: t.id,
+                project: t.project,
+                description: t.description,
+                create_time: t.created_at.to_string(),
+                expire_time: t.expires_at.map(|e| e.to_string()).unwrap_or_default(),
+                revoke_time: t.revoked_at.map(|r| r.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(ListTokensResponse { tokens })
+    }
+
+    /// Revokes one of the caller's tokens (admins of `*`: anyone's). Another user's token is
+    /// "not found" to everyone else, so ids cannot be probed.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
+        let token = self.store.get_api_token(id).await?;
+        if token.user_id != caller.user_id && !caller.is_admin_of("*") {
+            return Err(crate::store::StoreError::NotFound { kind: "API token", name: id.to_string() }.into());
+        }
+        self.store.revoke_api_token(id).await?;
+        self.forget_token(id);
+        Ok(())
+    }
+
+    /// Creates a user with roles (admins of `*` only).
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        req: &api::CreateUserRequest,
+    ) -> Result<api::User, AuthError> {
+        require_user_admin(caller)?;
+        check_username(&req.username)?;
+        let roles = parse_roles(&req.roles, false)?;
+        let user = self.store.create_user(&req.username, &hash(&req.password).await?).await?;
+        for (project, role) in roles {
+            if let Some(role) = role {
+                self.store.set_role(user.id, &project, role).await?;
+            }
+        }
+        tracing::info!(user = %user.username, by = %caller.username, "user created");
+        self.view(&user).await
+    }
+
+    /// A user with their roles: anyone may read themselves, admins of `*` anyone.
+    pub async fn get_user(&self, caller: &Caller, username: &str) -> Result<api::User, AuthError> {
+        if username != caller.username {
+            require_user_admin(caller)?;
+        }
+        let user = self.store.get_user_by_name(username).await?;
+        self.view(&user).await
+    }
+
+    /// A new password and/or roles (admins of `*` only); an empty role removes the user from
+    /// that project.
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        req: &api::UpdateUserRequest,
+    ) -> Result<api::User, AuthError> {
+        require_user_admin(caller)?;
+        let roles = parse_roles(&req.roles, true)?;
+        let user = self.store.get_user_by_name(username).await?;
+        if let Some(pw) = &req.password {
+            self.store.set_password_hash(user.id, &hash(pw).await?).await?;
+        }
+        for (project, role) in roles {
+            match role {
+                Some(role) => {
+                    self.store.set_role(user.id, &project, role).await?;
+                }
+                None => self.store.remove_membership(user.id, &project).await?,
+            }
+        }
+        self.forget_user(user.id);
+        self.view(&user).await
+    }
+
+    async fn view(&self, user: &User) -> Result<api::User, AuthError> {
+        let roles = self
+            .store
+            .list_memberships(user.id)
+            .await?
+            .into_iter()
+            .map(|m| (m.project, m.role.to_string()))
+            .collect();
+        Ok(api::User { username: user.username.clone(), roles, create_time: user.created_at.to_string() })
+    }
+
+    /// Forgets a token's cached caller (after revocation).
+    fn forget_token(&self, token_id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(token_id);
+        }
+    }
+
+    /// Forgets the cached callers of a user (after their roles or password changed).
+    fn forget_user(&self, user_id: i64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (caller, _)| caller.user_id != user_id);
+        }
+    }
+}
+
+fn require_user_admin(caller: &Caller) -> Result<(), AuthError> {
+    caller.require(Role::Admin, "*").map_err(|_| AuthError::NotUserAdmin)
+}
+
+fn check_username(name: &str) -> Result<(), AuthError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "username `{name}` is invalid: use 1 to 64 letters, digits, `.`, `-`, `_` and `@`"
+        )))
+    }
+}
+
+/// Roles by project, checked; `None` (an empty role, where allowed) removes a membership.
+fn parse_roles(
+    roles: &BTreeMap<String, String>,
+    allow_empty: bool,
+) -> Result<Vec<(String, Option<Role>)>, AuthError> {
+    roles
+        .iter()
+        .map(|(project, role)| {
+            if project != "*" {
+                api::check_project(project).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            }
+            match Role::parse(role) {
+                Some(r) => Ok((project.clone(), Some(r))),
+                None if allow_empty && role.is_empty() => Ok((project.clone(), None)),
+                None => Err(AuthError::Invalid(format!(
+                    "role `{role}` (project `{project}`) is not a role: use viewer, editor, admin or predictor"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// The argon2 hash of a new password a user chose, which must be long enough.
+async fn hash(pw: &str) -> Result<String, AuthError> {
+    if pw.chars().count() < MIN_PASSWORD {
+        return Err(AuthError::Invalid(format!("the password needs at least {MIN_PASSWORD} characters")));
+    }
+    hash_blocking(pw).await
+}
+
+/// The argon2 hash of a password, computed off the async workers.
+pub(super) async fn hash_blocking(pw: &str) -> Result<String, AuthError> {
+    let plain = pw.to_string();
+    tokio::task::spawn_blocking(move || password::hash(&plain))
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?
+        .map_err(|e| AuthError::Internal(format!("cannot hash the password: {e}")))
+}

@@ -1,0 +1,155 @@
+//! The gateway's routing table, built from the endpoints, their deployed models and what the
+//! backend observed of their replicas. Pure but for the replica pool, which keeps each
+//! replica's load counter across tables.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::backend::DeploymentStatus;
+use crate::gateway::route::split_indices;
+use crate::gateway::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
+use crate::store::{DeployedModel, DesiredState, Endpoint, EndpointKey};
+
+/// What the controller observed of a deployed model's replicas in this pass.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub status: DeploymentStatus,
+    /// Where the gateway sends predictions.
+    pub predict_route: String,
+}
+
+/// Observations by endpoint and deployed model id.
+pub type Observations = HashMap<(EndpointKey, String), Observed>;
+
+/// Every endpoint with the deployed models that have ready replicas and its split.
+/// `replicas` holds the replicas of the previous table (their load counters carry over) and is
+/// left with those of this one; `stats` gives a deployed model's counters.
+pub fn routing_table(
+    endpoints: &[Endpoint],
+    deployed: &[DeployedModel],
+    observed: &Observations,
+    replicas: &mut HashMap<SocketAddr, Arc<Replica>>,
+    stats: impl Fn(&str) -> Arc<ModelStats>,
+) -> RoutingTable {
+    let mut used: HashSet<SocketAddr> = HashSet::new();
+    let mut table = RoutingTable::default();
+    for e in endpoints {
+        let key = e.key();
+        let models: Vec<ModelRoute> = deployed
+            .iter()
+            .filter(|d| d.endpoint_key() == key && d.desired_state != DesiredState::Undeploying)
+            .filter_map(|d| {
+                let seen = observed.get(&(key.clone(), d.deployed_model_id.clone()))?;
+                let ready = seen
+                    .status
+                    .ready_addresses()
+                    .into_iter()
+                    .map(|a| {
+                        used.insert(a);
+                        replicas.entry(a).or_insert_with(|| Arc::new(Replica::new(a))).clone()
+                    })
+                    .collect();
+                Some(ModelRoute {
+                    deployed_model_id: d.deployed_model_id.clone(),
+                    model: crate::store::ModelKey::new(&d.project, &d.location, &d.model_id).name(),
+                    model_version_id: d.version_id.to_string(),
+                    model_display_name: d.display_name.clone(),
+                    predict_route: seen.predict_route.clone(),
+                    replicas: ready,
+                    stats: stats(&d.deployed_model_id),
+                })
+            })
+            .collect();
+        let split: HashMap<String, u32> =
+            e.traffic_split.iter().map(|(k, v)| (k.clone(), u32::try_from(*v).unwrap_or(0))).collect();
+        let route = EndpointRoute {
+            project: e.project.clone(),
+            access: e.access,
+            split: split_indices(&models, &split),
+            models,
+        };
+        table.endpoints.insert(key.name(), Arc::new(route));
+    }
+    replicas.retain(|a, _| used.contains(a));
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{ReplicaState, ReplicaStatus};
+
+    fn endpoint(id: &str, split: &[(&str, i32)]) -> Endpoint {
+        Endpoint {
+            project: "p".into(),
+            location: "l".into(),
+            endpoint_id: id.into(),
+            traffic_split: split.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn deployed(endpoint: &str, id: &str, state: DesiredState) -> DeployedModel {
+        DeployedModel {
+            project: "p".into(),
+            location: "l".into(),
+            endpoint_id: endpoint.into(),
+            deployed_model_id: id.into(),
+            model_id: "m".into(),
+            version_id: 1,
+            desired_state: state,
+            ..Default::default()
+        }
+    }
+
+    fn observed(ports: &[(u16, bool)]) -> Observed {
+        let replicas = ports
+            .iter()
+            .map(|(port, ready)| ReplicaStatus {
+                id: port.to_string(),
+                address: SocketAddr::from(([127, 0, 0, 1], *port)),
+                ready: *ready,
+                restarts: 0,
+                last_error: None,
+                state: if *ready { ReplicaState::Ready } else { ReplicaState::Starting },
+                current: true,
+            })
+            .collect();
+        Observed {
+            status: DeploymentStatus { replicas, desired: ports.len() as u32 },
+            predict_route: "/p".into(),
+        }
+    }
+
+    #[test]
+    fn only_ready_replicas_of_live_models_are_routed_and_load_counters_carry_over() {
+        let endpoints = [endpoint("e", &[("a", 70), ("b", 30)])];
+        let models = [
+            deployed("e", "a", DesiredState::Deployed),
+            deployed("e", "b", DesiredState::Deploying),
+            deployed("e", "c", DesiredState::Undeploying),
+        ];
+        let key = endpoints[0].key();
+        let mut seen = Observations::new();
+        seen.insert((key.clone(), "a".into()), observed(&[(9001, true), (9002, false)]));
+        seen.insert((key.clone(), "b".into()), observed(&[(9003, true)]));
+        seen.insert((key.clone(), "c".into()), observed(&[(9004, true)]));
+        let mut pool = HashMap::new();
+        let stats = |_: &str| Arc::new(ModelStats::default());
+        let table = routing_table(&endpoints, &models, &seen, &mut pool, stats);
+        let route = &table.endpoints[&key.name()];
+        let ids: Vec<&str> = route.models.iter().map(|m| m.deployed_model_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(route.models[0].replicas.len(), 1);
+        assert_eq!(route.split, vec![(0, 70), (1, 30)]);
+        assert_eq!(pool.len(), 2);
+
+        // A replica keeps its counter in the next table; one that went away leaves the pool.
+        let _busy = pool[&SocketAddr::from(([127, 0, 0, 1], 9001))].begin();
+        seen.remove(&(key.clone(), "b".into()));
+        let table = routing_table(&endpoints, &models, &seen, &mut pool, stats);
+        assert_eq!(table.endpoints[&key.name()].models[0].replicas[0].outstanding(), 1);
+        assert_eq!(pool.len(), 1);
+    }
+}
