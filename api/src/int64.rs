@@ -1,6 +1,11 @@
-//! proto3 JSON writes 64-bit integers as strings and reads either form.
+//! proto3 JSON writes 64-bit integers as strings and reads either form: [`Int64`], a
+//! `serde_with` adapter, so that `Option<Int64>` and `Vec<Int64>` compose.
 
 use serde::{Deserialize, Deserializer, Serializer};
+use serde_with::{DeserializeAs, SerializeAs};
+
+/// For `i64` fields with `#[serde_as(as = "Int64")]`: `"42"` out, `"42"` or `42` in.
+pub struct Int64;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -9,43 +14,20 @@ enum StringOrNumber {
     Number(i64),
 }
 
-fn parse<E: serde::de::Error>(v: StringOrNumber) -> Result<i64, E> {
-    match v {
-        StringOrNumber::Number(n) => Ok(n),
-        StringOrNumber::String(s) => {
-            s.trim().parse().map_err(|_| E::custom(format!("`{s}` is not a 64-bit integer")))
-        }
+impl SerializeAs<i64> for Int64 {
+    fn serialize_as<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
     }
 }
 
-/// For `i64` fields: `"42"` out, `"42"` or `42` in.
-pub mod string {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        parse(StringOrNumber::deserialize(d)?)
-    }
-}
-
-/// For `Option<i64>` fields.
-pub mod option {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.serialize_str(&v.to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        match Option::<StringOrNumber>::deserialize(d)? {
-            Some(v) => parse(v).map(Some),
-            None => Ok(None),
+impl<'de> DeserializeAs<'de, i64> for Int64 {
+    fn deserialize_as<D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match StringOrNumber::deserialize(d)? {
+            StringOrNumber::Number(n) => Ok(n),
+            StringOrNumber::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a 64-bit integer"))),
         }
     }
 }
@@ -53,12 +35,17 @@ pub mod option {
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
+    use serde_with::serde_as;
 
+    use super::Int64;
+
+    #[serde_as]
     #[derive(Serialize, Deserialize, PartialEq, Debug)]
     struct T {
-        #[serde(with = "super::string")]
+        #[serde_as(as = "Int64")]
         a: i64,
-        #[serde(with = "super::option", default, skip_serializing_if = "Option::is_none")]
+        #[serde_as(as = "Option<Int64>")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         b: Option<i64>,
     }
 

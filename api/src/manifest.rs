@@ -2,15 +2,19 @@
 //! platform; Vertex AI does not show them).
 
 use serde::{Deserialize, Serialize};
+use serde_with::serde_as;
 use utoipa::ToSchema;
 
+use crate::int64::Int64;
+
 /// An immutable snapshot of a deployed model's manifests.
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
     /// `projects/{p}/locations/{l}/endpoints/{e}/deployedModels/{d}/revisions/{n}`.
     pub name: String,
-    #[serde(with = "crate::int64::string")]
+    #[serde_as(as = "Int64")]
     #[schema(value_type = String)]
     pub revision: i64,
     /// `rendered` (by the platform), `edited` (a PUT) or `rollback`.

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_with::serde_as;
 use utoipa::ToSchema;
 
+use crate::int64::Int64;
 use crate::is_false;
 
 /// A model version. `name` carries no version; `versionId` says which one this is.
@@ -76,6 +78,7 @@ pub struct PredictSchemata {
 }
 
 /// The container that serves a model, following the Vertex custom-container contract.
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelContainerSpec {
@@ -103,7 +106,8 @@ pub struct ModelContainerSpec {
     /// A duration such as `"1800s"`; at most two hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_timeout: Option<crate::Duration>,
-    #[serde(default, with = "crate::int64::option", skip_serializing_if = "Option::is_none")]
+    #[serde_as(as = "Option<Int64>")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub shared_memory_size_mb: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,12 +238,13 @@ pub struct MergeVersionAliasesRequest {
 }
 
 /// An uploaded artifact: where it is stored and its digest.
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     pub artifact_uri: String,
     pub sha256: String,
-    #[serde(with = "crate::int64::string")]
+    #[serde_as(as = "Int64")]
     #[schema(value_type = String)]
     pub size_bytes: i64,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -19,7 +19,8 @@ pub struct OutputError {
     message: String,
 }
 
-/// Rows under headers, with columns padded to their widest cell.
+/// Rows under headers, laid out by comfy-table: columns padded to their widest cell (by display
+/// width, so wide characters line up), and wrapped to the terminal's width on a terminal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub headers: Vec<&'static str>,
@@ -38,24 +39,26 @@ impl Table {
 
     /// The table as text: two spaces between columns, no trailing spaces, a final newline.
     pub fn render(&self) -> String {
-        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
-        let lines: Vec<&Vec<String>> = std::iter::once(&headers).chain(self.rows.iter()).collect();
-        let columns = lines.iter().map(|l| l.len()).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| lines.iter().filter_map(|l| l.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for line in lines {
-            let mut text = String::new();
-            for (c, cell) in line.iter().enumerate() {
-                if c > 0 {
-                    text.push_str("  ");
-                }
-                text.push_str(cell);
-                let pad = widths[c].saturating_sub(cell.chars().count());
-                text.extend(std::iter::repeat_n(' ', pad));
-            }
-            out.push_str(text.trim_end());
+        self.render_within(console::Term::stdout().size_checked().map(|(_, width)| width))
+    }
+
+    /// The table fitted to `width` columns, when there is a limit.
+    fn render_within(&self, width: Option<u16>) -> String {
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::NOTHING).set_header(self.headers.iter().copied());
+        for row in &self.rows {
+            table.add_row(row.iter().map(String::as_str));
+        }
+        let columns = self.headers.len().max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
+        for (ix, column) in table.column_iter_mut().enumerate() {
+            // Two spaces between columns; none after the last.
+            column.set_padding((0, if ix + 1 < columns { 2 } else { 0 }));
+        }
+        if let Some(width) = width {
+            table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic).set_width(width);
+        }
+        let mut out: String = table.lines().map(|line| line.trim_end().to_string() + "\n").collect();
+        if out.is_empty() {
             out.push('\n');
         }
         out
@@ -209,6 +212,12 @@ mod tests {
             .row(vec!["x".into(), "".into()]);
         assert_eq!(t.render(), "ID            DISPLAY_NAME\niris-long-id  Iris\nx\n");
         assert_eq!(Table::new(&["A", "B"]).render(), "A  B\n", "an empty list still has headers");
+        let wide = Table::new(&["NAME", "N"]).row(vec!["模型".into(), "1".into()]).render();
+        assert_eq!(wide, "NAME  N\n模型  1\n", "wide characters count by their display width");
+        let narrow = Table::new(&["ID", "DESCRIPTION"])
+            .row(vec!["a".into(), "a long description that does not fit".into()])
+            .render_within(Some(20));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 20), "{narrow}");
     }
 
     #[test]

@@ -221,7 +221,9 @@ async fn the_whole_path_on_sqlite_and_local_disk() {
     let yaml = p.http.get(p.url("/openapi.yaml")).send().await.expect("openapi").text().await.expect("text");
     assert_eq!(yaml, control_plane::rest::openapi::to_yaml());
     let page = p.http.get(p.url("/docs")).send().await.expect("docs").text().await.expect("text");
-    assert!(page.contains("models:upload"), "the API page lists the routes");
+    assert!(page.contains("swagger-ui"), "Swagger UI at /docs");
+    let json = p.http.get(p.url("/openapi.json")).send().await.expect("openapi").text().await.expect("text");
+    assert!(json.contains("models:upload"), "the document lists the routes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,15 +85,16 @@ struct RawMachineType {
 }
 
 impl TryFrom<RawMachineType> for MachineType {
-    type Error = String;
+    type Error = MachineError;
 
-    fn try_from(raw: RawMachineType) -> Result<Self, String> {
+    fn try_from(raw: RawMachineType) -> Result<Self, MachineError> {
         let cpu = raw.cpu.to_string();
         let memory = raw.memory.to_string();
         let cpu_millis = quantity::parse_cpu_millis(&cpu)
-            .map_err(|e| format!("machine type {}: cpu {cpu:?}: {e}", raw.name))?;
-        let memory_bytes = quantity::parse_bytes(&memory)
-            .map_err(|e| format!("machine type {}: memory {memory:?}: {e}", raw.name))?;
+            .map_err(|e| MachineError::Invalid(format!("machine type {}: cpu {cpu:?}: {e}", raw.name)))?;
+        let memory_bytes = quantity::parse_bytes(&memory).map_err(|e| {
+            MachineError::Invalid(format!("machine type {}: memory {memory:?}: {e}", raw.name))
+        })?;
         Ok(MachineType {
             name: raw.name,
             cpu_millis,

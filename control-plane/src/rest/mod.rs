@@ -56,7 +56,6 @@ pub fn router(app: AppState, private: bool) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.yaml", get(openapi::yaml))
         .route("/openapi.json", get(openapi::json))
-        .route("/docs", get(openapi::page))
         .route("/v1/auth/token", post(tokens::create_token))
         .route("/v1/auth/tokens", get(tokens::list_tokens))
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke_token))
@@ -94,6 +93,7 @@ pub fn router(app: AppState, private: bool) -> Router {
             &format!("{location}/operations/{{operation}}"),
             get(operations::get).post(operations::post_verb).delete(operations::delete),
         )
+        .merge(openapi::swagger_ui())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state((max_body, app.metrics.clone()), read_whole_body))
         .layer(DefaultBodyLimit::max(max_body))

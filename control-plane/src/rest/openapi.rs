@@ -1,9 +1,10 @@
 //! The API's OpenAPI document, generated from the handlers and the `api` crate's types
-//! (utoipa). Served at `/openapi.yaml`, `/openapi.json` and as a browsable page at `/docs`;
+//! (utoipa). Served at `/openapi.yaml`, `/openapi.json` and browsable at `/docs` (Swagger UI,
+//! vendored in the binary, so it works without internet);
 //! `openapi/openapi.yaml` in the repository is this document, and a test fails when it is stale.
 
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -81,6 +82,11 @@ impl Modify for ErrorResponses {
     }
 }
 
+/// Swagger UI at `/docs`, reading `/openapi.json`.
+pub fn swagger_ui<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")).into()
+}
+
 /// The document as YAML (what `openapi/openapi.yaml` holds).
 pub fn to_yaml() -> String {
     ApiDoc::openapi().to_yaml().unwrap_or_else(|e| format!("# cannot render the document: {e}\n"))
@@ -94,60 +100,32 @@ pub async fn json() -> impl IntoResponse {
     axum::Json(ApiDoc::openapi())
 }
 
-/// A self-contained page listing every operation with its parameters and bodies (no scripts
-/// from elsewhere, so it works on machines without internet).
-pub async fn page() -> Html<String> {
-    let doc = ApiDoc::openapi();
-    let mut out = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>platform API</title><style>\
-         body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}\
-         code{background:#f3f3f3;padding:1px 4px;border-radius:3px}.op{border:1px solid #ddd;border-radius:6px;margin:.6em 0;padding:.5em .8em}\
-         .m{font-weight:bold;display:inline-block;min-width:4.5em}.get{color:#0a6}.post{color:#06c}.patch{color:#a60}.delete{color:#c33}\
-         </style></head><body><h1>platform REST API</h1>",
-    );
-    out.push_str(&format!(
-        "<p>{}</p><p>Machine-readable: <a href=\"/openapi.yaml\">openapi.yaml</a>, <a href=\"/openapi.json\">openapi.json</a>. \
-         Authenticate with <code>Authorization: Bearer TOKEN</code> (<code>POST /v1/auth/token</code>).</p>",
-        escape(doc.info.description.as_deref().unwrap_or_default())
-    ));
-    for (path, item) in &doc.paths.paths {
-        let ops = [
-            ("get", &item.get),
-            ("post", &item.post),
-            ("patch", &item.patch),
-            ("put", &item.put),
-            ("delete", &item.delete),
-        ];
-        for (method, op) in ops {
-            let Some(op) = op else { continue };
-            out.push_str(&format!(
-                "<div class=\"op\"><span class=\"m {method}\">{}</span> <code>{}</code>",
-                method.to_uppercase(),
-                escape(path)
-            ));
-            if let Some(text) = op.description.as_ref().or(op.summary.as_ref()) {
-                out.push_str(&format!("<p>{}</p>", escape(text)));
-            }
-            let params: Vec<String> = op
-                .parameters
-                .iter()
-                .flatten()
-                .map(|p| {
-                    let about =
-                        p.description.as_deref().map(|d| format!(": {}", escape(d))).unwrap_or_default();
-                    format!("<li><code>{}</code>{about}</li>", escape(&p.name))
-                })
-                .collect();
-            if !params.is_empty() {
-                out.push_str(&format!("<ul>{}</ul>", params.concat()));
-            }
-            out.push_str("</div>");
-        }
-    }
-    out.push_str("</body></html>");
-    Html(out)
-}
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    async fn get(path: &str) -> (StatusCode, String) {
+        let response =
+            super::swagger_ui::<()>().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 10 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn swagger_ui_is_served_from_the_binary_and_reads_the_document() {
+        let (status, page) = get("/docs/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("swagger-ui"), "{page}");
+        let (status, init) = get("/docs/swagger-initializer.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(init.contains("/openapi.json"), "{init}");
+        assert_eq!(
+            get("/docs/swagger-ui-bundle.js").await.0,
+            StatusCode::OK,
+            "no CDN: the scripts are embedded"
+        );
+    }
 }
