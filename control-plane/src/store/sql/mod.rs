@@ -73,9 +73,36 @@ mod users;
 use async_trait::async_trait;
 
 use super::{BACKEND, BEGIN_WRITE, Db, ThisStore};
-use crate::store::{Result, Store, StoreError};
+use crate::store::{EndpointKey, ModelKey, Result, Store, StoreError};
 
 type DbConn = <Db as sqlx::Database>::Connection;
+type Args = <Db as sqlx::Database>::Arguments;
+
+/// Binds the key columns of a resource (`project, location, {id}`), in the order every
+/// statement names them.
+trait BindKey: Sized {
+    fn bind_text(self, value: &str) -> Self;
+
+    fn bind_model(self, key: &ModelKey) -> Self {
+        self.bind_text(&key.project).bind_text(&key.location).bind_text(&key.model_id)
+    }
+
+    fn bind_endpoint(self, key: &EndpointKey) -> Self {
+        self.bind_text(&key.project).bind_text(&key.location).bind_text(&key.endpoint_id)
+    }
+}
+
+impl BindKey for sqlx::query::Query<'_, Db, Args> {
+    fn bind_text(self, value: &str) -> Self {
+        self.bind(value.to_owned())
+    }
+}
+
+impl<O> BindKey for sqlx::query::QueryAs<'_, Db, O, Args> {
+    fn bind_text(self, value: &str) -> Self {
+        self.bind(value.to_owned())
+    }
+}
 
 /// The row, or NotFound naming the resource.
 fn found<T>(row: Option<T>, kind: &'static str, name: impl FnOnce() -> String) -> Result<T> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::endpoints::deployed_model_exists;
-use super::{ThisStore, decode_all, found};
+use super::{BindKey, ThisStore, decode_all, found};
 use crate::store::revisions::{RevisionRow, revision_name};
 use crate::store::{EndpointKey, Result, Revision, RevisionStore, Timestamp};
 
@@ -19,9 +19,7 @@ impl RevisionStore for ThisStore {
              WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
              RETURNING revision_counter",
         )
-        .bind(&endpoint.project)
-        .bind(&endpoint.location)
-        .bind(&endpoint.endpoint_id)
+        .bind_endpoint(&endpoint)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -31,9 +29,7 @@ impl RevisionStore for ThisStore {
              create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
             revision_columns!()
         ))
-        .bind(&endpoint.project)
-        .bind(&endpoint.location)
-        .bind(&endpoint.endpoint_id)
+        .bind_endpoint(&endpoint)
         .bind(id)
         .bind(number)
         .bind(&revision.manifests)
@@ -56,9 +52,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               ORDER BY revision"
         ))
-        .bind(&endpoint.project)
-        .bind(&endpoint.location)
-        .bind(&endpoint.endpoint_id)
+        .bind_endpoint(&endpoint)
         .bind(deployed_model_id)
         .fetch_all(&mut *conn)
         .await?;
@@ -80,9 +74,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               AND revision = $5"
         ))
-        .bind(&endpoint.project)
-        .bind(&endpoint.location)
-        .bind(&endpoint.endpoint_id)
+        .bind_endpoint(&endpoint)
         .bind(deployed_model_id)
         .bind(revision)
         .fetch_optional(&mut *conn)
@@ -104,9 +96,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               ORDER BY revision DESC LIMIT 1"
         ))
-        .bind(&endpoint.project)
-        .bind(&endpoint.location)
-        .bind(&endpoint.endpoint_id)
+        .bind_endpoint(&endpoint)
         .bind(deployed_model_id)
         .fetch_optional(&mut *conn)
         .await?;
