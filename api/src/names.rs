@@ -111,13 +111,31 @@ pub fn check_alias(alias: &str) -> Result<(), NameError> {
     }
 }
 
-/// `displayName`: required, at most 128 characters.
+/// `displayName`: required, at most 128 characters of text (no control characters).
 pub fn check_display_name(name: &str) -> Result<(), NameError> {
     if name.trim().is_empty() {
         return Err(NameError("displayName is required".into()));
     }
     if name.chars().count() > 128 {
         return Err(NameError("displayName is longer than 128 characters".into()));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(NameError(format!(
+            "displayName holds the control character {}; use printable text",
+            c.escape_unicode()
+        )));
+    }
+    Ok(())
+}
+
+/// A description (`field` names it in the message): text where only newlines and tabs may be
+/// control characters, so that it cannot forge what a terminal or a page shows.
+pub fn check_description(field: &str, text: &str) -> Result<(), NameError> {
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t') {
+        return Err(NameError(format!(
+            "{field} holds the control character {}; use printable text (newlines and tabs are fine)",
+            c.escape_unicode()
+        )));
     }
     Ok(())
 }
@@ -302,6 +320,12 @@ mod tests {
         assert!(check_deployed_model_id("12a").is_err());
         let good = [("team".to_string(), "ml-ops_1".to_string())];
         assert!(check_labels(good.iter().map(|(k, v)| (k, v))).is_ok());
+        assert!(check_display_name("Iris \u{1b}[31mv2").unwrap_err().0.contains("\\u{1b}"));
+        assert!(check_display_name("Iris v2 ✓").is_ok());
+        assert!(check_description("description", "two\nlines\tand a tab").is_ok());
+        assert!(
+            check_description("description", "bell\u{7}").unwrap_err().0.starts_with("description holds")
+        );
         let bad = [("Team".to_string(), "x".to_string())];
         assert!(check_labels(bad.iter().map(|(k, v)| (k, v))).is_err());
     }

@@ -147,10 +147,11 @@ impl Context {
         Ok(Client::new(&self.settings, true)?)
     }
 
-    /// Prints `text` on stdout; a closed pipe (`| head`) is not an error.
+    /// Prints `text` on stdout, control characters escaped; a closed pipe (`| head`) is not an
+    /// error.
     pub fn print(&self, text: &str) -> Result<(), CliError> {
         let mut out = std::io::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        match out.write_all(output::terminal_safe(text).as_bytes()).and_then(|_| out.flush()) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 Err(CliError::Io { what: "cannot write to stdout".into(), source: e })
             }

@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Every error says its causes in its own message.
-            eprintln!("error: {e}");
+            eprintln!("error: {}", platform_cli::output::terminal_safe(&e.to_string()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -65,6 +65,23 @@ impl Table {
     }
 }
 
+/// `text` with every control character but newline and tab written as an escape (`\u{1b}`), so
+/// that what the server returns (display names, messages, manifests) cannot move the cursor,
+/// recolour or rewrite the terminal.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| if is_unsafe(c) { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
 /// `value` as pretty JSON or as YAML.
 pub fn serialize<T: Serialize>(format: Format, value: &T) -> Result<String, OutputError> {
     match format {
@@ -204,6 +221,12 @@ pub fn operations(ops: &[api::Operation]) -> Table {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn what_the_server_says_cannot_drive_the_terminal() {
+        assert_eq!(terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(terminal_safe("\u{1b}[2Jgone\r\u{9b}"), "\\u{1b}[2Jgone\\u{d}\\u{9b}");
+    }
 
     #[test]
     fn tables_pad_columns_to_the_widest_cell() {

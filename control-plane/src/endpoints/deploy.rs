@@ -40,6 +40,9 @@ impl Endpoints {
                     .into(),
             ));
         }
+        if !dm.display_name.is_empty() {
+            api::check_display_name(&dm.display_name)?;
+        }
         let (model_name, version) = api::parse_model_ref(&dm.model, &name.parent)?;
         if model_name.parent != name.parent {
             return Err(EndpointError::Invalid(format!(

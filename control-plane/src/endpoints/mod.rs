@@ -174,6 +174,7 @@ impl Endpoints {
     ) -> Result<api::Operation> {
         caller.require(Role::Editor, &loc.project)?;
         api::check_display_name(&body.display_name)?;
+        api::check_description("description", &body.description)?;
         api::check_labels(&body.labels)?;
         if !body.deployed_models.is_empty() || !body.traffic_split.is_empty() {
             return Err(EndpointError::Invalid(
@@ -247,6 +248,7 @@ impl Endpoints {
                     changed = true;
                 }
                 EndpointField::Description => {
+                    api::check_description("description", &body.description)?;
                     endpoint.description = body.description.clone();
                     changed = true;
                 }
