@@ -18,7 +18,7 @@ async fn load_endpoint(conn: &mut DbConn, key: &EndpointKey) -> Result<Endpoint>
         endpoint_columns!(),
         " FROM endpoints WHERE project = $1 AND location = $2 AND endpoint_id = $3"
     ))
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .fetch_optional(&mut *conn)
     .await?;
     found(row, "endpoint", || key.name())?.decode()
@@ -38,7 +38,7 @@ async fn lock_endpoint(
          WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND ($6 IS NULL OR etag = $6) \
          RETURNING traffic_split",
     )
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .bind(new_etag())
     .bind(now.unix_micros())
     .bind(expected_etag)
@@ -57,7 +57,7 @@ async fn current_endpoint_etag(conn: &mut DbConn, key: &EndpointKey) -> Result<O
     let row: Option<(String,)> = sqlx::query_as(
         "SELECT etag FROM endpoints WHERE project = $1 AND location = $2 AND endpoint_id = $3",
     )
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(|(etag,)| etag))
@@ -67,7 +67,7 @@ async fn store_split(conn: &mut DbConn, key: &EndpointKey, split: &TrafficSplit)
     sqlx::query(
         "UPDATE endpoints SET traffic_split = $4 WHERE project = $1 AND location = $2 AND endpoint_id = $3",
     )
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .bind(to_json(split))
     .execute(&mut *conn)
     .await?;
@@ -81,7 +81,7 @@ async fn routable_deployed_models(conn: &mut DbConn, key: &EndpointKey) -> Resul
          WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND desired_state <> 'undeploying' \
          ORDER BY deployed_model_id",
     )
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -94,7 +94,7 @@ async fn load_deployed_model(conn: &mut DbConn, key: &EndpointKey, id: &str) -> 
         " FROM deployed_models \
           WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4"
     ))
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -107,7 +107,7 @@ pub(super) async fn deployed_model_exists(conn: &mut DbConn, key: &EndpointKey, 
         "SELECT 1 FROM deployed_models \
          WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4",
     )
-    .bind_endpoint(&key)
+    .bind_endpoint(key)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -125,7 +125,7 @@ impl ThisStore {
         value: String,
     ) -> Result<DeployedModel> {
         let row: Option<DeployedModelRow> = sqlx::query_as(query)
-            .bind_endpoint(&key)
+            .bind_endpoint(key)
             .bind(id)
             .bind(value)
             .bind(Timestamp::now().unix_micros())
@@ -244,7 +244,7 @@ impl EndpointStore for ThisStore {
         let (deployed,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM deployed_models WHERE project = $1 AND location = $2 AND endpoint_id = $3",
         )
-        .bind_endpoint(&key)
+        .bind_endpoint(key)
         .fetch_one(&mut *tx)
         .await?;
         if deployed > 0 {
@@ -254,7 +254,7 @@ impl EndpointStore for ThisStore {
             )));
         }
         sqlx::query("DELETE FROM endpoints WHERE project = $1 AND location = $2 AND endpoint_id = $3")
-            .bind_endpoint(&key)
+            .bind_endpoint(key)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -285,7 +285,7 @@ impl EndpointStore for ThisStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'deploying', $9, 0, $10, $10) RETURNING ",
             deployed_model_columns!()
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(id)
         .bind(&deployed_model.model_id)
         .bind(deployed_model.version_id)
@@ -349,7 +349,7 @@ impl EndpointStore for ThisStore {
              WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 RETURNING ",
             deployed_model_columns!()
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(id)
         .bind(now.unix_micros())
         .fetch_one(&mut *tx)
@@ -380,7 +380,7 @@ impl EndpointStore for ThisStore {
             " FROM deployed_models WHERE project = $1 AND location = $2 AND endpoint_id = $3 \
               ORDER BY create_time, deployed_model_id"
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .fetch_all(&mut *conn)
         .await?;
         decode_all(rows, DeployedModelRow::decode)
@@ -482,7 +482,7 @@ impl EndpointStore for ThisStore {
             "DELETE FROM deployed_models \
              WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4",
         )
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(id)
         .execute(&mut *tx)
         .await?;

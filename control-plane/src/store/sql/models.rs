@@ -16,7 +16,7 @@ fn alias_name(key: &ModelKey, alias: &str) -> String {
 
 pub(super) async fn model_exists(conn: &mut DbConn, key: &ModelKey) -> Result<bool> {
     let row = sqlx::query("SELECT 1 FROM models WHERE project = $1 AND location = $2 AND model_id = $3")
-        .bind_model(&key)
+        .bind_model(key)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row.is_some())
@@ -28,7 +28,7 @@ async fn lock_model(conn: &mut DbConn, key: &ModelKey) -> Result<()> {
         "UPDATE models SET version_counter = version_counter \
          WHERE project = $1 AND location = $2 AND model_id = $3",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .execute(&mut *conn)
     .await?;
     super::changed(done.rows_affected(), "model", || key.name())
@@ -39,7 +39,7 @@ pub(super) async fn version_exists(conn: &mut DbConn, key: &ModelKey, version_id
         "SELECT 1 FROM model_versions \
          WHERE project = $1 AND location = $2 AND model_id = $3 AND version_id = $4",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(version_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -60,7 +60,7 @@ async fn alias_holder(conn: &mut DbConn, key: &ModelKey, alias: &str) -> Result<
         "SELECT version_id FROM model_version_aliases \
          WHERE project = $1 AND location = $2 AND model_id = $3 AND alias = $4",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(alias)
     .fetch_optional(&mut *conn)
     .await?;
@@ -72,7 +72,7 @@ async fn insert_alias(conn: &mut DbConn, key: &ModelKey, alias: &str, version_id
         "INSERT INTO model_version_aliases (project, location, model_id, alias, version_id) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(alias)
     .bind(version_id)
     .execute(&mut *conn)
@@ -88,7 +88,7 @@ async fn upsert_alias(conn: &mut DbConn, key: &ModelKey, alias: &str, version_id
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (project, location, model_id, alias) DO UPDATE SET version_id = excluded.version_id",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(alias)
     .bind(version_id)
     .execute(&mut *conn)
@@ -109,7 +109,7 @@ async fn insert_version(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING ",
         version_columns!()
     ))
-    .bind_model(&key)
+    .bind_model(key)
     .bind(version_id)
     .bind(&version.version_description)
     .bind(to_json(&version.container_spec))
@@ -133,7 +133,7 @@ async fn load_version(conn: &mut DbConn, key: &ModelKey, version_id: i64) -> Res
         version_columns!(),
         " FROM model_versions WHERE project = $1 AND location = $2 AND model_id = $3 AND version_id = $4"
     ))
-    .bind_model(&key)
+    .bind_model(key)
     .bind(version_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -143,7 +143,7 @@ async fn load_version(conn: &mut DbConn, key: &ModelKey, version_id: i64) -> Res
         "SELECT alias FROM model_version_aliases \
          WHERE project = $1 AND location = $2 AND model_id = $3 AND version_id = $4 ORDER BY alias",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(version_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -158,7 +158,7 @@ async fn refuse_if_deployed(conn: &mut DbConn, key: &ModelKey, version_id: Optio
          WHERE project = $1 AND location = $2 AND model_id = $3 AND ($4 IS NULL OR version_id = $4) \
          ORDER BY endpoint_id, deployed_model_id LIMIT 1",
     )
-    .bind_model(&key)
+    .bind_model(key)
     .bind(version_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -219,7 +219,7 @@ impl ModelStore for ThisStore {
             "UPDATE models SET version_counter = version_counter + 1 \
              WHERE project = $1 AND location = $2 AND model_id = $3 RETURNING version_counter",
         )
-        .bind_model(&key)
+        .bind_model(key)
         .fetch_optional(&mut *tx)
         .await?;
         let (version_id,) = found(row, "model", || key.name())?;
@@ -242,7 +242,7 @@ impl ModelStore for ThisStore {
             model_columns!(),
             " FROM models WHERE project = $1 AND location = $2 AND model_id = $3"
         ))
-        .bind_model(&key)
+        .bind_model(key)
         .fetch_optional(&self.pool)
         .await?;
         found(row, "model", || key.name())?.decode()
@@ -294,7 +294,7 @@ impl ModelStore for ThisStore {
         lock_model(&mut tx, key).await?;
         refuse_if_deployed(&mut tx, key, None).await?;
         sqlx::query("DELETE FROM models WHERE project = $1 AND location = $2 AND model_id = $3")
-            .bind_model(&key)
+            .bind_model(key)
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -321,7 +321,7 @@ impl ModelStore for ThisStore {
             version_columns!(),
             " FROM model_versions WHERE project = $1 AND location = $2 AND model_id = $3 ORDER BY version_id"
         ))
-        .bind_model(&key)
+        .bind_model(key)
         .fetch_all(&mut *conn)
         .await?;
         let mut versions = decode_all(rows, ModelVersionRow::decode)?;
@@ -329,7 +329,7 @@ impl ModelStore for ThisStore {
             "SELECT alias, version_id FROM model_version_aliases \
              WHERE project = $1 AND location = $2 AND model_id = $3 ORDER BY alias",
         )
-        .bind_model(&key)
+        .bind_model(key)
         .fetch_all(&mut *conn)
         .await?;
         for (alias, version_id) in aliases {
@@ -381,7 +381,7 @@ impl ModelStore for ThisStore {
                         "DELETE FROM model_version_aliases \
                          WHERE project = $1 AND location = $2 AND model_id = $3 AND alias = $4",
                     )
-                    .bind_model(&key)
+                    .bind_model(key)
                     .bind(alias)
                     .execute(&mut *tx)
                     .await?;
@@ -402,7 +402,7 @@ impl ModelStore for ThisStore {
             "UPDATE model_versions SET update_time = $5 \
              WHERE project = $1 AND location = $2 AND model_id = $3 AND version_id = $4",
         )
-        .bind_model(&key)
+        .bind_model(key)
         .bind(version_id)
         .bind(Timestamp::now().unix_micros())
         .execute(&mut *tx)
@@ -447,7 +447,7 @@ impl ModelStore for ThisStore {
         sqlx::query(
             "DELETE FROM model_versions WHERE project = $1 AND location = $2 AND model_id = $3 AND version_id = $4",
         )
-        .bind_model(&key)
+        .bind_model(key)
         .bind(version_id)
         .execute(&mut *tx)
         .await

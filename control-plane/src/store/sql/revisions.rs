@@ -52,7 +52,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               ORDER BY revision"
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(deployed_model_id)
         .fetch_all(&mut *conn)
         .await?;
@@ -74,7 +74,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               AND revision = $5"
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(deployed_model_id)
         .bind(revision)
         .fetch_optional(&mut *conn)
@@ -96,7 +96,7 @@ impl RevisionStore for ThisStore {
               WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
               ORDER BY revision DESC LIMIT 1"
         ))
-        .bind_endpoint(&endpoint)
+        .bind_endpoint(endpoint)
         .bind(deployed_model_id)
         .fetch_optional(&mut *conn)
         .await?;
