@@ -60,13 +60,18 @@ pub struct CreateUserRequest {
     pub roles: std::collections::BTreeMap<String, String>,
 }
 
-/// `PATCH /v1/users/{username}` (admins): a new password and/or roles. In `roles`, an empty
-/// role removes the user from that project.
+/// `PATCH /v1/users/{username}` (admins): a new password, roles, or disabling. In `roles`, an
+/// empty role removes the user from that project.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    /// A new password; it ends the user's tokens and sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Disables (or enables again) the user: a disabled user cannot log in, and disabling ends
+    /// their tokens and sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
     #[serde(default)]
     pub roles: std::collections::BTreeMap<String, String>,
 }
@@ -78,6 +83,8 @@ pub struct User {
     pub username: String,
     pub roles: std::collections::BTreeMap<String, String>,
     pub create_time: String,
+    #[serde(default, skip_serializing_if = "crate::is_false")]
+    pub disabled: bool,
 }
 
 /// What a member may do on a project. Each role includes the ones before it, except that

@@ -92,3 +92,125 @@ async fn first_start_creates_an_admin_whose_password_gives_tokens_over_https() {
 async fn list_status(http: &reqwest::Client, base: &str, token: &str) -> u16 {
     http.get(format!("{base}/v1/auth/tokens")).bearer_auth(token).send().await.expect("req").status().as_u16()
 }
+
+/// Accounts are guarded: files private, the first token as long-lived as `--token-ttl` says, a
+/// new password or a disabled user ends the old tokens, and guessing passwords gets throttled.
+#[tokio::test]
+async fn accounts_are_guarded_against_leaks_and_guessing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let platform = common::start(&data, &["--token-ttl", "2h"], &[]).await;
+    let http = client(&data);
+    let admin = platform.token.clone();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in
+            ["platform.db", "platform.db-wal", "jwt.key", "admin-token", "tls/ca.key", "tls/server.key"]
+        {
+            let mode = std::fs::metadata(data.join(file)).expect(file).permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+        }
+    }
+
+    // The first admin token obeys --token-ttl.
+    let tokens: Value = http
+        .get(format!("{}/v1/auth/tokens", platform.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    let expires = tokens["tokens"][0]["expireTime"].as_str().expect("expireTime");
+    let expires =
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339).expect("time");
+    let left = expires - time::OffsetDateTime::now_utc();
+    assert!(left <= time::Duration::hours(2) && left > time::Duration::minutes(110), "{left}");
+
+    let login = |user: &str, password: &str| {
+        let (http, url) = (http.clone(), format!("{}/v1/auth/token", platform.base));
+        let body = json!({"username": user, "password": password});
+        async move { http.post(url).json(&body).send().await.expect("req") }
+    };
+    let patch_user = |user: &str, body: Value| {
+        let (http, url) = (http.clone(), format!("{}/v1/users/{user}", platform.base));
+        let admin = admin.clone();
+        async move { http.patch(url).bearer_auth(admin).json(&body).send().await.expect("req").status().as_u16() }
+    };
+    let created = http
+        .post(format!("{}/v1/users", platform.base))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "ana", "password": "first-password", "roles": {"default": "viewer"}}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(created.status(), 200);
+
+    // A new password ends the tokens issued with the old one.
+    let old: Value = login("ana", "first-password").await.json().await.expect("json");
+    let old = old["token"].as_str().expect("token").to_string();
+    assert_eq!(list_status(&http, &platform.base, &old).await, 200);
+    assert_eq!(patch_user("ana", json!({"password": "second-password"})).await, 200);
+    assert_eq!(list_status(&http, &platform.base, &old).await, 401, "the old password's token is revoked");
+    // A disabled user can neither use a token nor log in, with the same answer as a wrong password.
+    let fresh: Value = login("ana", "second-password").await.json().await.expect("json");
+    let fresh = fresh["token"].as_str().expect("token").to_string();
+    assert_eq!(patch_user("ana", json!({"disabled": true})).await, 200);
+    assert_eq!(list_status(&http, &platform.base, &fresh).await, 401);
+    let refused = login("ana", "second-password").await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(patch_user("ana", json!({"disabled": false})).await, 200);
+    assert_eq!(login("ana", "second-password").await.status(), 200);
+
+    // Guessing one user's password is stopped after a few tries, even with the right one.
+    for _ in 0..5 {
+        assert_eq!(login("ana", "guess").await.status(), 401);
+    }
+    let throttled = login("ana", "second-password").await;
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    // Guessing many usernames from one address is stopped too.
+    for i in 0..20 {
+        login(&format!("nobody{i}"), "guess").await;
+    }
+    assert_eq!(login("someone-else", "guess").await.status(), 429);
+}
+
+/// A file that is not an ONNX model is refused when it is registered for the prebuilt runtime,
+/// with the parser's message, instead of crash-looping replicas at deploy time.
+#[tokio::test]
+async fn a_file_that_is_not_an_onnx_model_is_refused_at_upload() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let platform = common::start(&data, &[], &[]).await;
+    let http = client(&data);
+    let location = format!("{}/v1/projects/default/locations/local", platform.base);
+    let artifact: Value = http
+        .post(format!("{location}/artifacts?filename=model.onnx"))
+        .bearer_auth(&platform.token)
+        .body("def predict(x):\n    return x\n")
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    let uri = artifact["artifactUri"].as_str().expect("artifactUri");
+    let upload = http
+        .post(format!("{location}/models:upload"))
+        .bearer_auth(&platform.token)
+        .json(&json!({"model": {"displayName": "not a model", "artifactUri": uri}}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(upload.status(), 400);
+    let body: Value = upload.json().await.expect("json");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("the artifact is not an ONNX model the prebuilt runtime can load"),
+        "{message}"
+    );
+}

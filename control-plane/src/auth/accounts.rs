@@ -3,11 +3,13 @@
 //! Every door calls it; it holds every rule about users, roles and tokens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use api::{ListTokensResponse, Role, TokenInfo, TokenRequest, TokenResponse};
 
+use super::throttle::Throttle;
 use super::token::{TokenKeys, new_token_id};
 use super::{AuthError, Caller, password};
 use crate::store::{ApiToken, Store, Timestamp, User};
@@ -27,12 +29,19 @@ pub struct Accounts {
     token_ttl: Duration,
     /// Authenticated callers by token id.
     cache: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Recent failed logins.
+    throttle: Throttle,
 }
 
 impl Accounts {
     /// `token_ttl`: how long tokens from a password login stay valid.
     pub fn new(store: Arc<dyn Store>, keys: TokenKeys, token_ttl: Duration) -> Accounts {
-        Accounts { store, keys, token_ttl, cache: Mutex::new(HashMap::new()) }
+        Accounts { store, keys, token_ttl, cache: Mutex::new(HashMap::new()), throttle: Throttle::default() }
+    }
+
+    /// How long tokens from a password login stay valid.
+    pub fn token_ttl(&self) -> Duration {
+        self.token_ttl
     }
 
     /// The caller behind an `Authorization` header value (`Bearer <token>`).
@@ -73,6 +82,9 @@ impl Accounts {
             return Err(AuthError::Revoked);
         }
         let user = self.store.get_user(record.user_id).await?;
+        if user.disabled {
+            return Err(AuthError::Revoked);
+        }
         let roles =
             self.store.list_memberships(user.id).await?.into_iter().map(|m| (m.project, m.role)).collect();
         Ok(Caller {
@@ -84,25 +96,49 @@ impl Accounts {
         })
     }
 
-    /// Exchanges a username and password for a token.
-    pub async fn login(&self, req: &TokenRequest) -> Result<TokenResponse, AuthError> {
+    /// Exchanges a username and password for a token. `client` is the caller's address: failed
+    /// logins are throttled per username and per address. An unknown user, a disabled one and
+    /// a wrong password get the same answer after the same work.
+    pub async fn login(
+        &self,
+        req: &TokenRequest,
+        client: Option<IpAddr>,
+    ) -> Result<TokenResponse, AuthError> {
         if let Some(project) = &req.project {
             api::check_project(project).map_err(|e| AuthError::Invalid(e.to_string()))?;
         }
+        api::check_description("description", &req.description).map_err(|e| AuthError::Invalid(e.0))?;
+        if let Some(retry_after) = self.throttle.wait(&req.username, client, Instant::now()) {
+            return Err(AuthError::Throttled { retry_after });
+        }
         let user = match self.store.get_user_by_name(&req.username).await {
-            Ok(user) => user,
-            Err(e) if e.is_not_found() => return Err(AuthError::BadCredentials),
+            Ok(user) => Some(user),
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
-        // argon2 is deliberately slow: keep it off the async workers.
-        let (given, stored) = (req.password.clone(), user.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || password::verify(&given, &stored))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        if !ok {
-            return Err(AuthError::BadCredentials);
+        // argon2 is deliberately slow: keep it off the async workers. Unknown users are checked
+        // against a hash of nothing, so that the answer takes as long.
+        let given = req.password.clone();
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = tokio::task::spawn_blocking(move || match stored {
+            Some(hash) => password::verify(&given, &hash),
+            None => {
+                password::verify(&given, unknown_user_hash());
+                false
+            }
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        match user {
+            Some(user) if matches && !user.disabled => {
+                self.throttle.succeeded(&req.username);
+                self.issue(&user, req.project.as_deref(), &req.description, self.token_ttl).await
+            }
+            _ => {
+                self.throttle.failed(&req.username, client, Instant::now());
+                Err(AuthError::BadCredentials)
+            }
         }
-        self.issue(&user, req.project.as_deref(), &req.description, self.token_ttl).await
     }
 
     /// Issues and records a token for a user, valid for `ttl`.
@@ -208,6 +244,14 @@ impl Accounts {
         if let Some(pw) = &req.password {
             self.store.set_password_hash(user.id, &hash(pw).await?).await?;
         }
+        if let Some(disabled) = req.disabled {
+            self.store.set_disabled(user.id, disabled).await?;
+        }
+        if req.password.is_some() || req.disabled == Some(true) {
+            // A new password or a disabled user ends everything the old one opened.
+            let revoked = self.store.revoke_user_tokens(user.id).await?;
+            tracing::info!(user = %user.username, revoked, by = %caller.username, "tokens revoked");
+        }
         for (project, role) in roles {
             match role {
                 Some(role) => {
@@ -217,7 +261,7 @@ impl Accounts {
             }
         }
         self.forget_user(user.id);
-        self.view(&user).await
+        self.view(&self.store.get_user(user.id).await?).await
     }
 
     async fn view(&self, user: &User) -> Result<api::User, AuthError> {
@@ -228,7 +272,12 @@ impl Accounts {
             .into_iter()
             .map(|m| (m.project, m.role.to_string()))
             .collect();
-        Ok(api::User { username: user.username.clone(), roles, create_time: user.created_at.to_string() })
+        Ok(api::User {
+            username: user.username.clone(),
+            roles,
+            create_time: user.created_at.to_string(),
+            disabled: user.disabled,
+        })
     }
 
     /// Forgets a token's cached caller (after revocation).
@@ -282,6 +331,13 @@ fn parse_roles(
             }
         })
         .collect()
+}
+
+/// A hash no password matches, checked for unknown usernames so that they take as long to
+/// refuse as a wrong password.
+fn unknown_user_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| password::hash(&super::password::generate()).unwrap_or_default())
 }
 
 /// The argon2 hash of a new password a user chose, which must be long enough.

@@ -1,9 +1,9 @@
 //! First start: with no user in the database, create `admin` with a role on every project, a
 //! password (`PLATFORM_ADMIN_PASSWORD`, or a random one, as Grafana and Keycloak do) and an API
-//! token, print both once, and keep the token in `{data-dir}/admin-token` (mode 0600).
+//! token, print both once, and keep the token in `{data-dir}/admin-token` (mode 0600). The token
+//! lives as long as any (`--token-ttl`); log in with the password for a new one.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::accounts::hash_blocking;
 use super::{Accounts, AuthError, Role, password};
@@ -15,9 +15,6 @@ pub struct FirstAdmin {
     pub password: String,
     pub token: String,
 }
-
-/// A token for the first admin lives this long; revoke it once you have your own.
-const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Creates the first admin if the database has no user yet.
 pub async fn create(
@@ -32,7 +29,7 @@ pub async fn create(
     let password = given_password.filter(|p| !p.is_empty()).unwrap_or_else(password::generate);
     let user = store.create_user("admin", &hash_blocking(&password).await?).await?;
     store.set_role(user.id, "*", Role::Admin).await?;
-    let issued = accounts.issue(&user, None, "first admin token", ADMIN_TOKEN_TTL).await?;
+    let issued = accounts.issue(&user, None, "first admin token", accounts.token_ttl()).await?;
     let path = data_dir.join("admin-token");
     super::private_file::write(&path, format!("{}\n", issued.token).as_bytes())
         .map_err(|e| AuthError::Internal(format!("cannot write {}: {e}", path.display())))?;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod first_admin;
 pub mod password;
 pub mod private_file;
+pub mod throttle;
 pub mod token;
 
 pub use api::Role;
@@ -30,6 +31,9 @@ pub enum AuthError {
     Forbidden { user: String, needed: Role, project: String },
     #[error("this token is limited to project `{allowed}` and cannot act on project `{project}`")]
     WrongProject { allowed: String, project: String },
+    /// Too many failed logins for this username or from this address.
+    #[error("too many failed logins; try again in {} seconds", .retry_after.as_secs().max(1))]
+    Throttled { retry_after: std::time::Duration },
     /// Only admins of every project (`*`) manage users.
     #[error("only admins of every project (`*`) manage users")]
     NotUserAdmin,
@@ -55,8 +59,18 @@ impl api::Coded for AuthError {
                 Code::PermissionDenied
             }
             AuthError::Invalid(_) => Code::InvalidArgument,
+            AuthError::Throttled { .. } => Code::ResourceExhausted,
             AuthError::Store(e) => e.code(),
             AuthError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            AuthError::Throttled { retry_after } => {
+                Some(u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX))
+            }
+            _ => None,
         }
     }
 }

@@ -130,6 +130,22 @@ fn snake_to_camel(field: &str) -> String {
     out
 }
 
+/// The client's address, when the listener knows it (login throttling).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let connect = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddress(connect.map(|c| c.0.ip())))
+    }
+}
+
 /// `axum::extract::Query` whose rejection is the API's JSON error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);

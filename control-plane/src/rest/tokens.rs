@@ -6,20 +6,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 
-use super::request::Path;
+use super::request::{ClientAddress, Path};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 
 /// Exchanges a username and password for an API token.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", security(()),
     request_body = api::TokenRequest,
-    responses((status = 200, body = api::TokenResponse), (status = 401, body = api::ErrorBody)))]
+    responses((status = 200, body = api::TokenResponse), (status = 401, body = api::ErrorBody),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = api::ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
+    ClientAddress(client): ClientAddress,
     body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
-    Ok(Json(app.accounts.login(&req).await?))
+    Ok(Json(app.accounts.login(&req, client).await?))
 }
 
 /// `GET /v1/auth/tokens`: the caller's tokens.

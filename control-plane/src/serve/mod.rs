@@ -29,6 +29,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             if config.role == ServeRole::Api { "api" } else { "gateway" }
         );
     }
+    // Everything the platform writes (the database and its journal, keys, tokens, replica
+    // logs) is readable by its own user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.database_url())
@@ -122,6 +125,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ControllerConfig {
             period: config.reconcile_period,
             deploy_timeout: config.deploy_timeout,
+            max_deploy_restarts: config.deploy_max_restarts,
             render,
             catalog,
             mode: match config.role {
@@ -155,7 +159,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let private = handle.clone();
         tracing::info!(%address, "serving private endpoints over plain HTTP");
         tokio::spawn(async move {
-            if let Err(e) = axum_server::bind(address).handle(private).serve(router.into_make_service()).await
+            if let Err(e) = axum_server::bind(address)
+                .handle(private)
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .await
             {
                 tracing::error!(%address, error = %e, "the private listener stopped");
             }
@@ -164,7 +171,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let router = rest::router(app, false);
     let served = if config.insecure_http {
         tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
-        axum_server::bind(config.listen).handle(handle).serve(router.into_make_service()).await
+        axum_server::bind(config.listen)
+            .handle(handle)
+            .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
     } else {
         let (cert, key) = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -180,7 +190,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
             })?;
         tracing::info!(address = %config.listen, url = %config.public_url(), "serving HTTPS");
-        axum_server::bind_rustls(config.listen, tls).handle(handle).serve(router.into_make_service()).await
+        axum_server::bind_rustls(config.listen, tls)
+            .handle(handle)
+            .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
     };
     let _ = controller_task.await;
     if let Some(local) = local {

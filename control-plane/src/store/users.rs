@@ -13,6 +13,8 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub created_at: Timestamp,
+    /// A disabled user can neither log in nor use a token.
+    pub disabled: bool,
 }
 
 /// A user's role in one project (at most one role per user and project; `*` is every project).
@@ -48,6 +50,7 @@ pub trait UserStore: Send + Sync {
     async fn get_user_by_name(&self, username: &str) -> Result<User>;
     async fn count_users(&self) -> Result<i64>;
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<()>;
+    async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<()>;
 
     /// Gives the user `role` in `project`, replacing any role they had there.
     async fn set_role(&self, user_id: i64, project: &str, role: Role) -> Result<Membership>;
@@ -64,6 +67,8 @@ pub trait UserStore: Send + Sync {
     async fn list_api_tokens(&self, user_id: i64) -> Result<Vec<ApiToken>>;
     /// Marks the token revoked (now, or keeps the first revocation time).
     async fn revoke_api_token(&self, id: &str) -> Result<ApiToken>;
+    /// Revokes every token of the user that is not revoked yet; how many.
+    async fn revoke_user_tokens(&self, user_id: i64) -> Result<u64>;
 }
 
 /// A `users` row as stored.
@@ -73,6 +78,7 @@ pub(crate) struct UserRow {
     username: String,
     password_hash: String,
     created_at: i64,
+    disabled: bool,
 }
 
 impl UserRow {
@@ -83,6 +89,7 @@ impl UserRow {
             created_at: timestamp(self.created_at, &row, "created_at")?,
             username: self.username,
             password_hash: self.password_hash,
+            disabled: self.disabled,
         })
     }
 }

@@ -15,7 +15,7 @@
 // Column lists, one per table; the row structs read columns by name.
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, created_at"
+        "id, username, password_hash, created_at, disabled"
     };
 }
 macro_rules! token_columns {

@@ -57,6 +57,15 @@ impl UserStore for ThisStore {
         changed(done.rows_affected(), "user", || user_id.to_string())
     }
 
+    async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(disabled)
+            .execute(&self.pool)
+            .await?;
+        changed(done.rows_affected(), "user", || user_id.to_string())
+    }
+
     async fn set_role(&self, user_id: i64, project: &str, role: Role) -> Result<Membership> {
         check_id(project, "a project")?;
         sqlx::query(
@@ -158,5 +167,15 @@ impl UserStore for ThisStore {
         .fetch_optional(&self.pool)
         .await?;
         found(row, "API token", || id.to_owned())?.decode()
+    }
+
+    async fn revoke_user_tokens(&self, user_id: i64) -> Result<u64> {
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(user_id)
+                .bind(Timestamp::now().unix_micros())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 }
