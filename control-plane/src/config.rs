@@ -95,6 +95,11 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_DEPLOY_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub deploy_timeout: Duration,
 
+    /// How many times a replica of a deploy may crash before it is ever ready; then the deploy
+    /// fails with the replica's output instead of waiting for its deployment timeout.
+    #[arg(long, env = "PLATFORM_DEPLOY_MAX_RESTARTS", default_value_t = 3)]
+    pub deploy_max_restarts: u32,
+
     /// Machine types (YAML or JSON, see docs/concepts.md). Default: the built-in catalog of
     /// Vertex names (n1-standard-2, e2-small, g2-standard-4, ...).
     #[arg(long, env = "PLATFORM_MACHINE_TYPES")]

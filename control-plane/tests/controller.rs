@@ -165,6 +165,7 @@ impl Platform {
         let config = ControllerConfig {
             period: Duration::from_secs(1),
             deploy_timeout,
+            max_deploy_restarts: 3,
             render,
             catalog: Catalog::builtin(),
             autoscale: Default::default(),

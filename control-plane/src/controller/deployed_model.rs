@@ -111,8 +111,14 @@ impl Controller {
         let deploying = dm.desired_state == DesiredState::Deploying;
         // A deploy proves itself with one ready replica even when it may scale to zero.
         let needed = if deploying { plan.bounds.min.max(1) } else { plan.bounds.min };
-        let verdict =
-            rollout::judge(&status, needed, elapsed, plan.timeout, op.is_some_and(|o| o.cancel_requested));
+        let verdict = rollout::judge(
+            &status,
+            needed,
+            elapsed,
+            plan.timeout,
+            self.config.max_deploy_restarts,
+            op.is_some_and(|o| o.cancel_requested),
+        );
         let ready = status.ready_current();
         match verdict {
             Verdict::Ready => {

@@ -51,6 +51,8 @@ pub struct ControllerConfig {
     pub period: Duration,
     /// How long a deploy may take unless the model's `deploymentTimeout` says otherwise.
     pub deploy_timeout: Duration,
+    /// Restarts of a replica that never became ready after which its deploy fails.
+    pub max_deploy_restarts: u32,
     pub render: RenderConfig,
     pub catalog: Catalog,
     pub autoscale: autoscale::Tuning,

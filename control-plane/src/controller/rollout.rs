@@ -13,12 +13,15 @@ pub enum Verdict {
     Failed { code: Code, message: String },
 }
 
-/// Judges a rollout that needs `min` ready replicas of the current template.
+/// Judges a rollout that needs `min` ready replicas of the current template. A replica that
+/// crashed `max_restarts` times without the rollout becoming ready fails it at once: waiting
+/// for the timeout would only repeat the crash.
 pub fn judge(
     status: &DeploymentStatus,
     min: u32,
     elapsed: Duration,
     timeout: Duration,
+    max_restarts: u32,
     cancel: bool,
 ) -> Verdict {
     if cancel {
@@ -27,6 +30,13 @@ pub fn judge(
     let ready = status.ready_current();
     if ready >= min.max(1) {
         return Verdict::Ready;
+    }
+    if let Some(r) = status.replicas.iter().find(|r| r.current && !r.ready && r.restarts >= max_restarts) {
+        let why = r.last_error.as_deref().unwrap_or("no output");
+        return Verdict::Failed {
+            code: Code::FailedPrecondition,
+            message: format!("replica {} crashed {} times before it became ready: {why}", r.id, r.restarts),
+        };
     }
     let problem = status
         .replicas
@@ -67,18 +77,39 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_that_keeps_crashing_fails_the_rollout_before_the_timeout() {
+        let mut crashing = replica("r0", ReplicaState::CrashLoop, Some("exit status 1: no model.onnx"));
+        crashing.restarts = 2;
+        let status = DeploymentStatus { desired: 1, replicas: vec![crashing.clone()] };
+        let hour = Duration::from_secs(3600);
+        assert!(matches!(judge(&status, 1, Duration::ZERO, hour, 3, false), Verdict::Waiting { .. }));
+        crashing.restarts = 3;
+        let status = DeploymentStatus { desired: 1, replicas: vec![crashing] };
+        match judge(&status, 1, Duration::ZERO, hour, 3, false) {
+            Verdict::Failed { code, message } => {
+                assert_eq!(code, Code::FailedPrecondition);
+                assert_eq!(
+                    message,
+                    "replica r0 crashed 3 times before it became ready: exit status 1: no model.onnx"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn rollouts_wait_succeed_and_time_out_with_the_cause() {
         let s = |r: Vec<ReplicaStatus>| DeploymentStatus { desired: r.len() as u32, replicas: r };
         let minute = Duration::from_secs(60);
         let one_ready =
             s(vec![replica("r0", ReplicaState::Ready, None), replica("r1", ReplicaState::Starting, None)]);
         assert_eq!(
-            judge(&one_ready, 2, Duration::ZERO, minute, false),
+            judge(&one_ready, 2, Duration::ZERO, minute, 3, false),
             Verdict::Waiting { percent: 50, message: "1 of 2 replicas ready".into() }
         );
-        assert_eq!(judge(&one_ready, 1, Duration::ZERO, minute, false), Verdict::Ready);
+        assert_eq!(judge(&one_ready, 1, Duration::ZERO, minute, 3, false), Verdict::Ready);
         let crashing = s(vec![replica("r0", ReplicaState::CrashLoop, Some("exit status 1: boom"))]);
-        match judge(&crashing, 1, minute, minute, false) {
+        match judge(&crashing, 1, minute, minute, 3, false) {
             Verdict::Failed { code, message } => {
                 assert_eq!(code, Code::DeadlineExceeded);
                 assert!(message.contains("replica r0 is CrashLoop: exit status 1: boom"), "{message}");
@@ -86,7 +117,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            judge(&one_ready, 2, Duration::ZERO, minute, true),
+            judge(&one_ready, 2, Duration::ZERO, minute, 3, true),
             Verdict::Failed { code: Code::Cancelled, .. }
         ));
     }

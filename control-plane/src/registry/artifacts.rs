@@ -137,6 +137,31 @@ impl ArtifactStore {
         }
     }
 
+    /// The bytes of an artifact of this store, at most `limit` of them.
+    pub async fn read(&self, uri: &str, limit: u64) -> Result<Vec<u8>, ArtifactError> {
+        let relative = uri
+            .strip_prefix(&self.uri_prefix())
+            .filter(|_| self.holds(uri))
+            .ok_or_else(|| ArtifactError::Storage(format!("{uri} is not in this artifact store")))?;
+        let bytes = match self {
+            ArtifactStore::Local { root } => tokio::fs::read(root.join(relative))
+                .await
+                .map_err(|e| ArtifactError::Storage(format!("cannot read {uri}: {e}")))?,
+            ArtifactStore::S3 { client, bucket, .. } => {
+                let key = uri.strip_prefix(&format!("s3://{bucket}/")).unwrap_or(relative);
+                let object = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+                    ArtifactError::Storage(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+                })?;
+                let body = object.body.collect().await.map_err(|e| ArtifactError::Storage(e.to_string()))?;
+                body.into_bytes().to_vec()
+            }
+        };
+        if bytes.len() as u64 > limit {
+            return Err(ArtifactError::TooLarge { limit });
+        }
+        Ok(bytes)
+    }
+
     /// Removes an artifact of this store (a duplicate upload). Missing is not an error.
     pub async fn delete(&self, uri: &str) -> Result<(), ArtifactError> {
         if !self.holds(uri) {

@@ -4,6 +4,7 @@
 pub mod artifact_uris;
 pub mod artifacts;
 pub mod container;
+pub mod onnx;
 pub mod views;
 
 use std::sync::Arc;
@@ -38,12 +39,16 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    NotOnnx(#[from] onnx::NotOnnx),
 }
 
 impl api::Coded for RegistryError {
     fn code(&self) -> Code {
         match self {
-            RegistryError::Invalid(_) | RegistryError::Name(_) => Code::InvalidArgument,
+            RegistryError::Invalid(_) | RegistryError::Name(_) | RegistryError::NotOnnx(_) => {
+                Code::InvalidArgument
+            }
             RegistryError::Forbidden(_) => Code::PermissionDenied,
             RegistryError::Auth(e) => e.code(),
             RegistryError::Store(e) => e.code(),
@@ -113,6 +118,8 @@ impl Registry {
             }
         }
         api::check_labels(&m.labels)?;
+        api::check_description("description", &m.description)?;
+        api::check_description("versionDescription", &m.version_description)?;
         for alias in &m.version_aliases {
             api::check_alias(alias)?;
             if alias == DEFAULT_ALIAS {
@@ -125,6 +132,9 @@ impl Registry {
         artifact_uris::check(&self.artifacts, caller, &loc.project, &m.artifact_uri)?;
         let container =
             container::check(m.container_spec.as_ref(), &m.artifact_uri, |i| (self.runtime_image)(i))?;
+        if container.as_ref().is_none_or(|c| (self.runtime_image)(&c.image_uri)) {
+            self.check_onnx(&m.artifact_uri).await?;
+        }
         let version = ModelVersion {
             version_description: m.version_description.clone(),
             container_spec: container,
@@ -178,6 +188,20 @@ impl Registry {
         );
         let op = operations::finished(loc, OperationKind::UploadModel, &key.name(), response);
         Ok(operations::to_api(&self.store.insert_operation(&op).await?))
+    }
+
+    /// Refuses an uploaded artifact that is not an ONNX model (for the prebuilt runtime).
+    /// Artifacts elsewhere (`s3://`, `https://`) are read by the replica; one that is not a
+    /// model fails its deploy after a few restarts.
+    async fn check_onnx(&self, uri: &str) -> Result<()> {
+        if !self.artifacts.holds(uri) {
+            return Ok(());
+        }
+        let bytes = self.artifacts.read(uri, self.max_artifact_bytes).await?;
+        tokio::task::spawn_blocking(move || onnx::check(&bytes))
+            .await
+            .map_err(|e| RegistryError::Invalid(format!("cannot check the model: {e}")))??;
+        Ok(())
     }
 
     /// The digest of an uploaded artifact, when the URI names one.
@@ -334,6 +358,7 @@ impl Registry {
                     model_changed = true;
                 }
                 ModelField::Description => {
+                    api::check_description("description", &body.description)?;
                     model.description = body.description.clone();
                     model_changed = true;
                 }
@@ -343,6 +368,7 @@ impl Registry {
                     model_changed = true;
                 }
                 ModelField::VersionDescription => {
+                    api::check_description("versionDescription", &body.version_description)?;
                     version.version_description = body.version_description.clone();
                     version = self.store.update_model_version(&version).await?;
                 }

@@ -202,10 +202,23 @@ pub(crate) fn tail(path: &Path, offset: u64, n: usize) -> Vec<String> {
     let lines: Vec<String> = text
         .lines()
         .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("[platform]"))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("[platform]") && !is_stack_frame(l))
         .map(String::from)
         .collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// A line of a stack trace (Rust's numbered frames and `at` lines, Java's `at`, Go's
+/// goroutine frames): left out of a crash's last lines, so that they keep what the program
+/// said, not where it was.
+fn is_stack_frame(line: &str) -> bool {
+    let t = line.trim_start();
+    let indented = t.len() < line.len();
+    let numbered =
+        t.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    t == "stack backtrace:"
+        || t.starts_with("note: Some details are omitted")
+        || (indented && (t.starts_with("at ") || numbered || t.starts_with("... ")))
 }
 
 /// Stdio for a replica: stdin closed, stdout and stderr appended to its log.
@@ -277,4 +290,29 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
         signal_group(pid, libc::SIGKILL);
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stack_frame;
+
+    #[test]
+    fn stack_frames_are_told_from_what_a_program_said() {
+        let frames = [
+            "stack backtrace:",
+            "   0: rust_begin_unwind",
+            "             at ./src/main.rs:4:5",
+            "\tat Main.main(Main.java:3)",
+        ];
+        for frame in frames {
+            assert!(is_stack_frame(frame), "{frame}");
+        }
+        for said in [
+            "thread 'main' panicked at src/main.rs:4:5:",
+            "model.onnx: No such file or directory",
+            "Error: 3: bad",
+        ] {
+            assert!(!is_stack_frame(said), "{said}");
+        }
+    }
 }
