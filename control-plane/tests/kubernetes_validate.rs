@@ -125,6 +125,8 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
             min_replicas: (i % 4) as u32,
             max_replicas: 8,
             autoscaling: vec![AutoscalingMetricSpec { metric_name: metric.into(), target: 0 }],
+            spot: false,
+            service_account: None,
         };
         all.push_str(&render(&input, &cfg).to_yaml().unwrap());
         let access = [Access::Public, Access::Authenticated, Access::Private][i % 3];

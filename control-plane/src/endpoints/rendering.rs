@@ -62,7 +62,12 @@ pub fn render(
             .as_ref()
             .map(|d| d.autoscaling_metric_specs.clone())
             .unwrap_or_default(),
+        spot: dm.spec.dedicated_resources.as_ref().is_some_and(|d| d.spot),
+        service_account: Some(dm.spec.service_account.clone()).filter(|s| !s.is_empty()),
     };
+    config
+        .check_placement(&input.machine, input.spot, input.service_account.as_deref())
+        .map_err(compute::ComputeError)?;
     let rendered = manifests::render(&input, config);
     let manifests = rendered.to_yaml()?;
     Ok(Rendering { input, compute, rendered, manifests })
@@ -79,7 +84,7 @@ pub fn predict_route(objects: &Rendered) -> Option<String> {
         .as_ref()?
         .containers
         .iter()
-        .find(|c| c.name == manifests::render::CONTAINER_NAME)?
+        .find(|c| c.name == manifests::CONTAINER_NAME)?
         .env
         .as_ref()?
         .iter()

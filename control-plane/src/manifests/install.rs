@@ -7,25 +7,23 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
-    MetricTarget, ResourceMetricSource,
-};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, Namespace, PodSpec, Probe, SecretVolumeSource, Service, ServiceAccount,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 
-use crate::manifests::render::GATEWAY_NAME;
+use crate::manifests::config::{CLUSTER_ISSUER_ANNOTATION, GATEWAY_NAME};
+use crate::manifests::objects::container::{self, HTTP_PORT_NAME};
+use crate::manifests::objects::deployment::{self, PodTemplate};
+use crate::manifests::objects::ingress::{self, TlsRoute};
+use crate::manifests::objects::{autoscaler, probes, security, service};
 use crate::manifests::{ManifestError, ManifestObject, RenderConfig};
 
 /// The port both the API and the gateway listen on inside their pods (plain HTTP: TLS ends at
@@ -164,7 +162,7 @@ impl Values {
         cfg.ingress.host_pattern = self.endpoint_host_pattern.clone();
         cfg.ingress.class_name = self.ingress_class_name.clone();
         cfg.ingress.cert_manager_annotation =
-            self.cluster_issuer.clone().map(|i| ("cert-manager.io/cluster-issuer".to_string(), i));
+            self.cluster_issuer.clone().map(|i| (CLUSTER_ISSUER_ANNOTATION.to_string(), i));
         cfg.ingress.gateway_namespace = Some(self.namespace.clone());
         cfg.ingress.gateway_service = GATEWAY_NAME.into();
         cfg.ingress.gateway_port = 80;
@@ -256,21 +254,6 @@ fn rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
-        ..Default::default()
-    }
-}
-
-fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
-}
-
 /// The `platform serve` Deployment of one role. The role, backend and namespace are passed as
 /// environment so that one image and one command serve both roles.
 fn platform_deployment(
@@ -281,85 +264,40 @@ fn platform_deployment(
     cpu: &str,
     memory: &str,
 ) -> Deployment {
-    let resources = BTreeMap::from([
-        ("cpu".to_string(), Quantity(cpu.to_string())),
-        ("memory".to_string(), Quantity(memory.to_string())),
-    ]);
     let render = values.render_config();
+    let http = || IntOrString::String(HTTP_PORT_NAME.into());
     let container = Container {
         name: "platform".into(),
         image: Some(values.image.clone()),
         image_pull_policy: Some(values.image_pull_policy.clone()),
         args: Some(vec!["serve".into()]),
         env: Some(vec![
-            env("PLATFORM_ROLE", role),
-            env("PLATFORM_BACKEND", "kubernetes"),
-            EnvVar {
-                name: "PLATFORM_NAMESPACE".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.namespace".into(),
-                        api_version: None,
-                    }),
-                    ..Default::default()
-                }),
-            },
-            env("PLATFORM_LISTEN", &format!("0.0.0.0:{CONTAINER_PORT}")),
-            env("PLATFORM_INSECURE_HTTP", "true"),
-            env("PLATFORM_DATA_DIR", "/var/lib/platform"),
-            env("PLATFORM_RUNTIME_IMAGE", &render.runtime_image),
-            env("PLATFORM_ARTIFACT_STORE", &values.artifact_store),
-            env("PLATFORM_PUBLIC_URL", &format!("https://{}", values.host)),
-            env("PLATFORM_JWT_KEY_FILE", &format!("/etc/platform/jwt/{}", values.jwt_key.key)),
-            EnvVar {
-                name: "PLATFORM_DATABASE_URL".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: values.database.secret_name.clone(),
-                        key: values.database.key.clone(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-            },
+            container::env("PLATFORM_ROLE", role),
+            container::env("PLATFORM_BACKEND", "kubernetes"),
+            container::env_from_field("PLATFORM_NAMESPACE", "metadata.namespace"),
+            container::env("PLATFORM_LISTEN", &format!("0.0.0.0:{CONTAINER_PORT}")),
+            container::env("PLATFORM_INSECURE_HTTP", "true"),
+            container::env("PLATFORM_DATA_DIR", "/var/lib/platform"),
+            container::env("PLATFORM_RUNTIME_IMAGE", &render.runtime_image),
+            container::env("PLATFORM_ARTIFACT_STORE", &values.artifact_store),
+            container::env("PLATFORM_PUBLIC_URL", &format!("https://{}", values.host)),
+            container::env("PLATFORM_JWT_KEY_FILE", &format!("/etc/platform/jwt/{}", values.jwt_key.key)),
+            container::env_from_secret_key(
+                "PLATFORM_DATABASE_URL",
+                &values.database.secret_name,
+                &values.database.key,
+            ),
         ]),
-        env_from: Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource { name: values.s3_secret.clone(), optional: Some(false) }),
-            ..Default::default()
-        }]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: CONTAINER_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/healthz".into()),
-                port: IntOrString::String("http".into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
+        env_from: Some(vec![container::secret_env(&values.s3_secret, false)]),
+        ports: Some(vec![container::http_port(CONTAINER_PORT)]),
+        readiness_probe: Some(Probe { period_seconds: Some(5), ..probes::http_get("/healthz", http()) }),
         liveness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/healthz".into()),
-                port: IntOrString::String("http".into()),
-                ..Default::default()
-            }),
             period_seconds: Some(10),
             failure_threshold: Some(6),
-            ..Default::default()
+            ..probes::http_get("/healthz", http())
         }),
-        resources: Some(ResourceRequirements {
-            requests: Some(resources.clone()),
-            limits: Some(resources),
-            claims: None,
-        }),
-        security_context: Some(restricted()),
+        resources: Some(container::guaranteed(cpu, memory, BTreeMap::new())),
+        security_context: Some(security::restricted_container(true)),
         volume_mounts: Some(vec![
             VolumeMount { name: "data".into(), mount_path: "/var/lib/platform".into(), ..Default::default() },
             VolumeMount {
@@ -371,77 +309,35 @@ fn platform_deployment(
         ]),
         ..Default::default()
     };
-    Deployment {
-        metadata: meta(name, values, role),
-        spec: Some(DeploymentSpec {
-            replicas,
-            selector: LabelSelector { match_labels: Some(selector(role)), match_expressions: None },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(0)),
-                    max_surge: Some(IntOrString::Int(1)),
-                }),
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(role)), ..Default::default() }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(SERVICE_ACCOUNT.into()),
-                    containers: vec![container],
-                    termination_grace_period_seconds: Some(30),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(NON_ROOT_UID),
-                        run_as_group: Some(NON_ROOT_UID),
-                        fs_group: Some(NON_ROOT_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "data".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "jwt".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(values.jwt_key.secret_name.clone()),
-                                default_mode: Some(0o400),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
+    let pod = PodSpec {
+        service_account_name: Some(SERVICE_ACCOUNT.into()),
+        containers: vec![container],
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(security::restricted_pod(Some(NON_ROOT_UID))),
+        volumes: Some(vec![
+            Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            Volume {
+                name: "jwt".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(values.jwt_key.secret_name.clone()),
+                    default_mode: Some(0o400),
                     ..Default::default()
                 }),
+                ..Default::default()
             },
-            ..Default::default()
-        }),
-        status: None,
-    }
+        ]),
+        ..Default::default()
+    };
+    let template = PodTemplate { labels: labels(role), annotations: None, spec: pod };
+    deployment::rolling(meta(name, values, role), replicas, selector(role), template)
 }
 
-fn service(values: &Values, name: &str, role: &str) -> Service {
-    Service {
-        metadata: meta(name, values, role),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(selector(role)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+fn platform_service(values: &Values, name: &str, role: &str) -> Service {
+    service::cluster_ip(meta(name, values, role), selector(role), IntOrString::String(HTTP_PORT_NAME.into()))
 }
 
 /// Renders the installation.
@@ -495,56 +391,34 @@ pub fn install(values: &Values) -> Installation {
         &values.gateway.cpu,
         &values.gateway.memory,
     );
-    let gateway_hpa = HorizontalPodAutoscaler {
-        metadata: meta(GATEWAY_NAME, values, "gateway"),
-        spec: Some(HorizontalPodAutoscalerSpec {
-            scale_target_ref: CrossVersionObjectReference {
-                api_version: Some("apps/v1".into()),
-                kind: "Deployment".into(),
-                name: GATEWAY_NAME.into(),
-            },
-            min_replicas: Some(values.gateway.min_replicas),
-            max_replicas: values.gateway.max_replicas,
-            metrics: Some(vec![MetricSpec {
-                type_: "Resource".into(),
-                resource: Some(ResourceMetricSource {
-                    name: "cpu".into(),
-                    target: MetricTarget {
-                        type_: "Utilization".into(),
-                        average_utilization: Some(values.gateway.cpu_target),
-                        ..Default::default()
-                    },
-                }),
-                ..Default::default()
-            }]),
-            behavior: None,
-        }),
-        status: None,
-    };
+    let gateway_hpa = autoscaler::cpu(
+        meta(GATEWAY_NAME, values, "gateway"),
+        GATEWAY_NAME,
+        values.gateway.min_replicas,
+        values.gateway.max_replicas,
+        values.gateway.cpu_target,
+    );
     let mut ingress_meta = meta(API_NAME, values, "api");
     if let Some(issuer) = &values.cluster_issuer {
         ingress_meta.annotations =
-            Some(BTreeMap::from([("cert-manager.io/cluster-issuer".to_string(), issuer.clone())]));
+            Some(BTreeMap::from([(CLUSTER_ISSUER_ANNOTATION.to_string(), issuer.clone())]));
     }
-    let ingress = Ingress {
-        metadata: ingress_meta,
-        spec: Some(crate::manifests::endpoint::tls_ingress_spec(
-            values.ingress_class_name.clone(),
-            values.host.clone(),
-            format!("{API_NAME}-tls"),
-            API_NAME.into(),
-            80,
-        )),
-        status: None,
+    let route = TlsRoute {
+        class_name: values.ingress_class_name.clone(),
+        host: values.host.clone(),
+        tls_secret: format!("{API_NAME}-tls"),
+        service: API_NAME.into(),
+        port: service::SERVICE_PORT,
     };
+    let ingress = ingress::tls(ingress_meta, route);
     Installation {
         namespace,
         service_account,
         role,
         role_binding,
-        api_service: service(values, API_NAME, "api"),
+        api_service: platform_service(values, API_NAME, "api"),
         api,
-        gateway_service: service(values, GATEWAY_NAME, "gateway"),
+        gateway_service: platform_service(values, GATEWAY_NAME, "gateway"),
         gateway,
         gateway_hpa,
         ingress,

@@ -53,8 +53,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     {
         BackendKind::Local => {
             let mut local = LocalConfig::new(&config.data_dir);
-            local.runtime_image =
-                crate::manifests::render::image_repository(&config.runtime_image).to_string();
+            local.runtime_image = crate::manifests::image_repository(&config.runtime_image).to_string();
             local.cpu_overcommit = config.cpu_overcommit;
             let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
             (local.clone(), render, Some(local))

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Backend, BackendError, DeploymentStatus};
-use crate::manifests::render::CONTAINER_NAME;
+use crate::manifests::CONTAINER_NAME;
 use crate::manifests::{RenderConfig, Rendered, RenderedEndpoint, endpoint_object_name};
 use watch::{Caches, LogCache, SERVICE_NAME_LABEL, Snapshot};
 

@@ -1,0 +1,250 @@
+//! How an installation renders: namespace, images, labels, where GPU and spot pods may run, the
+//! Secret model pods read their artifacts with, and how endpoints are exposed. One value per
+//! platform process, from `platform serve`'s flags (which the install's Deployments set).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Toleration;
+
+use crate::machine::MachineType;
+
+use super::naming::image_repository;
+
+/// The resource name Kubernetes' NVIDIA device plugin exposes.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// Name of the gateway's Deployment and Service in an installation.
+pub const GATEWAY_NAME: &str = "platform-gateway";
+/// The node label and taint GKE puts on spot nodes (the default spot placement).
+pub const GKE_SPOT_LABEL: &str = "cloud.google.com/gke-spot";
+
+/// How this installation renders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderConfig {
+    /// Namespace of the rendered objects.
+    pub namespace: String,
+    /// The prebuilt ONNX runtime image, e.g. `platform-runtime:0.1.0`. A model whose container
+    /// image is empty or the bare runtime repository (`platform-runtime`) runs this image.
+    pub runtime_image: String,
+    /// Prefix of the platform's own labels and annotations (`platform.dev/endpoint`, ...).
+    pub label_prefix: String,
+    /// `app.kubernetes.io/managed-by`.
+    pub managed_by: String,
+    /// `imagePullPolicy` of the serving container.
+    pub image_pull_policy: String,
+    /// Where pods that ask for GPUs may run.
+    pub gpu: Placement,
+    /// Where pods of deployed models with `dedicatedResources.spot` run. Empty (no node
+    /// selector, no toleration): this installation has no spot nodes and refuses `spot`.
+    pub spot: Placement,
+    /// A Secret whose keys become the serving container's environment (for example
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` to read `AIP_STORAGE_URI`). Referenced as
+    /// optional, so a cluster without it still starts models whose artifacts are public.
+    pub artifact_credentials_secret: Option<String>,
+    /// The platform's own service account: a deployed model's `serviceAccount` may not borrow it.
+    pub platform_service_account: Option<String>,
+    /// How long a replica may drain in-flight requests after SIGTERM.
+    pub termination_grace_period_seconds: i64,
+    /// How endpoints are exposed (Ingress) and who may reach private ones (NetworkPolicy).
+    pub ingress: IngressConfig,
+}
+
+/// Where a kind of pod may run: clusters label and taint their GPU and spot nodes differently.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Placement {
+    /// Node labels the pod requires. For GPU pods, `{accelerator}` in a value is replaced by the
+    /// accelerator type in label form (`NVIDIA_TESLA_T4` -> `nvidia-tesla-t4`), as GKE's
+    /// `cloud.google.com/gke-accelerator` expects.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints of those nodes that the pod tolerates.
+    pub tolerations: Vec<Toleration>,
+}
+
+impl Placement {
+    /// No node selector and no toleration.
+    pub fn is_empty(&self) -> bool {
+        self.node_selector.is_empty() && self.tolerations.is_empty()
+    }
+
+    /// The default GPU placement: tolerate the taint the NVIDIA GPU operator and most managed
+    /// clusters put on GPU nodes.
+    pub fn nvidia_gpus() -> Placement {
+        Placement {
+            node_selector: BTreeMap::new(),
+            tolerations: vec![Toleration {
+                key: Some(GPU_RESOURCE.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// The default spot placement: GKE's spot nodes (label and taint `cloud.google.com/gke-spot`).
+    pub fn gke_spot() -> Placement {
+        Placement {
+            node_selector: BTreeMap::from([(GKE_SPOT_LABEL.to_string(), "true".to_string())]),
+            tolerations: vec![Toleration {
+                key: Some(GKE_SPOT_LABEL.into()),
+                operator: Some("Equal".into()),
+                value: Some("true".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+/// How endpoints are reached from outside the cluster: through the gateway, behind an Ingress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressConfig {
+    /// Host of an endpoint; `{endpoint}`, `{project}` and `{location}` are replaced by DNS-safe
+    /// forms of the endpoint's id, project and location.
+    pub host_pattern: String,
+    /// `spec.ingressClassName`; the cluster's default class when unset.
+    pub class_name: Option<String>,
+    /// The annotation that asks cert-manager for the TLS certificate, e.g.
+    /// `cert-manager.io/cluster-issuer: letsencrypt`. None when certificates are provided otherwise.
+    pub cert_manager_annotation: Option<(String, String)>,
+    /// Namespace of the gateway (Ingresses must live beside the Service they route to); the
+    /// models' namespace when unset.
+    pub gateway_namespace: Option<String>,
+    /// The gateway's Service and port.
+    pub gateway_service: String,
+    pub gateway_port: i32,
+    /// Labels of the gateway's pods: the only callers a private endpoint's pods accept.
+    pub gateway_pod_labels: BTreeMap<String, String>,
+}
+
+/// The annotation key cert-manager reads a ClusterIssuer's name from.
+pub const CLUSTER_ISSUER_ANNOTATION: &str = "cert-manager.io/cluster-issuer";
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            host_pattern: "{endpoint}.endpoints.example.com".into(),
+            class_name: None,
+            cert_manager_annotation: Some((CLUSTER_ISSUER_ANNOTATION.into(), "letsencrypt".into())),
+            gateway_namespace: None,
+            gateway_service: GATEWAY_NAME.into(),
+            gateway_port: 80,
+            gateway_pod_labels: BTreeMap::from([
+                ("app.kubernetes.io/name".into(), "platform".into()),
+                ("app.kubernetes.io/component".into(), "gateway".into()),
+            ]),
+        }
+    }
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            namespace: "default".into(),
+            runtime_image: format!("platform-runtime:{}", env!("CARGO_PKG_VERSION")),
+            label_prefix: "platform.dev".into(),
+            managed_by: "platform".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            gpu: Placement::nvidia_gpus(),
+            spot: Placement::gke_spot(),
+            artifact_credentials_secret: None,
+            platform_service_account: None,
+            termination_grace_period_seconds: 30,
+            ingress: IngressConfig::default(),
+        }
+    }
+}
+
+impl RenderConfig {
+    /// The runtime image's repository (`platform-runtime` of `ghcr.io/x/platform-runtime:0.1`).
+    pub fn runtime_repository(&self) -> &str {
+        image_repository(&self.runtime_image)
+    }
+
+    /// Whether a model's `imageUri` means the prebuilt runtime: empty, or the runtime's bare
+    /// repository name without a tag.
+    pub fn is_runtime_image(&self, image_uri: &str) -> bool {
+        let image = image_uri.trim();
+        image.is_empty() || image == self.runtime_repository() || image == self.runtime_image
+    }
+
+    /// The platform label `{prefix}/{key}`.
+    pub fn label(&self, key: &str) -> String {
+        format!("{}/{key}", self.label_prefix)
+    }
+
+    /// Whether a deployed model's placement can be rendered here, or why not: accelerators
+    /// other than NVIDIA GPUs have no device resource, `spot` needs spot nodes configured, and
+    /// a `serviceAccount` must be a valid name other than the platform's own.
+    pub fn check_placement(
+        &self,
+        machine: &MachineType,
+        spot: bool,
+        service_account: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(acc) = &machine.accelerator
+            && !is_nvidia(&acc.accelerator_type)
+        {
+            return Err(format!(
+                "accelerator {} cannot be scheduled: only NVIDIA GPUs (the `{GPU_RESOURCE}` device resource) are supported",
+                acc.accelerator_type
+            ));
+        }
+        if spot && self.spot.is_empty() {
+            return Err("dedicatedResources.spot: this installation has no spot nodes configured \
+                        (platform serve --spot-node-selector / --spot-tolerations)"
+                .into());
+        }
+        if let Some(account) = service_account {
+            if !is_dns_subdomain(account) {
+                return Err(format!(
+                    "serviceAccount `{account}` is not a Kubernetes service account name (lowercase letters, digits, `-` and `.`, at most 253 characters)"
+                ));
+            }
+            if self.platform_service_account.as_deref() == Some(account) {
+                return Err(format!(
+                    "serviceAccount `{account}` is the platform's own service account; models run as another one"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an accelerator type is an NVIDIA GPU (`NVIDIA_L4`, `NVIDIA_TESLA_T4`, ...).
+pub fn is_nvidia(accelerator_type: &str) -> bool {
+    accelerator_type.starts_with("NVIDIA")
+}
+
+/// A DNS-1123 subdomain: what Kubernetes accepts as a service account name.
+fn is_dns_subdomain(s: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Catalog;
+
+    #[test]
+    fn placement_refusals_say_why() {
+        let catalog = Catalog::builtin();
+        let cpu = catalog.get("e2-small").unwrap().clone();
+        let cfg =
+            RenderConfig { platform_service_account: Some("platform".into()), ..RenderConfig::default() };
+        assert_eq!(cfg.check_placement(&cpu, true, Some("model-reader")), Ok(()));
+        let mut tpu = cpu.clone();
+        tpu.accelerator =
+            Some(crate::machine::Accelerator { accelerator_type: "TPU_V5_LITEPOD".into(), count: 1 });
+        assert!(cfg.check_placement(&tpu, false, None).unwrap_err().contains("only NVIDIA GPUs"));
+        let no_spot = RenderConfig { spot: Placement::default(), ..cfg.clone() };
+        assert!(no_spot.check_placement(&cpu, true, None).unwrap_err().contains("no spot nodes"));
+        assert_eq!(no_spot.check_placement(&cpu, false, None), Ok(()));
+        assert!(cfg.check_placement(&cpu, false, Some("platform")).unwrap_err().contains("platform's own"));
+        assert!(cfg.check_placement(&cpu, false, Some("Bad_Name")).unwrap_err().contains("not a Kubernetes"));
+    }
+}
