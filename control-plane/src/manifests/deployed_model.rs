@@ -595,4 +595,52 @@ mod tests {
         assert_eq!((secret.name.as_str(), secret.optional), ("s3-credentials", Some(true)));
         assert_eq!(pod(&r).termination_grace_period_seconds, Some(90));
     }
+
+    #[test]
+    fn deployment_timeout_in_any_accepted_form_sets_the_progress_deadline() {
+        // The API accepts "30m" (humantime) as well as Google's "1800s": both must render.
+        for (timeout, seconds) in [
+            ("1800s", Some(1800)),
+            ("30m", Some(1800)),
+            ("2.5s", Some(3)),
+            ("1h 30m", Some(5400)),
+            ("0s", None),
+        ] {
+            let mut input = custom_input();
+            input.container.deployment_timeout = Some(timeout.into());
+            let r = render(&input, &RenderConfig::default());
+            assert_eq!(r.deployment.spec.unwrap().progress_deadline_seconds, seconds, "{timeout}");
+        }
+        assert_eq!(progress_deadline_seconds("soon"), None);
+    }
+
+    #[test]
+    fn spot_and_service_account_reach_the_pod() {
+        let mut input = custom_input();
+        input.spot = true;
+        input.service_account = Some("model-reader".into());
+        let mut cfg = RenderConfig::default();
+        cfg.gpu.node_selector =
+            BTreeMap::from([("cloud.google.com/gke-accelerator".to_string(), "{accelerator}".to_string())]);
+        let r = render(&input, &cfg);
+        let p = pod(&r);
+        assert_eq!(p.service_account_name.as_deref(), Some("model-reader"));
+        assert_eq!(p.automount_service_account_token, Some(false), "an account, still no API token");
+        let selector = p.node_selector.as_ref().unwrap();
+        assert_eq!(selector["cloud.google.com/gke-spot"], "true");
+        assert_eq!(selector["cloud.google.com/gke-accelerator"], "nvidia-tesla-t4");
+        let keys: Vec<_> = p.tolerations.as_ref().unwrap().iter().map(|t| t.key.clone().unwrap()).collect();
+        assert_eq!(keys, [GPU_RESOURCE, "cloud.google.com/gke-spot"]);
+        let on_demand = render(&runtime_input(), &cfg);
+        assert!(pod(&on_demand).node_selector.is_none() && pod(&on_demand).service_account_name.is_none());
+    }
+
+    #[test]
+    fn rendered_pods_meet_the_policy_they_are_checked_against() {
+        for input in [runtime_input(), custom_input()] {
+            let r = render(&input, &RenderConfig::default());
+            let problems = crate::manifests::policy::pod_problems(pod(&r), Some(pod(&r)));
+            assert!(problems.is_empty(), "{problems:#?}");
+        }
+    }
 }

@@ -104,6 +104,7 @@ mod tests {
 
     use super::*;
     use crate::machine::Catalog;
+    use crate::manifests::policy;
     use crate::manifests::{
         EndpointInput, ModelContainerSpec, RenderConfig, RenderInput, render, render_endpoint,
     };
@@ -380,5 +381,86 @@ mod tests {
             validate_endpoint(&widened, &private).is_err(),
             "an empty pod selector would select every pod"
         );
+    }
+
+    #[test]
+    fn the_contract_and_loader_environment_stay_the_platforms() {
+        // A new AIP_ variable, a changed one and a loader variable.
+        let yaml = edit(
+            "        - name: AIP_STORAGE_URI\n          value: ''\n",
+            "        - name: AIP_STORAGE_URI\n          value: file:///var/lib/platform/jwt.key\n        - name: LD_PRELOAD\n          value: /tmp/x.so\n        - name: AIP_EXTRA\n          value: x\n        - name: GREETING\n          value: hello\n",
+        );
+        let found = problems(&yaml);
+        let at = "Deployment/spec/template/spec/containers/0/env";
+        assert_eq!(
+            found,
+            vec![
+                format!(
+                    "{at}/12: AIP_STORAGE_URI is the platform's: the AIP_* variables of the serving contract are set by the platform; it cannot be set or changed in the manifests"
+                ),
+                format!(
+                    "{at}/13: LD_PRELOAD changes how programs are loaded and may not be set; it cannot be set in the manifests"
+                ),
+                format!(
+                    "{at}/14: AIP_EXTRA is the platform's: the AIP_* variables of the serving contract are set by the platform; it cannot be set or changed in the manifests"
+                ),
+            ]
+        );
+        // Removing a contract variable breaks the contract.
+        let yaml = edit("        - name: AIP_MODE\n          value: PREDICTION\n", "");
+        assert_rejected(&yaml, &format!("{at}: must keep AIP_MODE (the platform sets it)"));
+        // envFrom could set anything.
+        let yaml = edit(
+            "        image: ",
+            "        envFrom:\n        - configMapRef:\n            name: preload\n        image: ",
+        );
+        let found = problems(&yaml);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("Deployment/spec/template/spec/containers/0/envFrom/0: not allowed")),
+            "{found:#?}"
+        );
+        assert_eq!(policy::env_name_problem("GREETING"), None);
+        assert!(policy::env_name_problem("DYLD_INSERT_LIBRARIES").is_some());
+        assert!(policy::env_name_problem("GLIBC_TUNABLES").is_some());
+    }
+
+    #[test]
+    fn the_restricted_pod_security_standard_is_kept() {
+        let at = "Deployment/spec/template/spec";
+        assert_rejected(
+            &edit("          allowPrivilegeEscalation: false\n", ""),
+            &format!(
+                "{at}/containers/0/securityContext/allowPrivilegeEscalation: must be false: the restricted Pod Security Standard"
+            ),
+        );
+        assert_rejected(
+            &edit("            - ALL\n", "            - NET_RAW\n"),
+            &format!(
+                "{at}/containers/0/securityContext/capabilities/drop: must include ALL: the restricted Pod Security Standard"
+            ),
+        );
+        assert_rejected(
+            &edit("          runAsNonRoot: true\n", "          runAsNonRoot: true\n          runAsUser: 0\n"),
+            &format!(
+                "{at}/containers/0/securityContext/runAsUser: must not be 0 (root): the restricted Pod Security Standard"
+            ),
+        );
+        let unconfined = edit(
+            "        seccompProfile:\n          type: RuntimeDefault\n      terminationGracePeriodSeconds",
+            "        seccompProfile:\n          type: Unconfined\n      terminationGracePeriodSeconds",
+        );
+        assert_rejected(
+            &unconfined,
+            &format!(
+                "{at}/securityContext/seccompProfile/type: Unconfined is not allowed: the restricted Pod Security Standard"
+            ),
+        );
+        let volume = edit(
+            "      terminationGracePeriodSeconds: 30\n",
+            "      terminationGracePeriodSeconds: 30\n      volumes:\n      - name: n\n        nfs:\n          server: x\n          path: /\n",
+        );
+        assert_rejected(&volume, &format!("{at}/volumes/0/nfs: not allowed"));
     }
 }
