@@ -79,6 +79,60 @@ impl Placement {
         }
     }
 
+    /// A placement from flag values: node labels as `key=value` and tolerations in the taint
+    /// syntax of `kubectl taint` (`key[=value][:Effect]`; without a value the toleration matches
+    /// any value). `none` (or nothing) for no labels or no tolerations.
+    pub fn from_flags(node_selector: &[String], tolerations: &[String]) -> Result<Placement, String> {
+        let items = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .flat_map(|s| s.split(','))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && s != "none")
+                .collect()
+        };
+        let mut placement = Placement::default();
+        for label in items(node_selector) {
+            match label.split_once('=') {
+                Some((key, value)) if !key.is_empty() => {
+                    placement.node_selector.insert(key.to_string(), value.to_string());
+                }
+                _ => return Err(format!("node selector `{label}` is not `key=value`")),
+            }
+        }
+        for taint in items(tolerations) {
+            placement.tolerations.push(parse_toleration(&taint)?);
+        }
+        Ok(placement)
+    }
+
+    /// The node selector as a flag value (what [`Placement::from_flags`] reads back).
+    pub fn node_selector_flag(&self) -> String {
+        if self.node_selector.is_empty() {
+            return "none".into();
+        }
+        self.node_selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// The tolerations as a flag value (what [`Placement::from_flags`] reads back).
+    pub fn tolerations_flag(&self) -> String {
+        if self.tolerations.is_empty() {
+            return "none".into();
+        }
+        let one = |t: &Toleration| {
+            let mut s = t.key.clone().unwrap_or_default();
+            if let Some(value) = t.value.as_deref().filter(|v| !v.is_empty()) {
+                s.push('=');
+                s.push_str(value);
+            }
+            if let Some(effect) = &t.effect {
+                s.push(':');
+                s.push_str(effect);
+            }
+            s
+        };
+        self.tolerations.iter().map(one).collect::<Vec<_>>().join(",")
+    }
+
     /// The default spot placement: GKE's spot nodes (label and taint `cloud.google.com/gke-spot`).
     pub fn gke_spot() -> Placement {
         Placement {
@@ -209,6 +263,37 @@ impl RenderConfig {
     }
 }
 
+/// Taint effects a toleration may name.
+const EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/// `key[=value][:Effect]` as a toleration: `Equal` with a value, `Exists` without.
+fn parse_toleration(text: &str) -> Result<Toleration, String> {
+    let (rest, effect) = match text.rsplit_once(':') {
+        Some((rest, effect)) if EFFECTS.contains(&effect) => (rest, Some(effect.to_string())),
+        Some((_, effect)) => {
+            return Err(format!(
+                "toleration `{text}`: effect `{effect}` is not one of {}",
+                EFFECTS.join(", ")
+            ));
+        }
+        None => (text, None),
+    };
+    let (key, value) = match rest.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_string())),
+        None => (rest, None),
+    };
+    if key.is_empty() {
+        return Err(format!("toleration `{text}` has no key (write key[=value][:Effect])"));
+    }
+    Ok(Toleration {
+        key: Some(key.to_string()),
+        operator: Some(if value.is_some() { "Equal" } else { "Exists" }.into()),
+        value,
+        effect,
+        ..Default::default()
+    })
+}
+
 /// Whether an accelerator type is an NVIDIA GPU (`NVIDIA_L4`, `NVIDIA_TESLA_T4`, ...).
 pub fn is_nvidia(accelerator_type: &str) -> bool {
     accelerator_type.starts_with("NVIDIA")
@@ -246,5 +331,26 @@ mod tests {
         assert_eq!(no_spot.check_placement(&cpu, false, None), Ok(()));
         assert!(cfg.check_placement(&cpu, false, Some("platform")).unwrap_err().contains("platform's own"));
         assert!(cfg.check_placement(&cpu, false, Some("Bad_Name")).unwrap_err().contains("not a Kubernetes"));
+    }
+
+    #[test]
+    fn placements_round_trip_through_flags() {
+        for placement in [Placement::nvidia_gpus(), Placement::gke_spot(), Placement::default()] {
+            let flags =
+                Placement::from_flags(&[placement.node_selector_flag()], &[placement.tolerations_flag()]);
+            assert_eq!(flags, Ok(placement));
+        }
+        let p = Placement::from_flags(
+            &["pool=gpu,cloud.google.com/gke-accelerator={accelerator}".into()],
+            &["dedicated=ml:NoExecute".into(), "nvidia.com/gpu".into()],
+        )
+        .unwrap();
+        assert_eq!(p.node_selector["cloud.google.com/gke-accelerator"], "{accelerator}");
+        assert_eq!(p.tolerations[0].operator.as_deref(), Some("Equal"));
+        assert_eq!(p.tolerations[1].operator.as_deref(), Some("Exists"));
+        assert!(p.tolerations[1].effect.is_none(), "no effect: every effect");
+        assert!(Placement::from_flags(&["pool".into()], &[]).unwrap_err().contains("key=value"));
+        assert!(Placement::from_flags(&[], &["a:Sometimes".into()]).unwrap_err().contains("NoSchedule"));
+        assert!(Placement::from_flags(&[], &["=x:NoSchedule".into()]).unwrap_err().contains("no key"));
     }
 }

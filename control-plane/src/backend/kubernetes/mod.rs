@@ -3,6 +3,7 @@
 //! ReplicaSets, Pods and EndpointSlices, scales through the scale subresource and deletes what
 //! it created by label.
 
+pub mod check;
 pub mod status;
 pub mod watch;
 
