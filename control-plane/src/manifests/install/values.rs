@@ -83,21 +83,16 @@ pub struct Gateway {
 }
 
 /// Node labels and tolerations: `nodeSelector: {key: value}`, `tolerations: ["key[=value][:Effect]"]`.
+/// Giving one replaces the default of both.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawPlacement")]
 pub struct PlacementValues(pub Placement);
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 struct RawPlacement {
     node_selector: BTreeMap<String, String>,
     tolerations: Vec<String>,
-}
-
-impl Default for RawPlacement {
-    fn default() -> Self {
-        RawPlacement { node_selector: BTreeMap::new(), tolerations: Vec::new() }
-    }
 }
 
 impl TryFrom<RawPlacement> for PlacementValues {
@@ -149,12 +144,6 @@ impl Default for Values {
             api: Component::default(),
             gateway: Gateway::default(),
         }
-    }
-}
-
-impl Default for PlacementValues {
-    fn default() -> Self {
-        PlacementValues(Placement::default())
     }
 }
 
