@@ -125,10 +125,15 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
             min_replicas: (i % 4) as u32,
             max_replicas: 8,
             autoscaling: vec![AutoscalingMetricSpec { metric_name: metric.into(), target: 0 }],
-            spot: false,
-            service_account: None,
+            spot: i % 2 == 1,
+            service_account: (i % 3 == 1).then(|| "model-reader".to_string()),
         };
-        all.push_str(&render(&input, &cfg).to_yaml().unwrap());
+        let rendered = render(&input, &cfg);
+        // The restricted Pod Security Standard, by the same policy edits are checked with.
+        let pod = rendered.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let problems = control_plane::manifests::policy::pod_problems(pod, Some(pod));
+        assert!(problems.is_empty(), "{problems:#?}");
+        all.push_str(&rendered.to_yaml().unwrap());
         let access = [Access::Public, Access::Authenticated, Access::Private][i % 3];
         let endpoint = EndpointInput {
             project: "my-project".into(),
@@ -140,7 +145,8 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
     }
     assert!(all.contains("kind: HorizontalPodAutoscaler") && all.contains("kind: PodDisruptionBudget"));
     assert!(all.contains("kind: Ingress") && all.contains("kind: NetworkPolicy"));
-    assert!(all.contains("nvidia.com/gpu"));
+    assert!(all.contains("nvidia.com/gpu") && all.contains("cloud.google.com/gke-spot"));
+    assert!(all.contains("serviceAccountName: model-reader"));
     assert_valid("matrix", &all);
 }
 
