@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::manifests::config::CLUSTER_ISSUER_ANNOTATION;
+use crate::manifests::config::{CLUSTER_ISSUER_ANNOTATION, PlacementError};
 use crate::manifests::{Placement, RenderConfig};
 
 /// What a `platform serve` process does.
@@ -189,11 +189,11 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// How deployed models and endpoints are rendered (the namespace is the backend's).
-    pub fn render_config(&self) -> Result<RenderConfig, String> {
+    pub fn render_config(&self) -> Result<RenderConfig, PlacementError> {
         let gpu = Placement::from_flags(&self.gpu_node_selector, &self.gpu_tolerations)
-            .map_err(|e| format!("--gpu-node-selector/--gpu-tolerations: {e}"))?;
+            .map_err(|e| PlacementError(format!("--gpu-node-selector/--gpu-tolerations: {e}")))?;
         let spot = Placement::from_flags(&self.spot_node_selector, &self.spot_tolerations)
-            .map_err(|e| format!("--spot-node-selector/--spot-tolerations: {e}"))?;
+            .map_err(|e| PlacementError(format!("--spot-node-selector/--spot-tolerations: {e}")))?;
         let mut cfg = RenderConfig {
             runtime_image: self.runtime_image.clone(),
             image_pull_policy: self.image_pull_policy.clone(),

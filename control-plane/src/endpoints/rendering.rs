@@ -4,6 +4,7 @@
 
 use super::compute::{self, Compute, ComputeError};
 use crate::machine::Catalog;
+use crate::manifests::config::PlacementError;
 use crate::manifests::{self, ManifestError, RenderConfig, RenderInput, Rendered};
 use crate::store::{DeployedModel, ModelVersion};
 
@@ -23,6 +24,8 @@ pub enum RenderingError {
     #[error(transparent)]
     Compute(#[from] ComputeError),
     #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
 
@@ -30,6 +33,7 @@ impl api::Coded for RenderingError {
     fn code(&self) -> api::Code {
         match self {
             RenderingError::Compute(e) => e.code(),
+            RenderingError::Placement(e) => e.code(),
             RenderingError::Manifest(_) => api::Code::Internal,
         }
     }
@@ -65,9 +69,7 @@ pub fn render(
         spot: dm.spec.dedicated_resources.as_ref().is_some_and(|d| d.spot),
         service_account: Some(dm.spec.service_account.clone()).filter(|s| !s.is_empty()),
     };
-    config
-        .check_placement(&input.machine, input.spot, input.service_account.as_deref())
-        .map_err(compute::ComputeError)?;
+    config.check_placement(&input.machine, input.spot, input.service_account.as_deref())?;
     let rendered = manifests::render(&input, config);
     let manifests = rendered.to_yaml()?;
     Ok(Rendering { input, compute, rendered, manifests })

@@ -82,7 +82,7 @@ impl Placement {
     /// A placement from flag values: node labels as `key=value` and tolerations in the taint
     /// syntax of `kubectl taint` (`key[=value][:Effect]`; without a value the toleration matches
     /// any value). `none` (or nothing) for no labels or no tolerations.
-    pub fn from_flags(node_selector: &[String], tolerations: &[String]) -> Result<Placement, String> {
+    pub fn from_flags(node_selector: &[String], tolerations: &[String]) -> Result<Placement, PlacementError> {
         let items = |list: &[String]| -> Vec<String> {
             list.iter()
                 .flat_map(|s| s.split(','))
@@ -96,7 +96,7 @@ impl Placement {
                 Some((key, value)) if !key.is_empty() => {
                     placement.node_selector.insert(key.to_string(), value.to_string());
                 }
-                _ => return Err(format!("node selector `{label}` is not `key=value`")),
+                _ => return Err(PlacementError(format!("node selector `{label}` is not `key=value`"))),
             }
         }
         for taint in items(tolerations) {
@@ -233,28 +233,31 @@ impl RenderConfig {
         machine: &MachineType,
         spot: bool,
         service_account: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PlacementError> {
+        let refuse = |message: String| Err(PlacementError(message));
         if let Some(acc) = &machine.accelerator
             && !is_nvidia(&acc.accelerator_type)
         {
-            return Err(format!(
+            return refuse(format!(
                 "accelerator {} cannot be scheduled: only NVIDIA GPUs (the `{GPU_RESOURCE}` device resource) are supported",
                 acc.accelerator_type
             ));
         }
         if spot && self.spot.is_empty() {
-            return Err("dedicatedResources.spot: this installation has no spot nodes configured \
-                        (platform serve --spot-node-selector / --spot-tolerations)"
-                .into());
+            return refuse(
+                "dedicatedResources.spot: this installation has no spot nodes configured \
+                 (platform serve --spot-node-selector / --spot-tolerations)"
+                    .into(),
+            );
         }
         if let Some(account) = service_account {
             if !is_dns_subdomain(account) {
-                return Err(format!(
+                return refuse(format!(
                     "serviceAccount `{account}` is not a Kubernetes service account name (lowercase letters, digits, `-` and `.`, at most 253 characters)"
                 ));
             }
             if self.platform_service_account.as_deref() == Some(account) {
-                return Err(format!(
+                return refuse(format!(
                     "serviceAccount `{account}` is the platform's own service account; models run as another one"
                 ));
             }
@@ -267,14 +270,14 @@ impl RenderConfig {
 const EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
 /// `key[=value][:Effect]` as a toleration: `Equal` with a value, `Exists` without.
-fn parse_toleration(text: &str) -> Result<Toleration, String> {
+fn parse_toleration(text: &str) -> Result<Toleration, PlacementError> {
     let (rest, effect) = match text.rsplit_once(':') {
         Some((rest, effect)) if EFFECTS.contains(&effect) => (rest, Some(effect.to_string())),
         Some((_, effect)) => {
-            return Err(format!(
+            return Err(PlacementError(format!(
                 "toleration `{text}`: effect `{effect}` is not one of {}",
                 EFFECTS.join(", ")
-            ));
+            )));
         }
         None => (text, None),
     };
@@ -283,7 +286,7 @@ fn parse_toleration(text: &str) -> Result<Toleration, String> {
         None => (rest, None),
     };
     if key.is_empty() {
-        return Err(format!("toleration `{text}` has no key (write key[=value][:Effect])"));
+        return Err(PlacementError(format!("toleration `{text}` has no key (write key[=value][:Effect])")));
     }
     Ok(Toleration {
         key: Some(key.to_string()),
@@ -292,6 +295,17 @@ fn parse_toleration(text: &str) -> Result<Toleration, String> {
         effect,
         ..Default::default()
     })
+}
+
+/// Why a deployed model cannot be placed on this installation's nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlacementError(pub String);
+
+impl api::Coded for PlacementError {
+    fn code(&self) -> api::Code {
+        api::Code::InvalidArgument
+    }
 }
 
 /// Whether an accelerator type is an NVIDIA GPU (`NVIDIA_L4`, `NVIDIA_TESLA_T4`, ...).
@@ -325,12 +339,14 @@ mod tests {
         let mut tpu = cpu.clone();
         tpu.accelerator =
             Some(crate::machine::Accelerator { accelerator_type: "TPU_V5_LITEPOD".into(), count: 1 });
-        assert!(cfg.check_placement(&tpu, false, None).unwrap_err().contains("only NVIDIA GPUs"));
+        assert!(cfg.check_placement(&tpu, false, None).unwrap_err().0.contains("only NVIDIA GPUs"));
         let no_spot = RenderConfig { spot: Placement::default(), ..cfg.clone() };
-        assert!(no_spot.check_placement(&cpu, true, None).unwrap_err().contains("no spot nodes"));
+        assert!(no_spot.check_placement(&cpu, true, None).unwrap_err().0.contains("no spot nodes"));
         assert_eq!(no_spot.check_placement(&cpu, false, None), Ok(()));
-        assert!(cfg.check_placement(&cpu, false, Some("platform")).unwrap_err().contains("platform's own"));
-        assert!(cfg.check_placement(&cpu, false, Some("Bad_Name")).unwrap_err().contains("not a Kubernetes"));
+        assert!(cfg.check_placement(&cpu, false, Some("platform")).unwrap_err().0.contains("platform's own"));
+        assert!(
+            cfg.check_placement(&cpu, false, Some("Bad_Name")).unwrap_err().0.contains("not a Kubernetes")
+        );
     }
 
     #[test]
@@ -349,8 +365,8 @@ mod tests {
         assert_eq!(p.tolerations[0].operator.as_deref(), Some("Equal"));
         assert_eq!(p.tolerations[1].operator.as_deref(), Some("Exists"));
         assert!(p.tolerations[1].effect.is_none(), "no effect: every effect");
-        assert!(Placement::from_flags(&["pool".into()], &[]).unwrap_err().contains("key=value"));
-        assert!(Placement::from_flags(&[], &["a:Sometimes".into()]).unwrap_err().contains("NoSchedule"));
-        assert!(Placement::from_flags(&[], &["=x:NoSchedule".into()]).unwrap_err().contains("no key"));
+        assert!(Placement::from_flags(&["pool".into()], &[]).unwrap_err().0.contains("key=value"));
+        assert!(Placement::from_flags(&[], &["a:Sometimes".into()]).unwrap_err().0.contains("NoSchedule"));
+        assert!(Placement::from_flags(&[], &["=x:NoSchedule".into()]).unwrap_err().0.contains("no key"));
     }
 }

@@ -48,7 +48,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let artifacts = ArtifactStore::open(&config.artifact_store())
         .await
         .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
-    let render = config.render_config().map_err(anyhow::Error::msg)?;
+    let render = config.render_config()?;
     let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
     {
         BackendKind::Local => {

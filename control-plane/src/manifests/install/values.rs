@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{InstallError, selector};
-use crate::manifests::config::{CLUSTER_ISSUER_ANNOTATION, GATEWAY_NAME};
+use crate::manifests::config::{CLUSTER_ISSUER_ANNOTATION, GATEWAY_NAME, PlacementError};
 use crate::manifests::{Placement, RenderConfig};
 
 /// The values of an installation.
@@ -96,9 +96,9 @@ struct RawPlacement {
 }
 
 impl TryFrom<RawPlacement> for PlacementValues {
-    type Error = String;
+    type Error = PlacementError;
 
-    fn try_from(raw: RawPlacement) -> Result<Self, String> {
+    fn try_from(raw: RawPlacement) -> Result<Self, PlacementError> {
         let labels: Vec<String> = raw.node_selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         Placement::from_flags(&labels, &raw.tolerations).map(PlacementValues)
     }
