@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::manifests::config::{CLUSTER_ISSUER_ANNOTATION, PlacementError};
+use crate::manifests::{Placement, RenderConfig};
+
 /// What a `platform serve` process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServeRole {
@@ -134,12 +137,85 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Host of each endpoint's Ingress (kubernetes backend); `{endpoint}`, `{project}` and
+    /// `{location}` are replaced by DNS-safe forms of the endpoint's id, project and location.
+    #[arg(long, env = "PLATFORM_ENDPOINT_HOST_PATTERN", default_value = "{endpoint}.endpoints.example.com")]
+    pub endpoint_host_pattern: String,
+
+    /// IngressClass of the endpoints' Ingresses. Default: the cluster's default class.
+    #[arg(long, env = "PLATFORM_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+
+    /// cert-manager ClusterIssuer that signs the endpoints' certificates; `none` when the
+    /// certificates come from elsewhere (the Ingress then names a Secret you provide).
+    #[arg(long, env = "PLATFORM_CLUSTER_ISSUER", default_value = "letsencrypt")]
+    pub cluster_issuer: String,
+
+    /// A Secret whose keys become every model pod's environment, for example S3 credentials
+    /// (`AWS_ACCESS_KEY_ID`, ...) that read `AIP_STORAGE_URI`. Give models a read-only key.
+    #[arg(long, env = "PLATFORM_MODEL_SECRET")]
+    pub model_secret: Option<String>,
+
+    /// `imagePullPolicy` of model pods.
+    #[arg(long, env = "PLATFORM_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+
+    /// Node labels GPU pods require, `key=value,...` (`{accelerator}` in a value becomes the
+    /// accelerator type, e.g. `cloud.google.com/gke-accelerator={accelerator}`); `none` for none.
+    #[arg(long, env = "PLATFORM_GPU_NODE_SELECTOR", default_value = "none")]
+    pub gpu_node_selector: Vec<String>,
+
+    /// Taints of GPU nodes that GPU pods tolerate, `key[=value][:Effect],...`; `none` for none.
+    #[arg(long, env = "PLATFORM_GPU_TOLERATIONS", default_value = "nvidia.com/gpu:NoSchedule")]
+    pub gpu_tolerations: Vec<String>,
+
+    /// Node labels of spot nodes, for deployed models with `dedicatedResources.spot`; `none`
+    /// (with `--spot-tolerations none`) when the cluster has no spot nodes: `spot` is refused.
+    #[arg(long, env = "PLATFORM_SPOT_NODE_SELECTOR", default_value = "cloud.google.com/gke-spot=true")]
+    pub spot_node_selector: Vec<String>,
+
+    /// Taints of spot nodes that spot pods tolerate, `key[=value][:Effect],...`.
+    #[arg(
+        long,
+        env = "PLATFORM_SPOT_TOLERATIONS",
+        default_value = "cloud.google.com/gke-spot=true:NoSchedule"
+    )]
+    pub spot_tolerations: Vec<String>,
+
+    /// The platform's own Kubernetes service account (the install sets it): a deployed model's
+    /// `serviceAccount` may not be this one.
+    #[arg(long, env = "PLATFORM_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+
     /// How often the controller checks replicas without being asked.
     #[arg(long, env = "PLATFORM_RECONCILE_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
     pub reconcile_period: Duration,
 }
 
 impl ServeConfig {
+    /// How deployed models and endpoints are rendered (the namespace is the backend's).
+    pub fn render_config(&self) -> Result<RenderConfig, PlacementError> {
+        let gpu = Placement::from_flags(&self.gpu_node_selector, &self.gpu_tolerations)
+            .map_err(|e| PlacementError(format!("--gpu-node-selector/--gpu-tolerations: {e}")))?;
+        let spot = Placement::from_flags(&self.spot_node_selector, &self.spot_tolerations)
+            .map_err(|e| PlacementError(format!("--spot-node-selector/--spot-tolerations: {e}")))?;
+        let mut cfg = RenderConfig {
+            runtime_image: self.runtime_image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            gpu,
+            spot,
+            artifact_credentials_secret: self.model_secret.clone().filter(|s| !s.is_empty()),
+            platform_service_account: self.service_account.clone().filter(|s| !s.is_empty()),
+            ..RenderConfig::default()
+        };
+        cfg.ingress.host_pattern = self.endpoint_host_pattern.clone();
+        cfg.ingress.class_name = self.ingress_class.clone().filter(|c| !c.is_empty());
+        let issuer = self.cluster_issuer.trim();
+        cfg.ingress.cert_manager_annotation = (!issuer.is_empty() && issuer != "none")
+            .then(|| (CLUSTER_ISSUER_ANNOTATION.to_string(), issuer.to_string()));
+        Ok(cfg)
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()

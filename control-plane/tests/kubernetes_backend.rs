@@ -159,6 +159,8 @@ fn rendered(min_replicas: u32, cpu: bool) -> Rendered {
         } else {
             vec![]
         },
+        spot: false,
+        service_account: None,
     };
     render(&input, &RenderConfig { namespace: "models".into(), ..RenderConfig::default() })
 }

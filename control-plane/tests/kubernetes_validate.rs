@@ -125,8 +125,15 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
             min_replicas: (i % 4) as u32,
             max_replicas: 8,
             autoscaling: vec![AutoscalingMetricSpec { metric_name: metric.into(), target: 0 }],
+            spot: i % 2 == 1,
+            service_account: (i % 3 == 1).then(|| "model-reader".to_string()),
         };
-        all.push_str(&render(&input, &cfg).to_yaml().unwrap());
+        let rendered = render(&input, &cfg);
+        // The restricted Pod Security Standard, by the same policy edits are checked with.
+        let pod = rendered.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let problems = control_plane::manifests::policy::pod_problems(pod, Some(pod));
+        assert!(problems.is_empty(), "{problems:#?}");
+        all.push_str(&rendered.to_yaml().unwrap());
         let access = [Access::Public, Access::Authenticated, Access::Private][i % 3];
         let endpoint = EndpointInput {
             project: "my-project".into(),
@@ -138,7 +145,8 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
     }
     assert!(all.contains("kind: HorizontalPodAutoscaler") && all.contains("kind: PodDisruptionBudget"));
     assert!(all.contains("kind: Ingress") && all.contains("kind: NetworkPolicy"));
-    assert!(all.contains("nvidia.com/gpu"));
+    assert!(all.contains("nvidia.com/gpu") && all.contains("cloud.google.com/gke-spot"));
+    assert!(all.contains("serviceAccountName: model-reader"));
     assert_valid("matrix", &all);
 }
 
@@ -162,6 +170,8 @@ fn install_manifests_are_valid() {
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
         "Ingress",
     ] {
         assert!(default.contains(&format!("\nkind: {kind}\n")), "{kind} missing from:\n{default}");
@@ -173,12 +183,19 @@ fn install_manifests_are_valid() {
     std::fs::write(
         &values,
         "namespace: ml-serving\nimage: registry.local/platform:2\nhost: ml.example.org\ningressClassName: nginx\n\
-         clusterIssuer: null\ndatabase: {secretName: pg, key: dsn}\napi: {replicas: 3, cpu: '2', memory: 1Gi}\n",
+         clusterIssuer: null\ndatabase: {secretName: pg, key: dsn}\napi: {replicas: 3, cpu: '2', memory: 1Gi}\n\
+         networkPolicy: {allowedNamespaces: [ingress-nginx, monitoring]}\nserviceMonitor: true\n\
+         gpu: {nodeSelector: {pool: gpu}, tolerations: ['nvidia.com/gpu:NoSchedule']}\n",
     )
     .unwrap();
     let custom = run(&["--values", values.to_str().unwrap()]);
     assert!(custom.contains("namespace: ml-serving") && custom.contains("host: ml.example.org"), "{custom}");
-    assert_valid("install-values", &custom);
+    // The validator has no schema for the Prometheus Operator's ServiceMonitor (a custom
+    // resource); everything else is checked.
+    assert!(custom.contains("\nkind: ServiceMonitor\n"), "{custom}");
+    let known: Vec<&str> =
+        custom.split("---\n").filter(|d| !d.is_empty() && !d.contains("\nkind: ServiceMonitor\n")).collect();
+    assert_valid("install-values", &format!("---\n{}", known.join("---\n")));
 
     std::fs::write(&values, "nmespace: typo\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_platform"))
@@ -191,4 +208,69 @@ fn install_manifests_are_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The committed kustomize base (`deploy/kubernetes/base`) is the renderer's output for the
+/// default values, and `kubectl kustomize` builds the same objects as `install-manifests`.
+#[test]
+fn the_kustomize_base_in_deploy_is_the_renderers_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let committed = root.join("deploy/kubernetes/base");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_platform"))
+        .args(["install-manifests", "--kustomize"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let mut rendered: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
+        if update {
+            std::fs::create_dir_all(&committed).unwrap();
+            std::fs::write(committed.join(&name), &text).unwrap();
+        }
+        let current = std::fs::read_to_string(committed.join(&name)).unwrap_or_default();
+        assert!(
+            current == text,
+            "deploy/kubernetes/base/{name} is stale: run `UPDATE_GOLDEN=1 cargo test -p control-plane --test kubernetes_validate` (or `platform install-manifests --kustomize deploy/kubernetes/base`)"
+        );
+        rendered.push(name);
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&committed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    rendered.sort();
+    assert_eq!(files, rendered, "deploy/kubernetes/base holds files the renderer does not write");
+
+    let built = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(&committed)
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl is needed (scripts/test installs it): {e}"));
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let install = Command::new(env!("CARGO_BIN_EXE_platform")).arg("install-manifests").output().unwrap();
+    let objects = |yaml: &[u8]| {
+        let mut objects: Vec<(String, serde_json::Value)> = serde_norway::Deserializer::from_slice(yaml)
+            .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap())
+            .filter(|v| !v.is_null())
+            .map(|v| {
+                (format!("{}/{}", v["kind"].as_str().unwrap(), v["metadata"]["name"].as_str().unwrap()), v)
+            })
+            .collect();
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        objects
+    };
+    let from_kustomize = objects(&built.stdout);
+    let from_install = objects(&install.stdout);
+    assert_eq!(from_kustomize.len(), from_install.len());
+    for ((k, a), (i, b)) in from_kustomize.iter().zip(&from_install) {
+        assert_eq!(k, i);
+        assert_eq!(a, b, "{k} differs between kubectl kustomize and install-manifests");
+    }
+    assert_valid("kustomize", &String::from_utf8_lossy(&built.stdout));
 }

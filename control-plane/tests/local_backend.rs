@@ -72,6 +72,8 @@ fn input(
         min_replicas: replicas,
         max_replicas: replicas,
         autoscaling: vec![],
+        spot: false,
+        service_account: None,
     }
 }
 

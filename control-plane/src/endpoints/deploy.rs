@@ -59,6 +59,13 @@ impl Endpoints {
             disable_container_logging: dm.disable_container_logging,
         };
         let compute = compute::resolve(&requested, &self.catalog)?;
+        // What the cluster can place: GPUs it has a device resource for, spot nodes, a service
+        // account other than the platform's.
+        let spot = requested.dedicated_resources.as_ref().is_some_and(|d| d.spot);
+        let account = Some(requested.service_account.as_str()).filter(|a| !a.is_empty());
+        self.render
+            .check_placement(&compute.machine, spot, account)
+            .map_err(|e| EndpointError::Invalid(e.0))?;
         let deployed_model_id = if dm.id.is_empty() {
             new_numeric_id(18)
         } else {

@@ -4,6 +4,7 @@
 
 use super::compute::{self, Compute, ComputeError};
 use crate::machine::Catalog;
+use crate::manifests::config::PlacementError;
 use crate::manifests::{self, ManifestError, RenderConfig, RenderInput, Rendered};
 use crate::store::{DeployedModel, ModelVersion};
 
@@ -23,6 +24,8 @@ pub enum RenderingError {
     #[error(transparent)]
     Compute(#[from] ComputeError),
     #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
 
@@ -30,6 +33,7 @@ impl api::Coded for RenderingError {
     fn code(&self) -> api::Code {
         match self {
             RenderingError::Compute(e) => e.code(),
+            RenderingError::Placement(e) => e.code(),
             RenderingError::Manifest(_) => api::Code::Internal,
         }
     }
@@ -62,7 +66,10 @@ pub fn render(
             .as_ref()
             .map(|d| d.autoscaling_metric_specs.clone())
             .unwrap_or_default(),
+        spot: dm.spec.dedicated_resources.as_ref().is_some_and(|d| d.spot),
+        service_account: Some(dm.spec.service_account.clone()).filter(|s| !s.is_empty()),
     };
+    config.check_placement(&input.machine, input.spot, input.service_account.as_deref())?;
     let rendered = manifests::render(&input, config);
     let manifests = rendered.to_yaml()?;
     Ok(Rendering { input, compute, rendered, manifests })
@@ -79,7 +86,7 @@ pub fn predict_route(objects: &Rendered) -> Option<String> {
         .as_ref()?
         .containers
         .iter()
-        .find(|c| c.name == manifests::render::CONTAINER_NAME)?
+        .find(|c| c.name == manifests::CONTAINER_NAME)?
         .env
         .as_ref()?
         .iter()

@@ -1,26 +1,43 @@
 //! Manifests: the single truth of what runs. A DeployedModel's desired state is rendered into
 //! typed Kubernetes objects ([`render`]); the `kubernetes` backend applies them and the `local`
 //! backend interprets their pod template, so the YAML a user sees is what runs.
+//!
+//! - What is rendered: [`deployed_model`] (Deployment, Service, HPA, PDB of a deployed model),
+//!   [`exposure`] (an endpoint's Ingress or NetworkPolicy), [`install`] (the platform itself),
+//!   each from [`config`], [`naming`] and the `AIP_*` [`contract`], built from one builder per
+//!   object shape in [`objects`].
+//! - What an edit may be: [`parse`] into typed objects, [`ownership`] (it stays its owner's),
+//!   [`policy`] (security), composed by [`validate`]; [`diff`] shows what it changes.
 
-pub mod endpoint;
+pub mod config;
+pub mod contract;
+pub mod deployed_model;
+pub mod diff;
 pub mod expand;
+pub mod exposure;
 pub mod install;
+pub mod naming;
+pub mod objects;
+pub mod ownership;
+pub mod parse;
+pub mod policy;
 pub mod quantity;
-pub mod render;
 pub mod spec;
 pub mod validate;
 
-pub use endpoint::{EndpointInput, RenderedEndpoint, endpoint_host, endpoint_object_name, render_endpoint};
+pub use config::{GATEWAY_NAME, GPU_RESOURCE, IngressConfig, Placement, RenderConfig};
+pub use contract::{aip_env, default_health_route, default_predict_route};
+pub use deployed_model::{CONTAINER_NAME, RenderInput, Rendered, render, selector_labels};
+pub use diff::diff;
 pub use expand::{expand, expand_env};
-pub use render::{
-    GpuScheduling, IngressConfig, RenderConfig, RenderInput, Rendered, aip_env, default_health_route,
-    default_predict_route, deployment_name, label_value, render, selector_labels,
-};
+pub use exposure::{EndpointInput, RenderedEndpoint, endpoint_host, render_endpoint};
+pub use naming::{deployment_name, endpoint_object_name, fnv1a, image_repository, label_value, short_hash};
+pub use parse::{Object, Problem, Problems, parse};
 pub use spec::{
     DEFAULT_PORT, EnvVar, ExecAction, GrpcAction, HttpGetAction, ModelContainerSpec, Port, Probe,
     TcpSocketAction, container_port,
 };
-pub use validate::{Object, Problem, Problems, diff, parse, validate_deployed_model, validate_endpoint};
+pub use validate::{validate_deployed_model, validate_endpoint};
 
 use serde::Serialize;
 

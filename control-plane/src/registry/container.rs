@@ -41,6 +41,9 @@ pub fn check(
             if e.name.is_empty() || e.name.contains('=') {
                 return invalid(format!("containerSpec env name `{}` is invalid", e.name));
             }
+            if let Some(why) = crate::manifests::policy::env_name_problem(&e.name) {
+                return invalid(format!("containerSpec env: {why}"));
+            }
         }
     }
     let runtime = spec.is_none_or(|s| is_runtime_image(&s.image_uri));

@@ -213,7 +213,7 @@ pub fn page<T: Listable>(items: Vec<T>, query: &ListQuery) -> Result<(Vec<T>, St
     let filter = Filter::parse(&query.filter)?;
     let order = OrderBy::parse(&query.order_by)?;
     let size = page_size(query)?;
-    let fingerprint = crate::manifests::render::short_hash(&format!("{}|{}", query.filter, query.order_by));
+    let fingerprint = crate::manifests::short_hash(&format!("{}|{}", query.filter, query.order_by));
     let offset = if query.page_token.is_empty() {
         0
     } else {

@@ -51,13 +51,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let artifacts = ArtifactStore::open(&config.artifact_store())
         .await
         .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
-    let render = RenderConfig { runtime_image: config.runtime_image.clone(), ..RenderConfig::default() };
+    let render = config.render_config()?;
     let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
     {
         BackendKind::Local => {
             let mut local = LocalConfig::new(&config.data_dir);
-            local.runtime_image =
-                crate::manifests::render::image_repository(&config.runtime_image).to_string();
+            local.runtime_image = crate::manifests::image_repository(&config.runtime_image).to_string();
             local.cpu_overcommit = config.cpu_overcommit;
             let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
             (local.clone(), render, Some(local))

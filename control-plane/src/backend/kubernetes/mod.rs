@@ -3,6 +3,7 @@
 //! ReplicaSets, Pods and EndpointSlices, scales through the scale subresource and deletes what
 //! it created by label.
 
+pub mod check;
 pub mod status;
 pub mod watch;
 
@@ -25,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Backend, BackendError, DeploymentStatus};
-use crate::manifests::render::CONTAINER_NAME;
+use crate::manifests::CONTAINER_NAME;
 use crate::manifests::{RenderConfig, Rendered, RenderedEndpoint, endpoint_object_name};
 use watch::{Caches, LogCache, SERVICE_NAME_LABEL, Snapshot};
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::backend::{DeploymentStatus, ReplicaState, ReplicaStatus};
-use crate::manifests::render::CONTAINER_NAME;
+use crate::manifests::CONTAINER_NAME;
 use crate::manifests::spec::DEFAULT_PORT;
 
 /// A container that crashed this recently is still crash-looping, even if it answers its

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::engine::Engine;
 use crate::backend::{BackendError, Resources};
 use crate::manifests::quantity;
-use crate::manifests::render::{CONTAINER_NAME, GPU_RESOURCE, fnv1a, image_repository};
+use crate::manifests::{CONTAINER_NAME, GPU_RESOURCE, fnv1a, image_repository};
 
 /// How a replica's container becomes a process.
 #[derive(Debug, Clone, PartialEq)]

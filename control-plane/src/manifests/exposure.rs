@@ -1,18 +1,17 @@
-//! Rendering of an Endpoint: how it is reached from outside the cluster. Every endpoint is
-//! served by the gateway, so an endpoint's Ingress routes its host to the gateway's Service; a
-//! private endpoint has no Ingress, and a NetworkPolicy lets only the gateway reach its pods.
+//! How an Endpoint is exposed. Every endpoint is served by the gateway, so an endpoint's
+//! Ingress routes its host to the gateway's Service; a private endpoint has no Ingress, and a
+//! NetworkPolicy lets only the gateway reach its pods.
 
 use std::collections::BTreeMap;
 
 use api::Access;
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
-    ServiceBackendPort,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::render::{RenderConfig, dns_part, label_value, short_hash};
+use super::config::RenderConfig;
+use super::naming::{dns_part, endpoint_object_name, label_value, short_hash};
+use super::objects::ingress::{self, TlsRoute};
+use super::objects::network_policy;
 
 /// Everything an Endpoint needs to be rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,19 +45,6 @@ impl RenderedEndpoint {
     }
 }
 
-/// The name of an endpoint's objects: `ep-{endpoint}`, a DNS-1035 label; long or unusual ids
-/// are shortened with a hash of the original so distinct ids stay distinct.
-pub fn endpoint_object_name(endpoint_id: &str) -> String {
-    let e = dns_part(endpoint_id);
-    if e == endpoint_id && !e.is_empty() && e.len() <= 60 {
-        return format!("ep-{e}");
-    }
-    let hash = short_hash(endpoint_id);
-    let e: String = e.chars().take(63 - 4 - hash.len()).collect();
-    let e = e.trim_end_matches('-');
-    if e.is_empty() { format!("ep-{hash}") } else { format!("ep-{e}-{hash}") }
-}
-
 /// The public host of an endpoint, from [`super::IngressConfig::host_pattern`].
 pub fn endpoint_host(input: &EndpointInput, cfg: &RenderConfig) -> String {
     let part = |s: &str| {
@@ -90,105 +76,42 @@ pub fn render_endpoint(input: &EndpointInput, cfg: &RenderConfig) -> RenderedEnd
         (cfg.label("project"), input.project.clone()),
         (cfg.label("location"), input.location.clone()),
     ]);
+    let gateway_namespace = cfg.ingress.gateway_namespace.clone().unwrap_or_else(|| cfg.namespace.clone());
 
     if input.access == Access::Private {
-        let gateway_namespace =
-            cfg.ingress.gateway_namespace.clone().unwrap_or_else(|| cfg.namespace.clone());
-        let policy = NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(cfg.namespace.clone()),
-                labels: Some(labels),
-                annotations: Some(annotations),
-                ..Default::default()
-            },
-            spec: Some(NetworkPolicySpec {
-                pod_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([(
-                        cfg.label("endpoint"),
-                        label_value(&input.endpoint_id),
-                    )])),
-                    match_expressions: None,
-                }),
-                policy_types: Some(vec!["Ingress".into()]),
-                ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![NetworkPolicyPeer {
-                        namespace_selector: Some(LabelSelector {
-                            match_labels: Some(BTreeMap::from([(
-                                "kubernetes.io/metadata.name".to_string(),
-                                gateway_namespace,
-                            )])),
-                            match_expressions: None,
-                        }),
-                        pod_selector: Some(LabelSelector {
-                            match_labels: Some(cfg.ingress.gateway_pod_labels.clone()),
-                            match_expressions: None,
-                        }),
-                        ip_block: None,
-                    }]),
-                    ports: None,
-                }]),
-                egress: None,
-            }),
+        let metadata = ObjectMeta {
+            name: Some(name),
+            namespace: Some(cfg.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
         };
+        let gateway =
+            network_policy::pods_in_namespace(&gateway_namespace, cfg.ingress.gateway_pod_labels.clone());
+        let selected = BTreeMap::from([(cfg.label("endpoint"), label_value(&input.endpoint_id))]);
+        let policy = network_policy::admit_only(metadata, selected, Some(vec![gateway]), None);
         return RenderedEndpoint { ingress: None, network_policy: Some(policy) };
     }
 
-    let host = endpoint_host(input, cfg);
     let mut ingress_annotations = annotations;
     if let Some((key, value)) = &cfg.ingress.cert_manager_annotation {
         ingress_annotations.insert(key.clone(), value.clone());
     }
-    let ingress = Ingress {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(cfg.ingress.gateway_namespace.clone().unwrap_or_else(|| cfg.namespace.clone())),
-            labels: Some(labels),
-            annotations: Some(ingress_annotations),
-            ..Default::default()
-        },
-        spec: Some(tls_ingress_spec(
-            cfg.ingress.class_name.clone(),
-            host,
-            format!("{name}-tls"),
-            cfg.ingress.gateway_service.clone(),
-            cfg.ingress.gateway_port,
-        )),
-        status: None,
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(gateway_namespace),
+        labels: Some(labels),
+        annotations: Some(ingress_annotations),
+        ..Default::default()
     };
-    RenderedEndpoint { ingress: Some(ingress), network_policy: None }
-}
-
-/// An Ingress that terminates TLS for `host` (certificate in `tls_secret`) and sends every path
-/// to `service:port`: the endpoints' and the platform's own API ingress.
-pub(crate) fn tls_ingress_spec(
-    class_name: Option<String>,
-    host: String,
-    tls_secret: String,
-    service: String,
-    port: i32,
-) -> IngressSpec {
-    IngressSpec {
-        ingress_class_name: class_name,
-        tls: Some(vec![IngressTLS { hosts: Some(vec![host.clone()]), secret_name: Some(tls_secret) }]),
-        rules: Some(vec![IngressRule {
-            host: Some(host),
-            http: Some(HTTPIngressRuleValue {
-                paths: vec![HTTPIngressPath {
-                    path: Some("/".into()),
-                    path_type: "Prefix".into(),
-                    backend: IngressBackend {
-                        service: Some(IngressServiceBackend {
-                            name: service,
-                            port: Some(ServiceBackendPort { number: Some(port), name: None }),
-                        }),
-                        resource: None,
-                    },
-                }],
-            }),
-        }]),
-        default_backend: None,
-    }
+    let route = TlsRoute {
+        class_name: cfg.ingress.class_name.clone(),
+        host: endpoint_host(input, cfg),
+        tls_secret: format!("{name}-tls"),
+        service: cfg.ingress.gateway_service.clone(),
+        port: cfg.ingress.gateway_port,
+    };
+    RenderedEndpoint { ingress: Some(ingress::tls(metadata, route)), network_policy: None }
 }
 
 #[cfg(test)]
