@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use tract_onnx::pb::{GraphProto, ValueInfoProto};
 use tract_onnx::prelude::*;
 
 /// One dimension of an input or output.
@@ -11,9 +12,9 @@ pub enum Dim {
     Fixed(usize),
     /// The batch dimension shared by every input and output that has one.
     Batch,
-    /// Known only from the request (for example a sequence length); a symbol or an
-    /// expression of symbols.
-    Free(TDim),
+    /// Known only from the request (for example an image's height or a sequence length), by
+    /// the name the model gives it.
+    Free(String),
 }
 
 impl fmt::Display for Dim {
@@ -64,6 +65,62 @@ impl TensorSpec {
         let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
         format!("[{}]", dims.join(", "))
     }
+}
+
+/// The inputs and outputs a model declares in its ONNX graph, read without analysing the graph,
+/// so that a model whose symbolic shapes tract cannot follow still has a signature.
+///
+/// An input's unknown leading dimension is the batch (scikit-learn exports leave it unnamed).
+/// Other unknown dimensions keep the name the model gives them; an unnamed one (or `?`, or a
+/// name used twice in one tensor) is called `{input}_dim{k}`. An output's unknown leading
+/// dimension is taken for the batch when the inputs have one; the engine confirms it.
+pub fn declared(graph: &GraphProto) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>), String> {
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<TensorSpec> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+        .map(|i| declared_tensor(i, "input", true))
+        .collect::<Result<_, _>>()?;
+    let batched = inputs.iter().any(|s| s.shape.first() == Some(&Dim::Batch));
+    let outputs =
+        graph.output.iter().map(|o| declared_tensor(o, "output", batched)).collect::<Result<_, _>>()?;
+    Ok((inputs, outputs))
+}
+
+fn declared_tensor(info: &ValueInfoProto, what: &str, leading_batch: bool) -> Result<TensorSpec, String> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value as D;
+    use tract_onnx::pb::type_proto::Value as T;
+    let name = info.name.clone();
+    let Some(T::TensorType(tensor)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(format!("{what} `{name}` is not a tensor (sequences and maps cannot be served)"));
+    };
+    let datum_type = tract_onnx::pb::tensor_proto::DataType::try_from(tensor.elem_type)
+        .ok()
+        .and_then(|dt| DatumType::try_from(dt).ok())
+        .ok_or_else(|| format!("{what} `{name}` has an unsupported datatype ({})", tensor.elem_type))?;
+    if datatype_name(datum_type) == "UNSUPPORTED" || datum_type == DatumType::F16 {
+        return Err(format!("{what} `{name}` has datatype {datum_type:?}, which cannot be sent as JSON"));
+    }
+    let Some(shape) = &tensor.shape else {
+        return Err(format!("{what} `{name}` does not declare its rank"));
+    };
+    let mut dims = Vec::with_capacity(shape.dim.len());
+    for (k, dim) in shape.dim.iter().enumerate() {
+        let d = match &dim.value {
+            Some(D::DimValue(v)) if *v > 0 => Dim::Fixed(*v as usize),
+            _ if k == 0 && leading_batch => Dim::Batch,
+            Some(D::DimParam(p))
+                if !p.is_empty() && p != "?" && !dims.contains(&Dim::Free(p.clone())) =>
+            {
+                Dim::Free(p.clone())
+            }
+            _ => Dim::Free(format!("{name}_dim{k}")),
+        };
+        dims.push(d);
+    }
+    Ok(TensorSpec { name, datum_type, shape: dims })
 }
 
 /// The name the Open Inference Protocol uses for a tract datatype.
