@@ -10,42 +10,11 @@ use serde_json::{Value, json};
 
 const TOLERANCE: f64 = 1e-4;
 
-/// The V2 request for a reference's inputs.
-fn v2_request(reference: &Value) -> Value {
-    let inputs: Vec<Value> = reference["inputs"]
-        .as_object()
-        .expect("inputs")
-        .iter()
-        .map(|(name, t)| json!({"name": name, "datatype": t["datatype"], "shape": t["shape"], "data": t["data"]}))
-        .collect();
-    json!({"id": "req-1", "inputs": inputs})
-}
-
 /// Checks one model on both protocols against its reference.
 async fn check_model(name: &str) {
     let path = model_path(name);
     let rt = Runtime::start(&["--model", path.to_str().expect("utf-8 path")]).await;
-    let reference = reference(name);
-
-    let (status, body) =
-        rt.post_json("/predict", &json!({"instances": reference["vertex"]["instances"]})).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    assert_close(&body["predictions"], &reference["vertex"]["predictions"], TOLERANCE);
-
-    let (status, body) = rt.post_json("/v2/models/model/infer", &v2_request(&reference)).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    assert_eq!(body["id"], "req-1", "{name}: the id is echoed");
-    assert_eq!(body["model_name"], "model");
-    let outputs = body["outputs"].as_array().expect("outputs");
-    let expected = reference["outputs"].as_object().expect("outputs");
-    assert_eq!(outputs.len(), expected.len(), "{name}: every output is returned");
-    for out in outputs {
-        let name_out = out["name"].as_str().expect("output name");
-        let want = &expected[name_out];
-        assert_eq!(out["datatype"], want["datatype"], "{name}/{name_out}");
-        assert_eq!(out["shape"], want["shape"], "{name}/{name_out}");
-        assert_close(&out["data"], &want["data"], TOLERANCE);
-    }
+    common::check_reference(&rt, name, &reference(name), TOLERANCE).await;
 }
 
 #[tokio::test]
