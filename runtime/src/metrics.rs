@@ -33,8 +33,11 @@ impl Default for ShapeCacheMetrics {
                 "runtime_shape_cache_evictions_total",
                 "Plans evicted from the full cache, least recently used first (tract engine).",
             ),
-            plans: IntGauge::new("runtime_shape_cache_plans", "Compiled plans in the shape cache (tract engine).")
-                .expect("static metric definition"),
+            plans: IntGauge::new(
+                "runtime_shape_cache_plans",
+                "Compiled plans in the shape cache (tract engine).",
+            )
+            .expect("static metric definition"),
         }
     }
 }

@@ -60,7 +60,10 @@ async fn every_real_model_answers_both_protocols_like_onnxruntime_on_each_engine
     let models = real.manifest["models"].as_array().expect("models");
     let names: Vec<&str> = models.iter().filter_map(|m| m["name"].as_str()).collect();
     for wanted in ["ocr_det", "ocr_cls", "vad_sequence", "vad", "magika", "iris"] {
-        assert!(names.contains(&wanted), "real model {wanted} is missing from the manifest: run scripts/test");
+        assert!(
+            names.contains(&wanted),
+            "real model {wanted} is missing from the manifest: run scripts/test"
+        );
     }
     for model in models {
         let name = model["name"].as_str().expect("name");
@@ -71,7 +74,9 @@ async fn every_real_model_answers_both_protocols_like_onnxruntime_on_each_engine
             let rt = real.start(name, engine, &[]).await;
             common::check_reference(&rt, &format!("{name} on {engine}"), &reference, tolerance).await;
             let text = metrics(&rt).await;
-            let info = format!(r#"runtime_engine_info{{accelerator="",engine="{engine}",execution_provider="cpu"}}"#);
+            let info = format!(
+                r#"runtime_engine_info{{accelerator="",engine="{engine}",execution_provider="cpu"}}"#
+            );
             assert_eq!(metric(&text, &info), 1.0, "{name}: {info}");
         }
     }
@@ -139,7 +144,8 @@ async fn each_image_size_gets_a_plan_in_a_bounded_cache_and_a_size_that_cannot_r
 async fn an_accelerator_asks_for_cuda_and_a_cpu_only_library_runs_on_the_cpu_and_says_so() {
     let real = RealModels::load();
     let rt = real.start("iris", "onnxruntime", &["--accelerator", "NVIDIA_L4"]).await;
-    let info = r#"runtime_engine_info{accelerator="NVIDIA_L4",engine="onnxruntime",execution_provider="cpu"}"#;
+    let info =
+        r#"runtime_engine_info{accelerator="NVIDIA_L4",engine="onnxruntime",execution_provider="cpu"}"#;
     assert_eq!(metric(&metrics(&rt).await, info), 1.0);
     assert!(rt.log().contains("has no CUDA execution provider"), "{}", rt.log());
     common::check_reference(&rt, "iris on the CPU fallback", &real.reference("iris"), 1e-5).await;

@@ -120,18 +120,27 @@ impl Model {
     /// Loads a model from the bytes of an ONNX file on the engine `options` names.
     pub fn from_bytes(bytes: &[u8], options: ModelOptions) -> Result<Model, LoadError> {
         let onnx = tract_onnx::onnx();
-        let mut proto =
-            onnx.proto_model_for_read(&mut &*bytes).map_err(|e| LoadError::Parse(tract::tract_message(&e)))?;
+        let mut proto = onnx
+            .proto_model_for_read(&mut &*bytes)
+            .map_err(|e| LoadError::Parse(tract::tract_message(&e)))?;
         let zipmaps = onnx_ml::strip_zipmap(&mut proto).map_err(|e| LoadError::Unsupported(e.to_string()))?;
         let graph = proto.graph.as_ref().ok_or_else(|| LoadError::Parse("the model has no graph".into()))?;
         let (inputs, outputs) = signature::declared(graph).map_err(LoadError::Unsupported)?;
         let max_plan_batch = options.max_plan_batch.max(1).next_power_of_two();
         let base = |engine| {
             let mode = batch_mode(&inputs, &outputs);
-            Model { inputs: inputs.clone(), outputs: outputs.clone(), zipmaps: zipmaps.clone(), mode, engine, max_plan_batch }
+            Model {
+                inputs: inputs.clone(),
+                outputs: outputs.clone(),
+                zipmaps: zipmaps.clone(),
+                mode,
+                engine,
+                max_plan_batch,
+            }
         };
         let on_tract = || -> Result<Model, LoadError> {
-            let loaded = tract::load(&proto, &inputs, options.shape_cache_size, options.shape_cache_metrics.clone())?;
+            let loaded =
+                tract::load(&proto, &inputs, options.shape_cache_size, options.shape_cache_metrics.clone())?;
             let mut model = base(Engine::Tract(loaded.engine));
             match loaded.output_batch {
                 Some(batch) => model.set_output_batch(&batch),
@@ -228,20 +237,21 @@ impl Model {
 
     fn run_once(&self, inputs: TVec<Tensor>) -> Result<TVec<Tensor>, RunError> {
         match &self.engine {
-            Engine::Tract(engine) => {
-                let shapes = self.shapes_text(&inputs);
-                engine.run(inputs).map_err(|e| match e {
-                    tract::TractRunError::Shape(reason) => RunError(format!(
-                        "the model cannot run inputs of shape {shapes}; it accepts {}: {reason}",
-                        self.accepted_text()
-                    )),
-                    tract::TractRunError::Failed(reason) => RunError(format!("the model failed on this input: {reason}")),
-                })
-            }
+            Engine::Tract(engine) => engine.run(inputs).map_err(|e| match e {
+                tract::TractRunError::Shape(reason, shapes) => RunError(format!(
+                    "the model cannot run inputs of shape {}; it accepts {}: {reason}",
+                    self.shapes_text(&shapes),
+                    self.accepted_text()
+                )),
+                tract::TractRunError::Failed(reason) => {
+                    RunError(format!("the model failed on this input: {reason}"))
+                }
+            }),
             Engine::Onnxruntime(engine) => engine.run(&inputs).map_err(|reason| {
+                let shapes: Vec<TVec<usize>> = inputs.iter().map(|t| t.shape().into()).collect();
                 RunError(format!(
                     "the model failed on inputs of shape {}; it accepts {}: {reason}",
-                    self.shapes_text(&inputs),
+                    self.shapes_text(&shapes),
                     self.accepted_text()
                 ))
             }),
@@ -249,9 +259,9 @@ impl Model {
     }
 
     /// `` `x` [1, 3, 64, 64], `y` [1] ``: the shapes of a run's inputs.
-    fn shapes_text(&self, inputs: &[Tensor]) -> String {
+    fn shapes_text(&self, shapes: &[TVec<usize>]) -> String {
         let parts: Vec<String> =
-            self.inputs.iter().zip(inputs).map(|(s, t)| format!("`{}` {:?}", s.name, t.shape())).collect();
+            self.inputs.iter().zip(shapes).map(|(s, t)| format!("`{}` {:?}", s.name, &t[..])).collect();
         parts.join(", ")
     }
 
@@ -281,7 +291,11 @@ impl Model {
             let chunk_inputs: TVec<Tensor> = if start == 0 && len == rows && size == rows {
                 inputs.clone()
             } else {
-                inputs.iter().map(|t| pad_rows(t, start, len, size)).collect::<TractResult<_>>().map_err(failed)?
+                inputs
+                    .iter()
+                    .map(|t| pad_rows(t, start, len, size))
+                    .collect::<TractResult<_>>()
+                    .map_err(failed)?
             };
             let out = self.run_once(chunk_inputs)?;
             let out = out
@@ -389,7 +403,10 @@ impl Model {
         if let BatchMode::Dynamic { padded: true } = self.mode {
             let mut size = 1;
             while size <= max_batch.min(self.max_plan_batch) {
-                let run = self.sample_inputs_with(size, 1).map_err(|e| RunError(format!("{e:#}"))).and_then(|i| self.run_once(i));
+                let run = self
+                    .sample_inputs_with(size, 1)
+                    .map_err(|e| RunError(format!("{e:#}")))
+                    .and_then(|i| self.run_once(i));
                 if let Err(e) = run {
                     tracing::warn!(size, error = %e, "could not compile a batch plan");
                     return;

@@ -45,14 +45,22 @@ pub(super) struct OrtEngine {
 /// `libonnxruntime.so*` (the Python wheel ships `libonnxruntime.so.1.N.M` without a plain link).
 pub fn library_file(path: &Path) -> Result<PathBuf, String> {
     if !path.is_dir() {
-        return if path.exists() { Ok(path.to_path_buf()) } else { Err(format!("{} does not exist", path.display())) };
+        return if path.exists() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("{} does not exist", path.display()))
+        };
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll" || n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libonnxruntime.so")
+                    || n == "onnxruntime.dll"
+                    || n.starts_with("libonnxruntime.") && n.ends_with(".dylib")
+            })
         })
         .collect();
     found.sort();
@@ -151,9 +159,10 @@ impl OrtEngine {
         let n = self.sessions.len();
         // The batcher runs at most one inference per session at once, so one is free unless a
         // caller outside it runs more: then wait for the one picked.
-        let mut session = (0..n)
-            .find_map(|k| self.sessions[(start + k) % n].try_lock().ok())
-            .map_or_else(|| self.sessions[start % n].lock().map_err(|_| "session poisoned".to_string()), Ok)?;
+        let mut session = (0..n).find_map(|k| self.sessions[(start + k) % n].try_lock().ok()).map_or_else(
+            || self.sessions[start % n].lock().map_err(|_| "session poisoned".to_string()),
+            Ok,
+        )?;
         let mut values: Vec<(&str, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (name, t) in self.inputs.iter().zip(inputs) {
             values.push((name.as_str(), input_value(t)?));
@@ -162,7 +171,9 @@ impl OrtEngine {
         self.outputs
             .iter()
             .map(|name| {
-                let value = outputs.get(name.as_str()).ok_or_else(|| format!("onnxruntime gave no output `{name}`"))?;
+                let value = outputs
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("onnxruntime gave no output `{name}`"))?;
                 output_tensor(name, value)
             })
             .collect()
@@ -207,8 +218,10 @@ fn input_value(t: &Tensor) -> Result<ort::session::SessionInputValue<'_>, String
         DatumType::F32 => view::<f32>(t),
         DatumType::F64 => view::<f64>(t),
         DatumType::String => {
-            let data = t.try_as_plain_ram().and_then(|p| p.as_slice::<String>()).map_err(|e| e.to_string())?;
-            let value = ort::value::Tensor::from_string_array((t.shape(), data)).map_err(|e| e.to_string())?;
+            let data =
+                t.try_as_plain_ram().and_then(|p| p.as_slice::<String>()).map_err(|e| e.to_string())?;
+            let value =
+                ort::value::Tensor::from_string_array((t.shape(), data)).map_err(|e| e.to_string())?;
             Ok(value.into())
         }
         other => Err(format!("datatype {other:?} is not supported by the onnxruntime engine")),
@@ -217,7 +230,9 @@ fn input_value(t: &Tensor) -> Result<ort::session::SessionInputValue<'_>, String
 
 /// An onnxruntime output as a tract tensor.
 fn output_tensor(name: &str, value: &DynValue) -> Result<Tensor, String> {
-    fn copy<T: ort::value::PrimitiveTensorElementType + Datum + Clone>(value: &DynValue) -> Result<Tensor, String> {
+    fn copy<T: ort::value::PrimitiveTensorElementType + Datum + Clone>(
+        value: &DynValue,
+    ) -> Result<Tensor, String> {
         let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
         let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
         ArrayD::from_shape_vec(IxDyn(&dims), data.to_vec()).map(Tensor::from).map_err(|e| e.to_string())

@@ -38,7 +38,11 @@ impl PlanCache {
 
     /// The plan for `key`, built with `build` on a miss (outside the lock: a slow compilation
     /// does not hold up runs of other shapes).
-    pub(super) fn get_or_build(&self, key: &ShapeKey, build: impl FnOnce() -> TractResult<Plan>) -> TractResult<Plan> {
+    pub(super) fn get_or_build(
+        &self,
+        key: &ShapeKey,
+        build: impl FnOnce() -> TractResult<Plan>,
+    ) -> TractResult<Plan> {
         if let Some(plan) = self.lookup(key) {
             self.metrics.hits.inc();
             return Ok(plan);
@@ -88,7 +92,7 @@ mod tests {
     fn plan() -> TractResult<Plan> {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([1]))?;
-        model.set_output_outlets(&[x])?;
+        model.select_output_outlets(&[x])?;
         model.into_runnable()
     }
 

@@ -111,9 +111,7 @@ fn declared_tensor(info: &ValueInfoProto, what: &str, leading_batch: bool) -> Re
         let d = match &dim.value {
             Some(D::DimValue(v)) if *v > 0 => Dim::Fixed(*v as usize),
             _ if k == 0 && leading_batch => Dim::Batch,
-            Some(D::DimParam(p))
-                if !p.is_empty() && p != "?" && !dims.contains(&Dim::Free(p.clone())) =>
-            {
+            Some(D::DimParam(p)) if !p.is_empty() && p != "?" && !dims.contains(&Dim::Free(p.clone())) => {
                 Dim::Free(p.clone())
             }
             _ => Dim::Free(format!("{name}_dim{k}")),

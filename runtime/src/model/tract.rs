@@ -17,7 +17,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{GenericFactoid, ShapeFactoid};
 
 use super::LoadError;
-use super::plans::{Plan, PlanCache, ShapeKey};
+pub(super) use super::plans::ShapeKey;
+use super::plans::{Plan, PlanCache};
 use super::signature::{Dim, TensorSpec};
 use crate::metrics::ShapeCacheMetrics;
 use crate::onnx_ml;
@@ -83,7 +84,10 @@ pub(super) fn load(
                 reason = %tract_message(&e),
                 "tract cannot analyse the model with symbolic dimensions; it is analysed per input shape"
             );
-            Ok(Loaded { engine: TractEngine { source: Source::Concrete { model }, plans }, output_batch: None })
+            Ok(Loaded {
+                engine: TractEngine { source: Source::Concrete { model }, plans },
+                output_batch: None,
+            })
         }
     }
 }
@@ -121,9 +125,8 @@ fn symbolic(mut model: InferenceModel, specs: &[TensorSpec]) -> TractResult<Symb
 impl TractEngine {
     /// The plan for inputs of these shapes, from the cache or compiled now. An error means the
     /// model cannot run inputs of these shapes.
-    fn plan(&self, inputs: &[Tensor]) -> TractResult<Plan> {
-        let key: ShapeKey = inputs.iter().map(|t| t.shape().into()).collect();
-        self.plans.get_or_build(&key, || {
+    fn plan(&self, inputs: &[Tensor], key: &ShapeKey) -> TractResult<Plan> {
+        self.plans.get_or_build(key, || {
             let optimized = match &self.source {
                 Source::Symbolic { model, symbols } => {
                     let mut values: HashMap<Symbol, TDim> = HashMap::new();
@@ -156,17 +159,21 @@ impl TractEngine {
 
     /// Runs inputs in signature order. `Err(Shape)` when no plan can be built for their shapes.
     pub(super) fn run(&self, inputs: TVec<Tensor>) -> Result<TVec<Tensor>, TractRunError> {
-        let plan = self.plan(&inputs).map_err(|e| TractRunError::Shape(tract_message(&e)))?;
+        let key: ShapeKey = inputs.iter().map(|t| t.shape().into()).collect();
+        let plan = self.plan(&inputs, &key).map_err(|e| TractRunError::Shape(tract_message(&e), key))?;
         let out = plan
             .run(inputs.into_iter().map(TValue::from).collect())
             .map_err(|e| TractRunError::Failed(tract_message(&e)))?;
-        out.into_iter().map(output_tensor).collect::<TractResult<_>>().map_err(|e| TractRunError::Failed(tract_message(&e)))
+        out.into_iter()
+            .map(output_tensor)
+            .collect::<TractResult<_>>()
+            .map_err(|e| TractRunError::Failed(tract_message(&e)))
     }
 }
 
-/// Why tract did not run: the shapes have no plan, or the run itself failed.
+/// Why tract did not run: the shapes (given) have no plan, or the run itself failed.
 pub(super) enum TractRunError {
-    Shape(String),
+    Shape(String, ShapeKey),
     Failed(String),
 }
 

@@ -225,7 +225,9 @@ mod tests {
         assert_eq!(graph.node[0].output, vec!["output_probability".to_string()]);
         assert_eq!(graph.node[1].input, vec!["output_probability".to_string()]);
         assert_eq!(graph.value_info[0].name, "output_probability");
-        assert_eq!(graph.output[1].r#type, Some(float_matrix_type(None, 3)));
+        // One row per row of the first input (declared with 1 row here).
+        let rows = Dimension { denotation: String::new(), value: Some(dimension::Value::DimValue(1)) };
+        assert_eq!(graph.output[1].r#type, Some(float_matrix_type(Some(rows), 3)));
 
         let model = load(&proto).unwrap().into_typed().unwrap();
         let plan = model.into_runnable().unwrap();

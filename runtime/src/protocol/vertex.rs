@@ -116,7 +116,8 @@ fn grouped_by_shape(
             .zip(values)
             .map(|(spec, vs)| column(spec, spec.row_shape(mode), &vs[i..=i], i, true))
             .collect::<Result<_, _>>()?;
-        let same = group.first().is_some_and(|g| g.iter().zip(&instance).all(|(a, b)| a.shape() == b.shape()));
+        let same =
+            group.first().is_some_and(|g| g.iter().zip(&instance).all(|(a, b)| a.shape() == b.shape()));
         if !same {
             flush(&mut group, &mut runs)?;
         }

@@ -152,7 +152,10 @@ pub async fn serve(
 }
 
 /// The model, ready to serve, and how long one warm batch-1 inference takes.
-async fn load_model(config: &RuntimeConfig, metrics: &Metrics) -> anyhow::Result<(Model, std::time::Duration)> {
+async fn load_model(
+    config: &RuntimeConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<(Model, std::time::Duration)> {
     let path = crate::source::fetch(&config.model, &config.cache_dir())
         .await
         .with_context(|| format!("cannot fetch the model {}", config.model))?;
