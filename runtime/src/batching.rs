@@ -282,6 +282,13 @@ mod tests {
         assert_eq!(queued.await.unwrap().unwrap()[0].shape(), &[1, 10]);
     }
 
+    #[test]
+    fn only_requests_whose_rows_have_the_same_shape_are_merged() {
+        let image = |rows: usize, h: usize| tvec![Tensor::zero::<f32>(&[rows, 3, h, 32]).unwrap()];
+        assert!(same_row_shapes(&image(1, 32), &image(4, 32)));
+        assert!(!same_row_shapes(&image(1, 32), &image(1, 64)));
+    }
+
     #[tokio::test]
     async fn without_inline_every_request_goes_through_the_queue() {
         let (batcher, inputs) = batcher(false);

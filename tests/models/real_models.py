@@ -79,8 +79,8 @@ MODELS = {
         "onnxruntime/datasets/logreg_iris.onnx",
         "8224784c98d73412d9fd99abcd57a38568bd590980d0fbe5916464531c52e8fc",
         "classifier with an ONNX-ML head: LinearClassifier + Normalizer + ZipMap (onnxruntime's logreg_iris); "
-        "its 12 coefficients do not fit the 2 features its input declares, which onnxruntime reads as 3x2 and "
-        "tract does not, so it runs on onnxruntime only",
+        "its 12 coefficients do not fit the 2 features its input declares (onnxruntime reads the first 6 as "
+        "3x2); the tract engine refuses it, so it runs on onnxruntime",
         ["onnxruntime"],
         1e-5,
     ),

@@ -198,6 +198,70 @@ mod tests {
         assert_eq!(datum_type_of("FP16"), None);
     }
 
+    fn value_info(name: &str, elem_type: i32, dims: &[Option<&str>]) -> ValueInfoProto {
+        use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension::Value as D};
+        use tract_onnx::pb::{TensorShapeProto, TypeProto, type_proto};
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                denotation: String::new(),
+                value: match d {
+                    None => None,
+                    Some(p) => match p.parse::<i64>() {
+                        Ok(v) => Some(D::DimValue(v)),
+                        Err(_) => Some(D::DimParam(p.to_string())),
+                    },
+                },
+            })
+            .collect();
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                denotation: String::new(),
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type,
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_signature_comes_from_the_declared_inputs_and_outputs() {
+        const FLOAT: i32 = 1;
+        const INT64: i32 = 7;
+        let graph = GraphProto {
+            // PaddleOCR writes `?` for both height and width: two dimensions, not one.
+            input: vec![
+                value_info("x", FLOAT, &[Some("-1"), Some("3"), Some("?"), Some("?")]),
+                value_info("len", INT64, &[None, Some("seq"), Some("seq")]),
+                value_info("w", FLOAT, &[Some("4")]),
+            ],
+            initializer: vec![tract_onnx::pb::TensorProto { name: "w".into(), ..Default::default() }],
+            output: vec![value_info("y", FLOAT, &[Some("batch_out"), Some("2")])],
+            ..Default::default()
+        };
+        let (inputs, outputs) = declared(&graph).unwrap();
+        assert_eq!(inputs.len(), 2, "initializers are not inputs");
+        let free = |s: &str| Dim::Free(s.into());
+        assert_eq!(inputs[0].shape, vec![Dim::Batch, Dim::Fixed(3), free("x_dim2"), free("x_dim3")]);
+        assert_eq!(inputs[1].shape, vec![Dim::Batch, free("seq"), free("len_dim2")]);
+        assert_eq!(inputs[1].datum_type, DatumType::I64);
+        assert_eq!(outputs[0].shape, vec![Dim::Batch, Dim::Fixed(2)]);
+
+        let bad = GraphProto { input: vec![value_info("s", 10, &[Some("1")])], ..Default::default() };
+        assert!(declared(&bad).unwrap_err().contains("input `s`"));
+        let untyped = GraphProto {
+            output: vec![ValueInfoProto { name: "m".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(
+            declared(&untyped).unwrap_err(),
+            "output `m` is not a tensor (sequences and maps cannot be served)"
+        );
+    }
+
     #[test]
     fn row_shape_drops_only_the_batch_dimension() {
         let spec = TensorSpec {

@@ -55,6 +55,9 @@ pub(super) fn load(
     cache_size: usize,
     metrics: ShapeCacheMetrics,
 ) -> Result<Loaded, LoadError> {
+    if let Some(graph) = &proto.graph {
+        onnx_ml::check_linear_coefficients(graph).map_err(LoadError::Unsupported)?;
+    }
     let mut onnx = tract_onnx::onnx();
     onnx_ml::register(&mut onnx.op_register);
     let model = onnx.model_for_proto_model(proto).map_err(|e| LoadError::Unsupported(tract_message(&e)))?;
