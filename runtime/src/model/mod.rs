@@ -75,7 +75,7 @@ impl Default for ModelOptions {
 }
 
 enum Engine {
-    Tract(tract::TractEngine),
+    Tract(Box<tract::TractEngine>),
     Onnxruntime(onnxruntime::OrtEngine),
 }
 
@@ -141,7 +141,7 @@ impl Model {
         let on_tract = || -> Result<Model, LoadError> {
             let loaded =
                 tract::load(&proto, &inputs, options.shape_cache_size, options.shape_cache_metrics.clone())?;
-            let mut model = base(Engine::Tract(loaded.engine));
+            let mut model = base(Engine::Tract(Box::new(loaded.engine)));
             match loaded.output_batch {
                 Some(batch) => model.set_output_batch(&batch),
                 None => model.confirm_output_batch(),
