@@ -363,10 +363,10 @@ fn bench_real_model(
     let reference: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&reference_path).with_context(|| format!("reading {}", reference_path.display()))?,
     )?;
-    let inputs = reference_inputs(&reference)?;
-
     let tract = Model::load(&model_path, ModelOptions::default())
         .map_err(|e| anyhow::anyhow!("loading {}: {e}", model_path.display()))?;
+    let names: Vec<String> = tract.inputs().iter().map(|i| i.name.clone()).collect();
+    let inputs = reference_inputs(&reference, &names)?;
     ensure!(tract.run(inputs.clone()).is_ok(), "{name} does not run on tract");
     eprintln!("serving bench: {name}: {TRACT}");
     cells.push(inprocess_cell(s, name, TRACT, &tract, &inputs, 1));
@@ -381,7 +381,7 @@ fn bench_real_model(
     eprintln!("serving bench: {name}: {ORT}");
     cells.push(onnxruntime_cell(s, name, &model_path, Some(&reference_path))?);
 
-    let request = Request::v2_binary(&reference)?;
+    let request = Request::v2_binary(&reference, &names)?;
     for (contender, engine) in [(RUNTIME_TRACT, "tract"), (RUNTIME_ORT, "onnxruntime")] {
         let (mut server, port) =
             start_runtime(s, name, &model_path, contender, engine, &["--engine", engine])?;
@@ -393,12 +393,12 @@ fn bench_real_model(
     Ok(())
 }
 
-/// The tensors of a reference file's `inputs`, in the file's order (the model's input order).
-fn reference_inputs(reference: &serde_json::Value) -> anyhow::Result<TVec<Tensor>> {
-    let inputs = reference["inputs"].as_object().context("the reference has no inputs")?;
-    inputs
-        .values()
-        .map(|t| {
+/// The tensors of a reference file's `inputs`, in the model's input order (`names`).
+fn reference_inputs(reference: &serde_json::Value, names: &[String]) -> anyhow::Result<TVec<Tensor>> {
+    names
+        .iter()
+        .map(|name| {
+            let t = &reference["inputs"][name];
             let shape: Vec<usize> = t["shape"]
                 .as_array()
                 .context("shape")?
@@ -443,11 +443,11 @@ impl Request {
     }
 
     /// An Open Inference Protocol request with every input and output as binary data.
-    fn v2_binary(reference: &serde_json::Value) -> anyhow::Result<Request> {
-        let inputs = reference["inputs"].as_object().context("the reference has no inputs")?;
+    fn v2_binary(reference: &serde_json::Value, names: &[String]) -> anyhow::Result<Request> {
         let mut header_inputs = Vec::new();
         let mut binary = Vec::new();
-        for ((name, t), tensor) in inputs.iter().zip(reference_inputs(reference)?) {
+        for (name, tensor) in names.iter().zip(reference_inputs(reference, names)?) {
+            let t = &reference["inputs"][name];
             let bytes = tensor.try_as_plain_ram().map(|p| p.as_bytes().to_vec())?;
             header_inputs.push(serde_json::json!({
                 "name": name, "datatype": t["datatype"], "shape": t["shape"],

@@ -155,14 +155,17 @@ impl OrtEngine {
 
     /// Runs inputs in signature order on a free session.
     pub(super) fn run(&self, inputs: &[Tensor]) -> Result<TVec<Tensor>, String> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.sessions.len();
-        // The batcher runs at most one inference per session at once, so one is free unless a
-        // caller outside it runs more: then wait for the one picked.
-        let mut session = (0..n).find_map(|k| self.sessions[(start + k) % n].try_lock().ok()).map_or_else(
-            || self.sessions[start % n].lock().map_err(|_| "session poisoned".to_string()),
-            Ok,
-        )?;
+        // The first free session: at low concurrency the same one serves every request and
+        // stays in the CPU's caches (each session holds its own copy of the weights). The
+        // batcher runs at most one inference per session at once, so one is free unless a
+        // caller outside it runs more: then wait for one, in turn.
+        let mut session = match self.sessions.iter().find_map(|s| s.try_lock().ok()) {
+            Some(session) => session,
+            None => {
+                let k = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+                self.sessions[k].lock().map_err(|_| "session poisoned".to_string())?
+            }
+        };
         let mut values: Vec<(&str, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (name, t) in self.inputs.iter().zip(inputs) {
             values.push((name.as_str(), input_value(t)?));
