@@ -69,7 +69,8 @@ pub struct RuntimeConfig {
 
     /// The engine that runs the model: `tract` (built in), `onnxruntime` (needs
     /// `--onnxruntime-lib`), or `auto`: tract when the model loads and answers a sample there,
-    /// else onnxruntime. The log and `/metrics` (`runtime_engine_info`) say which one serves.
+    /// else onnxruntime (onnxruntime first when the machine has an accelerator). The log and
+    /// `/metrics` (`runtime_engine_info`) say which one serves.
     #[arg(long, env = "PLATFORM_ENGINE", value_enum, default_value_t = Engine::Auto)]
     pub engine: Engine,
 

@@ -156,6 +156,11 @@ async fn an_accelerator_asks_for_cuda_and_a_cpu_only_library_runs_on_the_cpu_and
     assert_eq!(metric(&metrics(&rt).await, info), 1.0);
     assert!(rt.log().contains("has no CUDA execution provider"), "{}", rt.log());
     common::check_reference(&rt, "iris on the CPU fallback", &real.reference("iris"), 1e-5).await;
+
+    // `auto` puts onnxruntime first on a machine with an accelerator, even for a model tract runs.
+    let rt = real.start("ocr_cls", "auto", &["--accelerator", "NVIDIA_L4"]).await;
+    assert_eq!(metric(&metrics(&rt).await, info), 1.0);
+    assert!(rt.log().contains("the machine has an accelerator; onnxruntime serves"), "{}", rt.log());
 }
 
 #[tokio::test]

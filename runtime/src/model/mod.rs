@@ -161,9 +161,26 @@ impl Model {
             model.confirm_output_batch();
             Ok(model)
         };
+        let accelerator = options.onnxruntime.accelerator.as_deref().filter(|a| !a.is_empty());
         match options.engine {
             EngineChoice::Tract => on_tract(),
             EngineChoice::Onnxruntime => on_onnxruntime(),
+            // tract runs on the CPU only: with an accelerator, onnxruntime comes first.
+            EngineChoice::Auto if accelerator.is_some() => match on_onnxruntime() {
+                Ok(model) => {
+                    tracing::info!(
+                        accelerator,
+                        "engine auto: the machine has an accelerator; onnxruntime serves"
+                    );
+                    Ok(model)
+                }
+                Err(on_ort) => {
+                    tracing::warn!(reason = %on_ort, accelerator, "engine auto: onnxruntime cannot serve; trying tract on the CPU");
+                    on_tract().map_err(|on_tract| {
+                        LoadError::Unsupported(format!("on onnxruntime: {on_ort}; on tract: {on_tract}"))
+                    })
+                }
+            },
             EngineChoice::Auto => match on_tract().and_then(|m| m.answers().map(|_| m)) {
                 Ok(model) => {
                     tracing::info!("engine auto: the model loads and answers on tract");
