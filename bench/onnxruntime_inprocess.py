@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """onnxruntime in-process, single-threaded inference latency: the floor our runtime is compared to.
 
-    python bench/onnxruntime_inprocess.py MODEL.onnx [--batch 1] [--seconds 2] [--warmup 0.5]
+    python bench/onnxruntime_inprocess.py MODEL.onnx [--batch 1] [--inputs REF.json] [--seconds 2] [--warmup 0.5]
 
 Prints one JSON line: {"model", "batch", "p50_us", "mean_us", "runs", ...}. The input is random
 data of the model's input shape, with symbolic or unknown dims set to the batch size (first dim)
 or 1 (others). Every input of the model is fed (float -> float32 normal, integer -> small ints).
+With --inputs, the inputs are those of a reference file instead (its "inputs": name -> datatype,
+shape, data), as the other contenders of the benchmark get them.
 """
 
 import argparse
@@ -49,6 +51,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--inputs", help="a reference JSON file whose inputs to feed")
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up time (seconds)")
     args = parser.parse_args()
@@ -58,7 +61,16 @@ def main():
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
-    feeds = make_inputs(session, args.batch, np.random.default_rng(0))
+    if args.inputs:
+        with open(args.inputs) as f:
+            reference = json.load(f)
+        kinds = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+        feeds = {
+            name: np.array(t["data"], dtype=kinds[t["datatype"]]).reshape(t["shape"])
+            for name, t in reference["inputs"].items()
+        }
+    else:
+        feeds = make_inputs(session, args.batch, np.random.default_rng(0))
 
     deadline = time.perf_counter() + args.warmup
     session.run(None, feeds)

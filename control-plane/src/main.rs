@@ -19,7 +19,7 @@ enum Command {
     /// Run the platform: REST API, controller and gateway, over HTTPS.
     Serve(Box<control_plane::config::ServeConfig>),
     /// Serve one ONNX model with the prebuilt runtime (what `platform-runtime` does).
-    Runtime(runtime::RuntimeConfig),
+    Runtime(Box<runtime::RuntimeConfig>),
     /// Print the YAML that installs the platform on a Kubernetes cluster
     /// (`platform install-manifests | kubectl apply -f -`).
     InstallManifests {
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     runtime::init_logging();
     match cli.command {
         Command::Serve(config) => control_plane::serve::run(*config).await,
-        Command::Runtime(config) => runtime::serve(config, runtime::shutdown_signal()).await,
+        Command::Runtime(config) => runtime::serve(*config, runtime::shutdown_signal()).await,
         Command::InstallManifests { values, uninstall, kustomize } => {
             let values = read_values(values.as_deref())?;
             let installation = install::install(&values);

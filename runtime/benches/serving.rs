@@ -1,6 +1,10 @@
 //! Serving benchmark: tract in-process vs onnxruntime in-process, `platform-runtime` over HTTP
 //! (dynamic batching on and off) and the FastAPI + uvicorn + onnxruntime baseline, on the test
-//! MLP and CNN, batch 1 per request, at concurrency 1, 4 and 16.
+//! MLP and CNN, batch 1 per request, at concurrency 1, 4 and 16; on the test CNN also the
+//! onnxruntime engine with batching on and off. Then two real models from PyPI wheels (the
+//! PP-OCRv4 text detector, a CNN, and Silero VAD's LSTM over a sequence), on both engines:
+//! in-process (tract, the runtime's onnxruntime engine, and onnxruntime from Python) and over
+//! HTTP (Open Inference Protocol V2 with binary tensors, as tritonclient sends them).
 //!
 //!     cargo bench -p runtime --bench serving
 //!
@@ -8,7 +12,8 @@
 //! (`python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt`).
 //!
 //! Environment: `BENCH_SECONDS` (measuring time per cell, default 3), `BENCH_WARMUP_SECONDS`
-//! (default 1), `BENCH_MODELS` (comma-separated subset of `mlp,cnn`).
+//! (default 1), `BENCH_MODELS` (comma-separated subset of `mlp,cnn,ocr_det,vad_sequence`). The
+//! real models and the onnxruntime library come from `tests/models/real_models.py`.
 //!
 //! The load generator runs in this process: exactly C request loops, each on its own keep-alive
 //! HTTP/1.1 connection to 127.0.0.1, each sending its next request when the previous answer has
@@ -25,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use runtime::model::{Dim, Model, ModelOptions};
+use runtime::model::{Dim, EngineChoice, Model, ModelOptions, OnnxruntimeOptions};
 use tract_onnx::prelude::*;
 
 const CONCURRENCIES: [usize; 3] = [1, 4, 16];
@@ -37,6 +42,15 @@ const ORT: &str = "onnxruntime in-process";
 const RUNTIME_ON: &str = "platform-runtime, batching on";
 const RUNTIME_OFF: &str = "platform-runtime, batching off";
 const FASTAPI: &str = "FastAPI + uvicorn (2 workers)";
+const ORT_ENGINE: &str = "onnxruntime engine in-process";
+const RUNTIME_TRACT: &str = "platform-runtime on tract";
+const RUNTIME_ORT: &str = "platform-runtime on onnxruntime";
+const RUNTIME_ORT_ON: &str = "platform-runtime on onnxruntime, batching on";
+const RUNTIME_ORT_OFF: &str = "platform-runtime on onnxruntime, batching off";
+
+/// The test models and the real ones, in the order they are measured.
+const MODELS: [&str; 4] = ["mlp", "cnn", "ocr_det", "vad_sequence"];
+const REAL_MODELS: [&str; 2] = ["ocr_det", "vad_sequence"];
 
 struct Settings {
     seconds: f64,
@@ -44,6 +58,9 @@ struct Settings {
     models: Vec<String>,
     root: PathBuf,
     out_dir: PathBuf,
+    /// Where `tests/models/real_models.py` put the real models, and the onnxruntime library.
+    real_dir: PathBuf,
+    onnxruntime_lib: PathBuf,
 }
 
 /// One measured cell of the table.
@@ -65,6 +82,7 @@ struct Cell {
 /// tract in-process, one thread, several rows per run: what dynamic batching can gain.
 struct BatchCost {
     model: String,
+    engine: &'static str,
     rows: usize,
     p50_us: f64,
 }
@@ -136,7 +154,11 @@ fn run() -> anyhow::Result<()> {
     let mut cells = Vec::new();
     let mut costs = Vec::new();
     for name in &settings.models {
-        bench_model(&settings, &rt, name, &mut cells, &mut costs)?;
+        if REAL_MODELS.contains(&name.as_str()) {
+            bench_real_model(&settings, &rt, name, &mut cells)?;
+        } else {
+            bench_model(&settings, &rt, name, &mut cells, &mut costs)?;
+        }
     }
     let report = report(&settings, &cells, &costs);
     println!("\n{report}");
@@ -162,12 +184,18 @@ fn settings() -> anyhow::Result<Settings> {
             let list: Vec<String> =
                 v.split(',').map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
             for m in &list {
-                ensure!(m == "mlp" || m == "cnn", "BENCH_MODELS: unknown model {m:?} (mlp, cnn)");
+                ensure!(
+                    MODELS.contains(&m.as_str()),
+                    "BENCH_MODELS: unknown model {m:?} ({})",
+                    MODELS.join(", ")
+                );
             }
             list
         }
-        _ => vec!["mlp".into(), "cnn".into()],
+        _ => MODELS.iter().map(|m| m.to_string()).collect(),
     };
+    let (real_dir, manifest) = test_support::real_models();
+    let onnxruntime_lib = PathBuf::from(manifest["onnxruntime_lib"].as_str().context("onnxruntime_lib")?);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("no workspace root")?.to_path_buf();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -179,6 +207,8 @@ fn settings() -> anyhow::Result<Settings> {
         models,
         root,
         out_dir: target.join("bench"),
+        real_dir,
+        onnxruntime_lib,
     })
 }
 
@@ -203,47 +233,54 @@ fn bench_model(
         .map_err(|e| anyhow::anyhow!("loading {}: {e}", model_path.display()))?;
     model.warm_up().map_err(|e| anyhow::anyhow!("warming up {name}: {e}"))?;
     let input = input_tensor(&model, &instance)?;
+    let inputs = tvec![input.clone()];
     for c in CONCURRENCIES {
         eprintln!("serving bench: {name}: {TRACT}, concurrency {c}");
-        cells.push(inprocess_cell(s, name, &model, &input, c));
+        cells.push(inprocess_cell(s, name, TRACT, &model, &inputs, c));
     }
     for rows in [1, 2, 4, 8, 16, 32] {
-        costs.push(batch_cost(s, name, &model, &input, rows)?);
+        costs.push(batch_cost(s, name, "tract", &model, &input, rows)?);
     }
     drop(model);
 
     // (a') onnxruntime in-process, one thread.
     eprintln!("serving bench: {name}: {ORT}");
-    cells.push(onnxruntime_cell(s, name, &model_path)?);
+    cells.push(onnxruntime_cell(s, name, &model_path, None)?);
 
-    // (b) platform-runtime over HTTP, batching on (the defaults) and off.
-    for (contender, tag, args, concurrencies) in [
-        (RUNTIME_ON, "batching-on", &[][..], &CONCURRENCIES[..]),
-        (RUNTIME_OFF, "batching-off", &["--max-batch-size", "1"][..], &[16][..]),
-    ] {
-        let port = test_support::free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-runtime"));
-        cmd.arg("--model")
-            .arg(&model_path)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(args);
-        for var in [
-            "AIP_PREDICT_ROUTE",
-            "AIP_HEALTH_ROUTE",
-            "PLATFORM_MAX_BATCH_SIZE",
-            "PLATFORM_BATCH_TIMEOUT",
-            "PLATFORM_WORKERS",
-            "PLATFORM_MAX_QUEUE",
-            "PLATFORM_MAX_INSTANCES",
-        ] {
-            cmd.env_remove(var);
+    // The CNN on the onnxruntime engine: its cost per row in a batch, and batching over HTTP.
+    if name == "cnn" {
+        let model = Model::load(&model_path, onnxruntime_options(s))
+            .map_err(|e| anyhow::anyhow!("loading {} on onnxruntime: {e}", model_path.display()))?;
+        eprintln!("serving bench: {name}: {ORT_ENGINE}");
+        cells.push(inprocess_cell(s, name, ORT_ENGINE, &model, &inputs, 1));
+        for rows in [1, 2, 4, 8, 16, 32] {
+            costs.push(batch_cost(s, name, "onnxruntime", &model, &input, rows)?);
         }
-        let log = s.out_dir.join(format!("logs/{name}-runtime-{tag}.log"));
-        let mut server = Server::start(contender, cmd, &log)?;
+        drop(model);
+    }
+
+    // (b) platform-runtime over HTTP, batching on (the defaults) and off; for the CNN also on
+    // the onnxruntime engine.
+    let request = Request::vertex(body);
+    let mut runs = vec![
+        (RUNTIME_ON, "batching-on", vec!["--engine", "tract"], &CONCURRENCIES[..]),
+        (RUNTIME_OFF, "batching-off", vec!["--engine", "tract", "--max-batch-size", "1"], &[16][..]),
+    ];
+    if name == "cnn" {
+        runs.push((RUNTIME_ORT_ON, "onnxruntime-batching-on", vec!["--engine", "onnxruntime"], &[16][..]));
+        runs.push((
+            RUNTIME_ORT_OFF,
+            "onnxruntime-batching-off",
+            vec!["--engine", "onnxruntime", "--max-batch-size", "1"],
+            &[16][..],
+        ));
+    }
+    for (contender, tag, args, concurrencies) in runs {
+        let (mut server, port) = start_runtime(s, name, &model_path, contender, tag, &args)?;
         rt.block_on(server.wait_ready(port, 1))?;
         for &c in concurrencies {
             eprintln!("serving bench: {name}: {contender}, concurrency {c}");
-            cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &body, c))?);
+            cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, c))?);
         }
         drop(server);
     }
@@ -260,10 +297,189 @@ fn bench_model(
     rt.block_on(server.wait_ready(port, 2))?;
     for c in CONCURRENCIES {
         eprintln!("serving bench: {name}: {FASTAPI}, concurrency {c}");
-        cells.push(rt.block_on(http_cell(s, name, FASTAPI, &server, port, &body, c))?);
+        cells.push(rt.block_on(http_cell(s, name, FASTAPI, &server, port, &request, c))?);
     }
     drop(server);
     Ok(())
+}
+
+fn onnxruntime_options(s: &Settings) -> ModelOptions {
+    ModelOptions {
+        engine: EngineChoice::Onnxruntime,
+        onnxruntime: OnnxruntimeOptions {
+            library: Some(s.onnxruntime_lib.clone()),
+            sessions: 1,
+            accelerator: None,
+        },
+        ..ModelOptions::default()
+    }
+}
+
+/// Starts `platform-runtime` on a model with `args` (besides its defaults) on a free port.
+fn start_runtime(
+    s: &Settings,
+    name: &str,
+    model_path: &Path,
+    contender: &'static str,
+    tag: &str,
+    args: &[&str],
+) -> anyhow::Result<(Server, u16)> {
+    let port = test_support::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_platform-runtime"));
+    cmd.arg("--model")
+        .arg(model_path)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--onnxruntime-lib")
+        .arg(&s.onnxruntime_lib)
+        .args(args);
+    for var in [
+        "AIP_PREDICT_ROUTE",
+        "AIP_HEALTH_ROUTE",
+        "AIP_ACCELERATOR_TYPE",
+        "PLATFORM_MAX_BATCH_SIZE",
+        "PLATFORM_BATCH_TIMEOUT",
+        "PLATFORM_WORKERS",
+        "PLATFORM_MAX_QUEUE",
+        "PLATFORM_MAX_INSTANCES",
+        "PLATFORM_SHAPE_CACHE_SIZE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let log = s.out_dir.join(format!("logs/{name}-runtime-{tag}.log"));
+    Ok((Server::start(contender, cmd, &log)?, port))
+}
+
+/// A real model from a PyPI wheel, with the inputs of its reference file: in-process on tract,
+/// on the runtime's onnxruntime engine and on onnxruntime from Python (one thread each), then
+/// over HTTP on each engine at concurrency 1 (V2 with binary tensors).
+fn bench_real_model(
+    s: &Settings,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    cells: &mut Vec<Cell>,
+) -> anyhow::Result<()> {
+    let model_path = s.real_dir.join(format!("{name}.onnx"));
+    let reference_path = s.real_dir.join(format!("{name}.json"));
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&reference_path).with_context(|| format!("reading {}", reference_path.display()))?,
+    )?;
+    let tract = Model::load(&model_path, ModelOptions::default())
+        .map_err(|e| anyhow::anyhow!("loading {}: {e}", model_path.display()))?;
+    let names: Vec<String> = tract.inputs().iter().map(|i| i.name.clone()).collect();
+    let inputs = reference_inputs(&reference, &names)?;
+    ensure!(tract.run(inputs.clone()).is_ok(), "{name} does not run on tract");
+    eprintln!("serving bench: {name}: {TRACT}");
+    cells.push(inprocess_cell(s, name, TRACT, &tract, &inputs, 1));
+    drop(tract);
+
+    let ort = Model::load(&model_path, onnxruntime_options(s))
+        .map_err(|e| anyhow::anyhow!("loading {} on onnxruntime: {e}", model_path.display()))?;
+    eprintln!("serving bench: {name}: {ORT_ENGINE}");
+    cells.push(inprocess_cell(s, name, ORT_ENGINE, &ort, &inputs, 1));
+    drop(ort);
+
+    eprintln!("serving bench: {name}: {ORT}");
+    cells.push(onnxruntime_cell(s, name, &model_path, Some(&reference_path))?);
+
+    let request = Request::v2_binary(&reference, &names)?;
+    for (contender, engine) in [(RUNTIME_TRACT, "tract"), (RUNTIME_ORT, "onnxruntime")] {
+        let (mut server, port) =
+            start_runtime(s, name, &model_path, contender, engine, &["--engine", engine])?;
+        rt.block_on(server.wait_ready(port, 1))?;
+        eprintln!("serving bench: {name}: {contender}, concurrency 1");
+        cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, 1))?);
+        drop(server);
+    }
+    Ok(())
+}
+
+/// The tensors of a reference file's `inputs`, in the model's input order (`names`).
+fn reference_inputs(reference: &serde_json::Value, names: &[String]) -> anyhow::Result<TVec<Tensor>> {
+    names
+        .iter()
+        .map(|name| {
+            let t = &reference["inputs"][name];
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .context("shape")?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize).context("dimension"))
+                .collect::<anyhow::Result<_>>()?;
+            let data = t["data"].as_array().context("data")?;
+            match t["datatype"].as_str() {
+                Some("FP32") => {
+                    let v: Vec<f32> = data.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect();
+                    Ok(Tensor::from_shape(&shape, &v)?)
+                }
+                Some("INT64") => {
+                    let v: Vec<i64> = data.iter().map(|x| x.as_i64().unwrap_or(0)).collect();
+                    Ok(Tensor::from_shape(&shape, &v)?)
+                }
+                other => bail!("unsupported datatype {other:?} in the reference"),
+            }
+        })
+        .collect()
+}
+
+/// What a load generator sends, and the marker of a good answer.
+#[derive(Clone)]
+struct Request {
+    path: &'static str,
+    content_type: &'static str,
+    json_length: Option<usize>,
+    body: Bytes,
+    expect: &'static [u8],
+}
+
+impl Request {
+    fn vertex(body: Bytes) -> Request {
+        Request {
+            path: "/predict",
+            content_type: "application/json",
+            json_length: None,
+            body,
+            expect: b"\"predictions\"",
+        }
+    }
+
+    /// An Open Inference Protocol request with every input and output as binary data.
+    fn v2_binary(reference: &serde_json::Value, names: &[String]) -> anyhow::Result<Request> {
+        let mut header_inputs = Vec::new();
+        let mut binary = Vec::new();
+        for (name, tensor) in names.iter().zip(reference_inputs(reference, names)?) {
+            let t = &reference["inputs"][name];
+            let bytes = tensor.try_as_plain_ram().map(|p| p.as_bytes().to_vec())?;
+            header_inputs.push(serde_json::json!({
+                "name": name, "datatype": t["datatype"], "shape": t["shape"],
+                "parameters": {"binary_data_size": bytes.len()},
+            }));
+            binary.extend_from_slice(&bytes);
+        }
+        let header = serde_json::to_vec(
+            &serde_json::json!({"inputs": header_inputs, "parameters": {"binary_data_output": true}}),
+        )?;
+        let json_length = header.len();
+        let mut body = header;
+        body.extend_from_slice(&binary);
+        Ok(Request {
+            path: "/v2/models/model/infer",
+            content_type: "application/octet-stream",
+            json_length: Some(json_length),
+            body: Bytes::from(body),
+            expect: b"\"outputs\"",
+        })
+    }
+
+    fn send(&self, client: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
+        let mut r = client
+            .post(format!("{base}{}", self.path))
+            .header(reqwest::header::CONTENT_TYPE, self.content_type)
+            .body(self.body.clone());
+        if let Some(n) = self.json_length {
+            r = r.header("inference-header-content-length", n);
+        }
+        r
+    }
 }
 
 /// The instance as a batch-1 tensor of the model's (single, FP32) input.
@@ -306,6 +522,7 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> anyhow::Result<()> {
 fn batch_cost(
     s: &Settings,
     name: &str,
+    engine: &'static str,
     model: &Model,
     input: &Tensor,
     rows: usize,
@@ -324,11 +541,18 @@ fn batch_cost(
         times.push(t0.elapsed().as_nanos() as u64);
     }
     times.sort_unstable();
-    Ok(BatchCost { model: name.to_string(), rows, p50_us: times[times.len() / 2] as f64 / 1e3 })
+    Ok(BatchCost { model: name.to_string(), engine, rows, p50_us: times[times.len() / 2] as f64 / 1e3 })
 }
 
 /// `c` OS threads each running the model in a loop.
-fn inprocess_cell(s: &Settings, name: &str, model: &Model, input: &Tensor, c: usize) -> Cell {
+fn inprocess_cell(
+    s: &Settings,
+    name: &str,
+    contender: &'static str,
+    model: &Model,
+    inputs: &TVec<Tensor>,
+    c: usize,
+) -> Cell {
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(s.warmup);
     let window_end = window_start + Duration::from_secs_f64(s.seconds);
@@ -343,7 +567,7 @@ fn inprocess_cell(s: &Settings, name: &str, model: &Model, input: &Tensor, c: us
                         if t0 >= window_end {
                             break;
                         }
-                        let ok = model.run(tvec![input.clone()]).is_ok();
+                        let ok = model.run(inputs.clone()).is_ok();
                         let t1 = Instant::now();
                         if !ok {
                             errors += 1;
@@ -368,13 +592,21 @@ fn inprocess_cell(s: &Settings, name: &str, model: &Model, input: &Tensor, c: us
         latencies.extend(l);
         errors += e;
     }
-    cell(name, TRACT, c, latencies, errors, s.seconds, cpu)
+    cell(name, contender, c, latencies, errors, s.seconds, cpu)
 }
 
-fn onnxruntime_cell(s: &Settings, name: &str, model_path: &Path) -> anyhow::Result<Cell> {
-    let output = Command::new(s.root.join(".venv/bin/python"))
-        .arg("bench/onnxruntime_inprocess.py")
-        .arg(model_path)
+fn onnxruntime_cell(
+    s: &Settings,
+    name: &str,
+    model_path: &Path,
+    inputs: Option<&Path>,
+) -> anyhow::Result<Cell> {
+    let mut cmd = Command::new(s.root.join(".venv/bin/python"));
+    cmd.arg("bench/onnxruntime_inprocess.py").arg(model_path);
+    if let Some(inputs) = inputs {
+        cmd.arg("--inputs").arg(inputs);
+    }
+    let output = cmd
         .args(["--seconds", &s.seconds.to_string(), "--warmup", &s.warmup.to_string()])
         .current_dir(&s.root)
         .stdin(Stdio::null())
@@ -416,26 +648,26 @@ async fn http_cell(
     contender: &'static str,
     server: &Server,
     port: u16,
-    body: &Bytes,
+    request: &Request,
     c: usize,
 ) -> anyhow::Result<Cell> {
-    let url = format!("http://127.0.0.1:{port}/predict");
+    let base = format!("http://127.0.0.1:{port}");
     // A first request checks the answer's shape.
     let client = http_client()?;
-    let answer = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.clone())
-        .send()
-        .await?;
+    let answer = request.send(&client, &base).send().await?;
     let status = answer.status();
-    let text = answer.text().await?;
+    let bytes = answer.bytes().await?;
+    let text = String::from_utf8_lossy(&bytes);
     ensure!(status == 200, "{contender} answered {status}: {text}");
-    let parsed: serde_json::Value = serde_json::from_str(&text)?;
-    ensure!(
-        parsed["predictions"].as_array().is_some_and(|p| p.len() == 1),
-        "{contender} answered without one prediction: {text}"
-    );
+    if request.json_length.is_none() {
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes)?;
+        ensure!(
+            parsed["predictions"].as_array().is_some_and(|p| p.len() == 1),
+            "{contender} answered without one prediction: {text}"
+        );
+    } else {
+        ensure!(contains(&bytes, request.expect), "{contender} answered without outputs: {text}");
+    }
 
     let clients: Vec<reqwest::Client> = (0..c).map(|_| http_client()).collect::<Result<_, _>>()?;
     let start = Instant::now();
@@ -444,8 +676,8 @@ async fn http_cell(
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|client| {
-            let url = url.clone();
-            let body = body.clone();
+            let base = base.clone();
+            let request = request.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -454,17 +686,11 @@ async fn http_cell(
                     if t0 >= window_end {
                         break;
                     }
-                    let ok = match client
-                        .post(&url)
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
+                    let ok = match request.send(&client, &base).send().await {
                         Ok(response) => {
                             let status = response.status();
                             match response.bytes().await {
-                                Ok(b) => status == 200 && contains(&b, b"\"predictions\""),
+                                Ok(b) => status == 200 && contains(&b, request.expect),
                                 Err(_) => false,
                             }
                         }
@@ -803,11 +1029,51 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
             )
         })
     };
-    let batching = |model: &str, text: &str| {
-        let (on, off) = (find(cells, model, RUNTIME_ON, 16), find(cells, model, RUNTIME_OFF, 16));
+    let batching_of = |model: &str, text: &str, on: &str, off: &str| {
+        let (on, off) = (find(cells, model, on, 16), find(cells, model, off, 16));
         goal(text, "≥ 2x", &[on, off], || {
             let r = on.unwrap().rps / off.unwrap().rps;
             (format!("{r:.2}x ({:.0} vs {:.0} req/s)", on.unwrap().rps, off.unwrap().rps), r >= 2.0)
+        })
+    };
+    let batching = |model: &str, text: &str| batching_of(model, text, RUNTIME_ON, RUNTIME_OFF);
+    // Real models: the faster engine in-process against onnxruntime from Python, and the HTTP
+    // overhead of the runtime on that engine.
+    let best = |model: &str| -> Option<(&Cell, &'static str)> {
+        let t = find(cells, model, TRACT, 1);
+        let o = find(cells, model, ORT_ENGINE, 1);
+        match (t, o) {
+            (Some(t), Some(o)) if o.p50_ms < t.p50_ms => Some((o, RUNTIME_ORT)),
+            (Some(t), _) => Some((t, RUNTIME_TRACT)),
+            (None, Some(o)) => Some((o, RUNTIME_ORT)),
+            _ => None,
+        }
+    };
+    let real_ratio = |model: &str, text: &str| {
+        let b = best(model).map(|(c, _)| c);
+        let o = find(cells, model, ORT, 1);
+        goal(text, "≤ 1.2x", &[b, o], || {
+            let (b, o) = (b.unwrap(), o.unwrap());
+            let r = b.p50_ms / o.p50_ms;
+            (format!("{r:.2}x ({}: {:.3} vs {:.3} ms)", b.contender, b.p50_ms, o.p50_ms), r <= 1.2)
+        })
+    };
+    let real_overhead = |model: &str, text: &str, best_engine: bool| {
+        let Some((b, best_http)) = best(model) else {
+            return goal(text, "≤ 0.2 ms", &[None], || (String::new(), false));
+        };
+        let (inproc, http) = if best_engine {
+            (Some(b), best_http)
+        } else if best_http == RUNTIME_TRACT {
+            (find(cells, model, ORT_ENGINE, 1), RUNTIME_ORT)
+        } else {
+            (find(cells, model, TRACT, 1), RUNTIME_TRACT)
+        };
+        let h = find(cells, model, http, 1);
+        goal(text, "≤ 0.2 ms", &[inproc, h], || {
+            let (i, h) = (inproc.unwrap(), h.unwrap());
+            let d = h.p50_ms - i.p50_ms;
+            (format!("{d:.3} ms ({}: {:.3} − {:.3} ms)", h.contender, h.p50_ms, i.p50_ms), d <= 0.2)
         })
     };
     let main = vec![
@@ -816,11 +1082,45 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
         overhead("mlp", "MLP, concurrency 1: HTTP + JSON overhead, p50(runtime) − p50(tract in-process)"),
         vs_fastapi("mlp", "MLP, concurrency 16: runtime throughput / FastAPI throughput, and p99"),
         batching("cnn", "CNN, concurrency 16: runtime throughput, batching on / off"),
+        batching_of(
+            "cnn",
+            "CNN on the onnxruntime engine, concurrency 16: runtime throughput, batching on / off",
+            RUNTIME_ORT_ON,
+            RUNTIME_ORT_OFF,
+        ),
+        real_ratio(
+            "ocr_det",
+            "OCR_DET (real CNN), in-process, 1 thread, batch 1: best engine p50 / onnxruntime p50",
+        ),
+        real_ratio(
+            "vad_sequence",
+            "VAD_SEQUENCE (real LSTM), in-process, 1 thread, batch 1: best engine p50 / onnxruntime p50",
+        ),
+        real_overhead(
+            "ocr_det",
+            "OCR_DET, concurrency 1: HTTP overhead on the best engine (V2 binary)",
+            true,
+        ),
+        real_overhead(
+            "vad_sequence",
+            "VAD_SEQUENCE, concurrency 1: HTTP overhead on the best engine (V2 binary)",
+            true,
+        ),
     ];
     let info = vec![
         overhead("cnn", "CNN, concurrency 1: HTTP + JSON overhead (information)"),
         vs_fastapi("cnn", "CNN, concurrency 16: runtime vs FastAPI (information)"),
         batching("mlp", "MLP, concurrency 16: batching on / off (information)"),
+        real_overhead(
+            "ocr_det",
+            "OCR_DET, concurrency 1: HTTP overhead on the other engine (information)",
+            false,
+        ),
+        real_overhead(
+            "vad_sequence",
+            "VAD_SEQUENCE, concurrency 1: HTTP overhead on the other engine (information)",
+            false,
+        ),
     ];
     (main, info)
 }
@@ -886,17 +1186,20 @@ fn report(s: &Settings, cells: &[Cell], costs: &[BatchCost]) -> String {
         let _ = writeln!(out, "{}: {} — {} (target {})  ", g.result, g.text, g.measured, g.target);
     }
     if !costs.is_empty() {
-        let _ = writeln!(out, "\n## tract in-process, one thread, rows per run (what batching can save)\n");
-        let _ = writeln!(out, "| model | rows | p50 µs per run | µs per row | per row vs 1 row |");
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|");
+        let _ = writeln!(out, "\n## In-process, one thread, rows per run (what batching can save)\n");
+        let _ = writeln!(out, "| model | engine | rows | p50 µs per run | µs per row | per row vs 1 row |");
+        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|");
         for c in costs {
-            let single =
-                costs.iter().find(|x| x.model == c.model && x.rows == 1).map_or(f64::NAN, |x| x.p50_us);
+            let single = costs
+                .iter()
+                .find(|x| x.model == c.model && x.engine == c.engine && x.rows == 1)
+                .map_or(f64::NAN, |x| x.p50_us);
             let per_row = c.p50_us / c.rows as f64;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.2}x |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2}x |",
                 c.model.to_uppercase(),
+                c.engine,
                 c.rows,
                 c.p50_us,
                 per_row,

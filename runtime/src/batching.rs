@@ -27,7 +27,9 @@ use crate::model::{BatchMode, Model};
 pub enum InferError {
     #[error("the server is at capacity ({0} requests waiting); retry later")]
     QueueFull(usize),
-    #[error("the model failed on this input: {0}")]
+    /// The message says what failed: the inputs' shapes and what the model accepts, or the
+    /// engine's error on these values.
+    #[error("{0}")]
     Failed(String),
     #[error("the runtime is shutting down")]
     Closed,
@@ -176,7 +178,7 @@ async fn run_queue(
                 Err(_) => None,
             };
             let Some(job) = next else { break };
-            if rows + job.rows > limit {
+            if rows + job.rows > limit || !same_row_shapes(&jobs[0].inputs, &job.inputs) {
                 carried = Some(job);
                 break;
             }
@@ -194,6 +196,12 @@ async fn run_queue(
             execute(&model, jobs, &metrics);
         });
     }
+}
+
+/// Whether two requests' inputs differ only in their number of rows, so that they can be stacked
+/// (a model with free dimensions, say an image size, gets requests of many shapes).
+fn same_row_shapes(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.shape().get(1..) == y.shape().get(1..))
 }
 
 /// Runs the jobs as one batch and answers each with its rows of the outputs. If the merged
@@ -239,7 +247,7 @@ fn run_timed(model: &Model, inputs: TVec<Tensor>, metrics: &Metrics) -> Result<T
     let start = Instant::now();
     let out = model.run(inputs);
     metrics.inference_seconds.observe(start.elapsed().as_secs_f64());
-    out.map_err(|e| InferError::Failed(format!("{e:#}")))
+    out.map_err(|e| InferError::Failed(e.0))
 }
 
 #[cfg(test)]
@@ -272,6 +280,13 @@ mod tests {
         assert!(!queued.is_finished(), "ran although no worker was free");
         drop(busy);
         assert_eq!(queued.await.unwrap().unwrap()[0].shape(), &[1, 10]);
+    }
+
+    #[test]
+    fn only_requests_whose_rows_have_the_same_shape_are_merged() {
+        let image = |rows: usize, h: usize| tvec![Tensor::zero::<f32>(&[rows, 3, h, 32]).unwrap()];
+        assert!(same_row_shapes(&image(1, 32), &image(4, 32)));
+        assert!(!same_row_shapes(&image(1, 32), &image(1, 64)));
     }
 
     #[tokio::test]

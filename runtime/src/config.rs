@@ -67,13 +67,51 @@ pub struct RuntimeConfig {
     #[arg(long, env = "PLATFORM_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// The engine that runs the model: `tract` (built in), `onnxruntime` (needs
+    /// `--onnxruntime-lib`), or `auto`: tract when the model loads and answers a sample there,
+    /// else onnxruntime (onnxruntime first when the machine has an accelerator). The log and
+    /// `/metrics` (`runtime_engine_info`) say which one serves.
+    #[arg(long, env = "PLATFORM_ENGINE", value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
+
+    /// The onnxruntime library: `libonnxruntime.so` or the directory holding it, for example
+    /// the `onnxruntime/capi` directory of the `onnxruntime` Python wheel (or of
+    /// `onnxruntime-gpu` for the CUDA execution provider). Loaded at start, only when the
+    /// onnxruntime engine is used.
+    #[arg(long, env = "PLATFORM_ONNXRUNTIME_LIB", value_name = "PATH")]
+    pub onnxruntime_lib: Option<PathBuf>,
+
+    /// Most compiled tract plans kept, one per distinct set of input shapes (batch sizes,
+    /// image sizes, sequence lengths); the least recently used is dropped beyond it.
+    #[arg(long, env = "PLATFORM_SHAPE_CACHE_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub shape_cache_size: u32,
+
+    /// The machine's accelerator (set by the platform from the machine type, for example
+    /// `NVIDIA_L4`): the onnxruntime engine then asks for its CUDA execution provider, and runs
+    /// on the CPU (saying so in the log and in `/metrics`) when the library has none.
+    #[arg(long, env = "AIP_ACCELERATOR_TYPE", value_name = "TYPE")]
+    pub accelerator: Option<String>,
+
     /// Where downloaded models are cached, keyed by content. Default:
     /// `$XDG_CACHE_HOME/platform-runtime` or `~/.cache/platform-runtime`.
     #[arg(long, env = "PLATFORM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 
+/// The engines `--engine` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Tract,
+    Onnxruntime,
+    Auto,
+}
+
 impl RuntimeConfig {
+    /// The accelerator, unless unset or unspecified.
+    pub fn accelerator(&self) -> Option<&str> {
+        self.accelerator.as_deref().filter(|a| !a.is_empty() && *a != "ACCELERATOR_TYPE_UNSPECIFIED")
+    }
+
     /// Number of inference workers, resolved against this machine.
     pub fn workers(&self) -> usize {
         self.workers

@@ -3,8 +3,44 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// The counters of tract's plan cache (one plan per distinct input shape). Cloning shares them.
+#[derive(Clone)]
+pub struct ShapeCacheMetrics {
+    pub hits: IntCounter,
+    pub misses: IntCounter,
+    pub evictions: IntCounter,
+    pub plans: IntGauge,
+}
+
+impl Default for ShapeCacheMetrics {
+    /// Counters registered nowhere, for models loaded outside a server (tests, benchmarks).
+    fn default() -> Self {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("static metric definition");
+        ShapeCacheMetrics {
+            hits: counter(
+                "runtime_shape_cache_hits_total",
+                "Runs whose input shapes had a compiled plan in the cache (tract engine).",
+            ),
+            misses: counter(
+                "runtime_shape_cache_misses_total",
+                "Runs that compiled a plan for their input shapes (tract engine).",
+            ),
+            evictions: counter(
+                "runtime_shape_cache_evictions_total",
+                "Plans evicted from the full cache, least recently used first (tract engine).",
+            ),
+            plans: IntGauge::new(
+                "runtime_shape_cache_plans",
+                "Compiled plans in the shape cache (tract engine).",
+            )
+            .expect("static metric definition"),
+        }
+    }
+}
 
 /// The runtime's metrics, registered in a registry of their own.
 #[derive(Clone)]
@@ -16,6 +52,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub queue_depth: IntGauge,
     pub inference_seconds: Histogram,
+    pub shape_cache: ShapeCacheMetrics,
+    engine: IntGaugeVec,
 }
 
 impl Metrics {
@@ -57,6 +95,15 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.000_01, 2.0, 20).expect("static buckets")),
         )
         .expect("static metric definition");
+        let shape_cache = ShapeCacheMetrics::default();
+        let engine = IntGaugeVec::new(
+            Opts::new(
+                "runtime_engine_info",
+                "1 for the engine serving the model (tract or onnxruntime), its execution provider and accelerator.",
+            ),
+            &["engine", "execution_provider", "accelerator"],
+        )
+        .expect("static metric definition");
         let registry = Registry::new();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -65,10 +112,31 @@ impl Metrics {
             Box::new(batch_size.clone()),
             Box::new(queue_depth.clone()),
             Box::new(inference_seconds.clone()),
+            Box::new(shape_cache.hits.clone()),
+            Box::new(shape_cache.misses.clone()),
+            Box::new(shape_cache.evictions.clone()),
+            Box::new(shape_cache.plans.clone()),
+            Box::new(engine.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, errors, latency, batch_size, queue_depth, inference_seconds }
+        Metrics {
+            registry,
+            requests,
+            errors,
+            latency,
+            batch_size,
+            queue_depth,
+            inference_seconds,
+            shape_cache,
+            engine,
+        }
+    }
+
+    /// Records which engine serves the model, on which execution provider (`cpu`, `cuda`), for
+    /// which accelerator (empty for none).
+    pub fn set_engine(&self, engine: &str, provider: &str, accelerator: &str) {
+        self.engine.with_label_values(&[engine, provider, accelerator]).set(1);
     }
 
     /// Records one answered request.

@@ -10,42 +10,18 @@ use serde_json::{Value, json};
 
 const TOLERANCE: f64 = 1e-4;
 
-/// The V2 request for a reference's inputs.
-fn v2_request(reference: &Value) -> Value {
-    let inputs: Vec<Value> = reference["inputs"]
-        .as_object()
-        .expect("inputs")
-        .iter()
-        .map(|(name, t)| json!({"name": name, "datatype": t["datatype"], "shape": t["shape"], "data": t["data"]}))
-        .collect();
-    json!({"id": "req-1", "inputs": inputs})
+/// The onnxruntime library that `tests/models/real_models.py` found in the test virtualenv.
+fn onnxruntime_lib() -> String {
+    common::real_models().1["onnxruntime_lib"].as_str().expect("onnxruntime_lib").to_string()
 }
 
-/// Checks one model on both protocols against its reference.
-async fn check_model(name: &str) {
+/// Checks one model on both protocols against its reference, on an engine.
+async fn check_model(name: &str, engine: &str) {
     let path = model_path(name);
-    let rt = Runtime::start(&["--model", path.to_str().expect("utf-8 path")]).await;
-    let reference = reference(name);
-
-    let (status, body) =
-        rt.post_json("/predict", &json!({"instances": reference["vertex"]["instances"]})).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    assert_close(&body["predictions"], &reference["vertex"]["predictions"], TOLERANCE);
-
-    let (status, body) = rt.post_json("/v2/models/model/infer", &v2_request(&reference)).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    assert_eq!(body["id"], "req-1", "{name}: the id is echoed");
-    assert_eq!(body["model_name"], "model");
-    let outputs = body["outputs"].as_array().expect("outputs");
-    let expected = reference["outputs"].as_object().expect("outputs");
-    assert_eq!(outputs.len(), expected.len(), "{name}: every output is returned");
-    for out in outputs {
-        let name_out = out["name"].as_str().expect("output name");
-        let want = &expected[name_out];
-        assert_eq!(out["datatype"], want["datatype"], "{name}/{name_out}");
-        assert_eq!(out["shape"], want["shape"], "{name}/{name_out}");
-        assert_close(&out["data"], &want["data"], TOLERANCE);
-    }
+    let lib = onnxruntime_lib();
+    let args = ["--model", path.to_str().expect("utf-8 path"), "--engine", engine, "--onnxruntime-lib", &lib];
+    let rt = Runtime::start(&args).await;
+    common::check_reference(&rt, &format!("{name} on {engine}"), &reference(name), TOLERANCE).await;
 }
 
 #[tokio::test]
@@ -55,7 +31,9 @@ async fn every_test_model_answers_both_protocols_like_onnxruntime() {
         assert!(models.iter().any(|m| m == core), "test model {core} is missing: run scripts/test");
     }
     for name in &models {
-        check_model(name).await;
+        for engine in ["tract", "onnxruntime"] {
+            check_model(name, engine).await;
+        }
     }
 }
 
@@ -286,6 +264,13 @@ async fn vertex_routes_come_from_the_aip_environment() {
 
 #[tokio::test]
 async fn concurrent_requests_are_merged_into_batches() {
+    for engine in ["tract", "onnxruntime"] {
+        merged_into_batches(engine).await;
+    }
+}
+
+async fn merged_into_batches(engine: &str) {
+    let lib = onnxruntime_lib();
     let rt = Runtime::start(&[
         "--model",
         model_path("mlp").to_str().expect("path"),
@@ -293,6 +278,10 @@ async fn concurrent_requests_are_merged_into_batches() {
         "200ms",
         "--workers",
         "1",
+        "--engine",
+        engine,
+        "--onnxruntime-lib",
+        &lib,
     ])
     .await;
     let reference = reference("mlp");
@@ -326,7 +315,7 @@ async fn concurrent_requests_are_merged_into_batches() {
     };
     // Warm-up runs outside the queue: 12 rows went through, in fewer executions.
     assert_eq!(value("runtime_batch_size_sum "), 12.0);
-    assert!(value("runtime_batch_size_count ") < 12.0, "no request was merged:\n{metrics}");
+    assert!(value("runtime_batch_size_count ") < 12.0, "no request was merged on {engine}:\n{metrics}");
 }
 
 #[cfg(unix)]

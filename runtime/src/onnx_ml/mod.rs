@@ -24,6 +24,7 @@ mod array_feature_extractor;
 mod common;
 mod imputer;
 mod label_encoder;
+mod linear_check;
 mod normalizer;
 mod one_hot_encoder;
 mod scaler;
@@ -32,6 +33,7 @@ mod tree_ensemble_classifier;
 mod tree_ensemble_regressor;
 mod zipmap;
 
+pub use linear_check::check as check_linear_coefficients;
 pub use zipmap::ZipMapError;
 
 /// Registers every operator of this module into `reg`.

@@ -72,14 +72,16 @@ fn rename_uses(graph: &mut GraphProto, from: &str, to: &str) {
     }
 }
 
-fn float_matrix_type(classes: usize) -> TypeProto {
+/// `[rows, classes]` floats, with rows as the first graph input's leading dimension (a ZipMap
+/// gives one map per input row), unknown when that input declares none.
+fn float_matrix_type(rows: Option<Dimension>, classes: usize) -> TypeProto {
     TypeProto {
         denotation: String::new(),
         value: Some(type_proto::Value::TensorType(type_proto::Tensor {
             elem_type: DataType::Float as i32,
             shape: Some(TensorShapeProto {
                 dim: vec![
-                    Dimension { denotation: String::new(), value: None },
+                    rows.unwrap_or(Dimension { denotation: String::new(), value: None }),
                     Dimension {
                         denotation: String::new(),
                         value: Some(dimension::Value::DimValue(classes as i64)),
@@ -93,6 +95,9 @@ fn float_matrix_type(classes: usize) -> TypeProto {
 pub fn strip(model: &mut ModelProto) -> Result<Vec<ZipMap>, ZipMapError> {
     let graph = model.graph.as_mut().ok_or(ZipMapError::NoGraph)?;
     let graph_outputs: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let rows = graph.input.first().and_then(|i| match i.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => t.shape.as_ref()?.dim.first().cloned(),
+    });
     let mut removed = vec![];
     let mut i = 0;
     while i < graph.node.len() {
@@ -146,7 +151,7 @@ pub fn strip(model: &mut ModelProto) -> Result<Vec<ZipMap>, ZipMapError> {
         }
         for o in &mut graph.output {
             if o.name == output {
-                o.r#type = Some(float_matrix_type(labels.len()));
+                o.r#type = Some(float_matrix_type(rows.clone(), labels.len()));
             }
         }
         removed.push(ZipMap { output, labels });
@@ -220,7 +225,9 @@ mod tests {
         assert_eq!(graph.node[0].output, vec!["output_probability".to_string()]);
         assert_eq!(graph.node[1].input, vec!["output_probability".to_string()]);
         assert_eq!(graph.value_info[0].name, "output_probability");
-        assert_eq!(graph.output[1].r#type, Some(float_matrix_type(3)));
+        // One row per row of the first input (declared with 1 row here).
+        let rows = Dimension { denotation: String::new(), value: Some(dimension::Value::DimValue(1)) };
+        assert_eq!(graph.output[1].r#type, Some(float_matrix_type(Some(rows), 3)));
 
         let model = load(&proto).unwrap().into_typed().unwrap();
         let plan = model.into_runnable().unwrap();

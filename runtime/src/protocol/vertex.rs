@@ -62,6 +62,11 @@ pub fn inputs(model: &Model, instances: &[Value]) -> Result<Vec<RunInputs>, Inva
         }
     }
     let stacked = mode != BatchMode::None;
+    if let BatchMode::Dynamic { padded: true } | BatchMode::Fixed(_) = mode
+        && model.has_free_dims()
+    {
+        return grouped_by_shape(specs, mode, &values, instances.len());
+    }
     if let BatchMode::Dynamic { padded: true } | BatchMode::Fixed(_) = mode {
         let inputs = specs
             .iter()
@@ -80,6 +85,46 @@ pub fn inputs(model: &Model, instances: &[Value]) -> Result<Vec<RunInputs>, Inva
             Ok(RunInputs { inputs, rows: None })
         })
         .collect()
+}
+
+/// For a model with dimensions that each request fixes (an image's size, a sequence's
+/// length): instances are read one by one, and consecutive instances of the same shape are
+/// stacked into one run.
+fn grouped_by_shape(
+    specs: &[TensorSpec],
+    mode: BatchMode,
+    values: &[Vec<&Value>],
+    count: usize,
+) -> Result<Vec<RunInputs>, InvalidRequest> {
+    let mut runs: Vec<RunInputs> = Vec::new();
+    let mut group: Vec<TVec<Tensor>> = Vec::new();
+    let flush = |group: &mut Vec<TVec<Tensor>>, runs: &mut Vec<RunInputs>| -> Result<(), InvalidRequest> {
+        let Some(first) = group.first() else { return Ok(()) };
+        let inputs = (0..first.len())
+            .map(|k| {
+                let parts: Vec<&Tensor> = group.iter().map(|g| &g[k]).collect();
+                Tensor::stack_tensors(0, &parts).map_err(|e| InvalidRequest(format!("{e:#}")))
+            })
+            .collect::<Result<_, _>>()?;
+        runs.push(RunInputs { inputs, rows: Some(group.len()) });
+        group.clear();
+        Ok(())
+    };
+    for i in 0..count {
+        let instance: TVec<Tensor> = specs
+            .iter()
+            .zip(values)
+            .map(|(spec, vs)| column(spec, spec.row_shape(mode), &vs[i..=i], i, true))
+            .collect::<Result<_, _>>()?;
+        let same =
+            group.first().is_some_and(|g| g.iter().zip(&instance).all(|(a, b)| a.shape() == b.shape()));
+        if !same {
+            flush(&mut group, &mut runs)?;
+        }
+        group.push(instance);
+    }
+    flush(&mut group, &mut runs)?;
+    Ok(runs)
 }
 
 /// The value of each input (in signature order) within instance `i`.

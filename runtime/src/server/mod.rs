@@ -14,9 +14,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::batching::{BatchConfig, Batcher};
-use crate::config::RuntimeConfig;
+use crate::config::{Engine, RuntimeConfig};
 use crate::metrics::Metrics;
-use crate::model::{Model, ModelOptions};
+use crate::model::{EngineChoice, Model, ModelOptions, OnnxruntimeOptions};
 pub use error::{Protocol, ServeError};
 
 /// The loaded model and its queue, set once when the model is ready.
@@ -121,7 +121,7 @@ pub async fn serve(
     tracing::info!(address = %listener.local_addr()?, model = %config.model, "listening");
     let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future());
 
-    let load = load_model(&config);
+    let load = load_model(&config, &state.metrics);
     tokio::pin!(load);
     let mut server = server;
     tokio::select! {
@@ -137,7 +137,9 @@ pub async fn serve(
             };
             let batcher = Batcher::start(model.clone(), batch, state.metrics.clone());
             let _ = state.serving.set(Serving { model: model.clone(), batcher });
-            tracing::info!(inputs = ?model.inputs(), outputs = ?model.outputs(), mode = ?model.batch_mode(), ?single_run, "model ready");
+            let provider = model.execution_provider();
+            state.metrics.set_engine(model.engine_name(), provider, config.accelerator().unwrap_or_default());
+            tracing::info!(engine = model.engine_name(), execution_provider = provider, inputs = ?model.inputs(), outputs = ?model.outputs(), mode = ?model.batch_mode(), ?single_run, "model ready");
             let max_batch = config.max_batch_size.max(1);
             tokio::task::spawn_blocking(move || model.precompile(max_batch));
         }
@@ -150,11 +152,28 @@ pub async fn serve(
 }
 
 /// The model, ready to serve, and how long one warm batch-1 inference takes.
-async fn load_model(config: &RuntimeConfig) -> anyhow::Result<(Model, std::time::Duration)> {
+async fn load_model(
+    config: &RuntimeConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<(Model, std::time::Duration)> {
     let path = crate::source::fetch(&config.model, &config.cache_dir())
         .await
         .with_context(|| format!("cannot fetch the model {}", config.model))?;
-    let options = ModelOptions { max_plan_batch: config.max_batch_size.max(64) };
+    let options = ModelOptions {
+        max_plan_batch: config.max_batch_size.max(64),
+        engine: match config.engine {
+            Engine::Tract => EngineChoice::Tract,
+            Engine::Onnxruntime => EngineChoice::Onnxruntime,
+            Engine::Auto => EngineChoice::Auto,
+        },
+        shape_cache_size: config.shape_cache_size as usize,
+        shape_cache_metrics: metrics.shape_cache.clone(),
+        onnxruntime: OnnxruntimeOptions {
+            library: config.onnxruntime_lib.clone(),
+            sessions: config.workers(),
+            accelerator: config.accelerator().map(str::to_string),
+        },
+    };
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         let model = Model::load(&path, options)?;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-pub use test_support::{free_port, model_path, python, reference, root};
+pub use test_support::{free_port, model_path, python, real_models, reference, root};
 
 /// A running `platform-runtime`, killed when dropped.
 pub struct Runtime {
@@ -110,6 +110,40 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The V2 request for a reference's inputs.
+pub fn v2_request(reference: &Value) -> Value {
+    let inputs: Vec<Value> = reference["inputs"]
+        .as_object()
+        .expect("inputs")
+        .iter()
+        .map(|(name, t)| json!({"name": name, "datatype": t["datatype"], "shape": t["shape"], "data": t["data"]}))
+        .collect();
+    json!({"id": "req-1", "inputs": inputs})
+}
+
+/// Checks a running model on both protocols against its reference, numbers within `tol`.
+pub async fn check_reference(rt: &Runtime, name: &str, reference: &Value, tol: f64) {
+    let (status, body) =
+        rt.post_json("/predict", &json!({"instances": reference["vertex"]["instances"]})).await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_close(&body["predictions"], &reference["vertex"]["predictions"], tol);
+
+    let (status, body) = rt.post_json("/v2/models/model/infer", &v2_request(reference)).await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_eq!(body["id"], "req-1", "{name}: the id is echoed");
+    assert_eq!(body["model_name"], "model");
+    let outputs = body["outputs"].as_array().expect("outputs");
+    let expected = reference["outputs"].as_object().expect("outputs");
+    assert_eq!(outputs.len(), expected.len(), "{name}: every output is returned");
+    for out in outputs {
+        let name_out = out["name"].as_str().expect("output name");
+        let want = &expected[name_out];
+        assert_eq!(out["datatype"], want["datatype"], "{name}/{name_out}");
+        assert_eq!(out["shape"], want["shape"], "{name}/{name_out}");
+        assert_close(&out["data"], &want["data"], tol);
     }
 }
 

@@ -56,6 +56,23 @@ pub fn reference(name: &str) -> Value {
     serde_json::from_str(&text).expect("reference is JSON")
 }
 
+/// The real models that `tests/models/real_models.py` fetched from PyPI wheels (`scripts/test`
+/// runs it): their directory (`PLATFORM_REAL_MODELS_DIR`, default `.cache/real-models`) and its
+/// manifest (`onnxruntime_lib`, and per model `name`, `family`, `engines`, `tolerance`).
+pub fn real_models() -> (PathBuf, Value) {
+    let dir = std::env::var_os("PLATFORM_REAL_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".cache/real-models"));
+    let manifest = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/test (or .venv/bin/python tests/models/real_models.py), which fetches the real models",
+            manifest.display()
+        )
+    });
+    (dir, serde_json::from_str(&text).expect("the manifest is JSON"))
+}
+
 /// A moto S3 server on a free loopback port, killed when dropped.
 pub struct S3Server {
     child: Child,

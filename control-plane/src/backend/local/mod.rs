@@ -58,7 +58,8 @@ pub struct LocalConfig {
     pub host: IpAddr,
     /// Host environment variables passed to replicas (`NAME`, or a prefix `NAME_*`).
     pub inherit_env: Vec<String>,
-    /// Extra host variables passed to runtime replicas only (object-store credentials).
+    /// Extra host variables passed to runtime replicas only (object-store credentials, the
+    /// runtime's engine, onnxruntime library and shape-cache size).
     pub runtime_inherit_env: Vec<String>,
     /// Overrides the period of readiness and startup probes (short in tests).
     pub readiness_period: Option<Duration>,
@@ -112,7 +113,13 @@ impl LocalConfig {
                 "CONTAINER_HOST",
                 "XDG_RUNTIME_DIR",
             ]),
-            runtime_inherit_env: names(&["AWS_*", "PLATFORM_LOG_FORMAT"]),
+            runtime_inherit_env: names(&[
+                "AWS_*",
+                "PLATFORM_LOG_FORMAT",
+                "PLATFORM_ENGINE",
+                "PLATFORM_ONNXRUNTIME_LIB",
+                "PLATFORM_SHAPE_CACHE_SIZE",
+            ]),
             readiness_period: None,
             liveness_period: None,
             first_ready_poll: Duration::from_millis(500),
