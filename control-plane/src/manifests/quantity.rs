@@ -24,16 +24,22 @@ impl fmt::Display for Raw {
     }
 }
 
+/// A text that is not a Kubernetes quantity, with why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QuantityError(String);
+
 /// Parses a quantity into its value in base units (cores, bytes), as a float.
-pub fn parse(text: &str) -> Result<f64, String> {
+pub fn parse(text: &str) -> Result<f64, QuantityError> {
+    let err = |m: String| QuantityError(m);
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty quantity".into());
+        return Err(err("empty quantity".into()));
     }
     let split =
         s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("`{s}` is not a quantity"))?;
+    let number: f64 = number.parse().map_err(|_| err(format!("`{s}` is not a quantity")))?;
     let factor = match suffix {
         "" => 1.0,
         "m" => 1e-3,
@@ -50,26 +56,26 @@ pub fn parse(text: &str) -> Result<f64, String> {
         "Pi" => 1024f64.powi(5),
         "Ei" => 1024f64.powi(6),
         e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().map_err(|_| format!("`{s}` is not a quantity"))?;
+            let exp: i32 = e[1..].parse().map_err(|_| err(format!("`{s}` is not a quantity")))?;
             10f64.powi(exp)
         }
-        other => return Err(format!("unknown suffix `{other}` in `{s}`")),
+        other => return Err(err(format!("unknown suffix `{other}` in `{s}`"))),
     };
     let value = number * factor;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{s}` is not a non-negative quantity"));
+        return Err(err(format!("`{s}` is not a non-negative quantity")));
     }
     Ok(value)
 }
 
 /// CPU in millicores, rounded up (`"2"` = 2000, `"250m"` = 250, `"0.5"` = 500).
-pub fn parse_cpu_millis(text: &str) -> Result<u64, String> {
+pub fn parse_cpu_millis(text: &str) -> Result<u64, QuantityError> {
     let cores = parse(text)?;
     Ok((cores * 1000.0 - 1e-9).ceil().max(0.0) as u64)
 }
 
 /// Memory in bytes, rounded up.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, QuantityError> {
     let bytes = parse(text)?;
     Ok((bytes - 1e-9).ceil().max(0.0) as u64)
 }
