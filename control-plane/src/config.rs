@@ -89,6 +89,25 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_MAX_ARTIFACT_BYTES", default_value_t = 10 << 30)]
     pub max_artifact_bytes: u64,
 
+    /// Most connections open at once on all listeners; one more is closed on arrival. 0: three
+    /// quarters of the file descriptors this process may open.
+    #[arg(long, env = "PLATFORM_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// A connection on which nothing moves for this long, while no request is being answered, is
+    /// closed (idle keep-alive connections, unfinished TLS handshakes).
+    #[arg(long, env = "PLATFORM_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How long a client may take to send a request's headers (also the TLS handshake).
+    #[arg(long, env = "PLATFORM_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a client may take to send a request's body (for artifact uploads: between two
+    /// pieces of it); then it gets 408.
+    #[arg(long, env = "PLATFORM_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// How long a replica may take to answer a prediction before the caller gets 504.
     #[arg(long, env = "PLATFORM_PREDICT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub predict_timeout: Duration,

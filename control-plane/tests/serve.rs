@@ -214,3 +214,115 @@ async fn a_file_that_is_not_an_onnx_model_is_refused_at_upload() {
         "{message}"
     );
 }
+
+/// Opens a TCP connection that sends nothing (or the start of something) and never finishes.
+async fn stalled(port: u16, first_bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    stream.write_all(first_bytes).await.expect("write");
+    stream
+}
+
+/// Whether the server closed the connection within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Idle connections, TLS handshakes never finished and headers sent a byte at a time hold no
+/// slot for long; beyond the cap, connections are closed at once; everyone else is answered.
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let private = common::free_port();
+    let private_listen = format!("127.0.0.1:{private}");
+    let args = [
+        "--idle-timeout",
+        "2s",
+        "--header-read-timeout",
+        "2s",
+        "--max-connections",
+        "40",
+        "--private-listen",
+        &private_listen,
+    ];
+    let platform = common::start(&data, &args, &[]).await;
+    let http = client(&data);
+
+    let mut held = Vec::new();
+    for _ in 0..15 {
+        held.push(stalled(platform.port, b"").await); // TLS: no ClientHello
+    }
+    for _ in 0..10 {
+        held.push(stalled(private, b"").await); // plain HTTP: nothing
+    }
+    for _ in 0..5 {
+        held.push(stalled(private, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await); // headers never end
+    }
+    let healthz = http.get(format!("{}/healthz", platform.base)).send().await.expect("healthz");
+    assert_eq!(healthz.status(), 200, "the server answers while 30 connections stall");
+
+    // Beyond the cap of 40, new connections are closed as they arrive.
+    let mut extra = Vec::new();
+    for _ in 0..20 {
+        extra.push(stalled(private, b"").await);
+    }
+    let mut refused = 0;
+    for stream in &mut extra {
+        if closed_within(stream, Duration::from_millis(500)).await {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "{refused} of 20 connections beyond the cap were closed at once");
+
+    // Within the timeouts, every stalled connection is closed, and the server still answers.
+    for (i, stream) in held.iter_mut().enumerate() {
+        assert!(closed_within(stream, Duration::from_secs(10)).await, "stalled connection {i} stays open");
+    }
+    let healthz = http.get(format!("{}/healthz", platform.base)).send().await.expect("healthz");
+    assert_eq!(healthz.status(), 200);
+}
+
+/// A body over the limit reaches the client as a 413 with its message, over HTTP/1.1 and
+/// HTTP/2, not as a reset connection or stream.
+#[tokio::test]
+async fn a_body_over_the_limit_gets_its_413_over_http1_and_http2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let platform = common::start(&data, &["--max-request-bytes", "100000"], &[]).await;
+    let ca = std::fs::read(data.join("tls/ca.pem")).expect("ca");
+    let url = format!("{}/v1/projects/default/locations/local/endpoints/e:predict", platform.base);
+    let body = format!("{{\"instances\": [\"{}\"]}}", "x".repeat(3 << 20));
+    for http1_only in [true, false] {
+        let mut builder =
+            reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca"));
+        if http1_only {
+            builder = builder.http1_only();
+        }
+        let http = builder.build().expect("client");
+        let response = http
+            .post(&url)
+            .bearer_auth(&platform.token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("http1 only {http1_only}: {e:?}"));
+        assert_eq!(response.status(), 413, "http1 only {http1_only}");
+        let answer: Value = response.json().await.expect("json");
+        assert!(
+            answer["error"]["message"].as_str().unwrap_or_default().contains("limit of 100000 bytes"),
+            "{answer}"
+        );
+    }
+}

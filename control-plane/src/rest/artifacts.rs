@@ -31,6 +31,6 @@ pub async fn upload(
     body: Body,
 ) -> Result<Json<api::Artifact>, ApiError> {
     let loc = request::location(&project, &location)?;
-    let stream = body.into_data_stream();
+    let stream = super::body::paced(body, app.body_limits.read_timeout);
     Ok(Json(app.registry.upload_artifact(&caller, &loc, query.filename.as_deref(), stream).await?))
 }

@@ -1,6 +1,7 @@
 //! The REST API: routes, shared state and the caller extractor.
 
 pub mod artifacts;
+pub mod body;
 pub mod endpoints;
 pub mod error;
 pub mod list;
@@ -37,8 +38,8 @@ pub struct App {
     pub operations: Arc<Operations>,
     pub gateway: Arc<Gateway>,
     pub metrics: Metrics,
-    /// Largest request body (Vertex: 1.5 MB); artifact uploads stream and have their own limit.
-    pub max_request_bytes: usize,
+    /// Bounds of request bodies (artifact uploads stream and have their own size limit).
+    pub body_limits: body::BodyLimits,
 }
 
 pub type AppState = Arc<App>;
@@ -50,7 +51,7 @@ pub struct PrivateListener(pub bool);
 /// The platform's routes. `private` marks the router of the private listener.
 pub fn router(app: AppState, private: bool) -> Router {
     let location = "/v1/projects/{project}/locations/{location}";
-    let max_body = app.max_request_bytes;
+    let max_body = app.body_limits.max_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -95,7 +96,7 @@ pub fn router(app: AppState, private: bool) -> Router {
         )
         .merge(openapi::swagger_ui())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state((max_body, app.metrics.clone()), read_whole_body))
+        .layer(axum::middleware::from_fn_with_state((app.body_limits, app.metrics.clone()), body::read_whole))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(PrivateListener(private)))
         .with_state(app)
@@ -103,34 +104,6 @@ pub fn router(app: AppState, private: bool) -> Router {
 
 async fn healthz() -> (StatusCode, Json<serde_json::Value>) {
     (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
-}
-
-/// Reads every request body (up to the limit) before routing, except artifact uploads, which
-/// stream. A handler that answers without reading the body (a bad path, a missing token) would
-/// otherwise leave it unread, and the connection could not be reused: keep-alive clients would
-/// see it closed under their next request.
-/// Also counts every answer in `platform_api_requests_total`.
-async fn read_whole_body(
-    axum::extract::State((limit, metrics)): axum::extract::State<(usize, Metrics)>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let method = request.method().clone();
-    let response = if request.uri().path().ends_with("/artifacts") {
-        next.run(request).await
-    } else {
-        let (parts, body) = request.into_parts();
-        match axum::body::to_bytes(body, limit).await {
-            Ok(bytes) => {
-                next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
-            }
-            Err(e) if is_length_limit(&e) => request::too_large(limit).into_response(),
-            Err(e) => ApiError::invalid(format!("cannot read the request body: {e}")).into_response(),
-        }
-    };
-    metrics.api_request(method.as_str(), response.status().as_u16());
-    response
 }
 
 async fn metrics(
@@ -144,11 +117,6 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError
         "{method} {} is not a route of this API; see /docs for the routes",
         uri.path()
     ))
-}
-
-/// Whether reading a body failed because it was over the limit.
-fn is_length_limit(e: &axum::Error) -> bool {
-    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
 }
 
 /// The caller of a request whose handler reads the headers itself.

@@ -1,11 +1,14 @@
 //! `platform serve`: the embedded default in one process: REST API, controller, gateway and
 //! the local backend.
 
+pub mod listener;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::auth::token::TokenKeys;
 use crate::auth::{Accounts, first_admin};
@@ -100,7 +103,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         operations: Arc::new(Operations::new(store.clone(), wake.clone())),
         gateway: gateway.clone(),
         metrics: metrics.clone(),
-        max_request_bytes: config.max_request_bytes,
+        body_limits: rest::body::BodyLimits {
+            max_bytes: config.max_request_bytes,
+            read_timeout: config.body_read_timeout,
+        },
     });
 
     let admin_password = std::env::var("PLATFORM_ADMIN_PASSWORD").ok();
@@ -153,16 +159,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
+    let limits = listener::Limits {
+        max_connections: match config.max_connections {
+            0 => listener::default_max_connections(),
+            n => n,
+        },
+        idle_timeout: config.idle_timeout,
+        header_read_timeout: config.header_read_timeout,
+    };
+    tracing::info!(max_connections = limits.max_connections, idle_timeout = ?limits.idle_timeout,
+        header_read_timeout = ?limits.header_read_timeout, "connection limits");
+    // One cap for every listener of the process.
+    let guard = listener::Guard::new(limits);
     if let Some(address) = config.private_listen {
         let router = rest::router(app.clone(), true);
-        let private = handle.clone();
+        let mut server = axum_server::bind(address).acceptor(guard.clone()).handle(handle.clone());
+        limits.configure(&mut server);
         tracing::info!(%address, "serving private endpoints over plain HTTP");
         tokio::spawn(async move {
-            if let Err(e) = axum_server::bind(address)
-                .handle(private)
-                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await
-            {
+            if let Err(e) = server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await {
                 tracing::error!(%address, error = %e, "the private listener stopped");
             }
         });
@@ -170,10 +185,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let router = rest::router(app, false);
     let served = if config.insecure_http {
         tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
-        axum_server::bind(config.listen)
-            .handle(handle)
-            .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
+        let mut server = axum_server::bind(config.listen).acceptor(guard).handle(handle);
+        limits.configure(&mut server);
+        server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await
     } else {
         let (cert, key) = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -184,15 +198,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 (generated.cert, generated.key)
             }
         };
-        let tls =
-            axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.with_context(|| {
-                format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
-            })?;
+        let tls = RustlsConfig::from_pem_file(&cert, &key).await.with_context(|| {
+            format!("cannot load the TLS certificate {} and key {}", cert.display(), key.display())
+        })?;
         tracing::info!(address = %config.listen, url = %config.public_url(), "serving HTTPS");
-        axum_server::bind_rustls(config.listen, tls)
-            .handle(handle)
-            .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
+        let acceptor = RustlsAcceptor::new(tls).handshake_timeout(limits.header_read_timeout).acceptor(guard);
+        let mut server = axum_server::bind(config.listen).acceptor(acceptor).handle(handle);
+        limits.configure(&mut server);
+        server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await
     };
     let _ = controller_task.await;
     if let Some(local) = local {
