@@ -20,6 +20,15 @@ pub struct RuntimeConfig {
     #[arg(long, env = "AIP_STORAGE_URI", value_name = "URI")]
     pub model: String,
 
+    /// Allow `http://` model URLs (by default only `https://`).
+    #[arg(long, env = "PLATFORM_ARTIFACT_ALLOW_HTTP")]
+    pub artifact_allow_http: bool,
+
+    /// Allow model URLs that reach loopback, link-local (cloud metadata) or private addresses
+    /// (by default only public addresses).
+    #[arg(long, env = "PLATFORM_ARTIFACT_ALLOW_PRIVATE_NETWORKS")]
+    pub artifact_allow_private_networks: bool,
+
     /// Port to listen on.
     #[arg(long, env = "AIP_HTTP_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -107,6 +116,14 @@ pub enum Engine {
 }
 
 impl RuntimeConfig {
+    /// Where models may be fetched from over HTTP.
+    pub fn fetch_policy(&self) -> crate::fetch_policy::FetchPolicy {
+        crate::fetch_policy::FetchPolicy {
+            allow_http: self.artifact_allow_http,
+            allow_private: self.artifact_allow_private_networks,
+        }
+    }
+
     /// The accelerator, unless unset or unspecified.
     pub fn accelerator(&self) -> Option<&str> {
         self.accelerator.as_deref().filter(|a| !a.is_empty() && *a != "ACCELERATOR_TYPE_UNSPECIFIED")

@@ -7,6 +7,7 @@
 
 pub mod batching;
 pub mod config;
+pub mod fetch_policy;
 pub mod metrics;
 pub mod model;
 pub mod onnx_ml;

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::fetch_policy::FetchPolicy;
 use tokio::io::AsyncWriteExt;
 
 /// File name meant when a URI names a directory or prefix.
@@ -76,7 +78,7 @@ fn file_key(key: &str) -> String {
 }
 
 /// Returns a local path of the model at `uri`, downloading it into `cache_dir` if needed.
-pub async fn fetch(uri: &str, cache_dir: &Path) -> Result<PathBuf, SourceError> {
+pub async fn fetch(uri: &str, cache_dir: &Path, policy: &FetchPolicy) -> Result<PathBuf, SourceError> {
     match ModelUri::parse(uri)? {
         ModelUri::Local(path) => {
             let path = if path.is_dir() { path.join(MODEL_FILE) } else { path };
@@ -85,7 +87,7 @@ pub async fn fetch(uri: &str, cache_dir: &Path) -> Result<PathBuf, SourceError> 
             }
             Ok(path)
         }
-        ModelUri::Http(url) => Cache::open(cache_dir).await?.fetch_http(&url).await,
+        ModelUri::Http(url) => Cache::open(cache_dir).await?.fetch_http(&url, policy).await,
         ModelUri::S3 { bucket, key } => Cache::open(cache_dir).await?.fetch_s3(uri, &bucket, &key).await,
     }
 }
@@ -158,9 +160,11 @@ impl Cache {
         Ok(blob)
     }
 
-    async fn fetch_http(&self, url: &str) -> Result<PathBuf, SourceError> {
+    async fn fetch_http(&self, url: &str, policy: &FetchPolicy) -> Result<PathBuf, SourceError> {
         let remote = |message: String| SourceError::Remote { uri: url.to_string(), message };
-        let client = reqwest::Client::new();
+        let parsed = reqwest::Url::parse(url).map_err(|e| remote(e.to_string()))?;
+        policy.check_url(&parsed).map_err(|e| remote(e.to_string()))?;
+        let client = policy.client();
         let head = client.head(url).send().await.map_err(|e| remote(format!("{e:#}")))?;
         let validator =
             if head.status().is_success() { http_validator(head.headers()) } else { String::new() };
@@ -263,7 +267,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_local_file_is_a_clear_error() {
-        let err = fetch("/nonexistent/dir/model.onnx", Path::new("/tmp")).await.unwrap_err();
+        let err = fetch(
+            "/nonexistent/dir/model.onnx",
+            Path::new("/tmp"),
+            &crate::fetch_policy::FetchPolicy::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/dir/model.onnx does not exist"), "{err}");
     }
 }

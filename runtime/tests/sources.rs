@@ -59,7 +59,13 @@ async fn an_http_model_is_served_once_downloaded_and_cached_by_content() {
     let instances = json!({"instances": reference("mlp")["vertex"]["instances"]});
     let predictions = reference("mlp")["vertex"]["predictions"].clone();
 
-    let mut first = Runtime::spawn(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]);
+    // The test server is plain HTTP on loopback: what the fetch policy refuses unless allowed.
+    let env = [
+        ("PLATFORM_CACHE_DIR", cache_dir),
+        ("PLATFORM_ARTIFACT_ALLOW_HTTP", "true"),
+        ("PLATFORM_ARTIFACT_ALLOW_PRIVATE_NETWORKS", "true"),
+    ];
+    let mut first = Runtime::spawn(&["--model", &server.url], &env);
     // While the download is held back, the process is live but not ready.
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.downloads.load(Ordering::SeqCst) == 0 {
@@ -81,18 +87,39 @@ async fn an_http_model_is_served_once_downloaded_and_cached_by_content() {
     assert_close(&body["predictions"], &predictions, TOLERANCE);
 
     // A second replica on the same machine finds the blob: no second download.
-    let second =
-        Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
+    let second = Runtime::start_with_env(&["--model", &server.url], &env).await;
     assert_eq!(server.downloads.load(Ordering::SeqCst), 1);
     assert!(second.log().contains("found in the cache"), "{}", second.log());
     drop(second);
 
     // A changed object is downloaded again.
     server.etag.send("\"v2\"").expect("etag");
-    let third =
-        Runtime::start_with_env(&["--model", &server.url], &[("PLATFORM_CACHE_DIR", cache_dir)]).await;
+    let third = Runtime::start_with_env(&["--model", &server.url], &env).await;
     assert_eq!(server.downloads.load(Ordering::SeqCst), 2);
     assert_eq!(third.post_json("/predict", &instances).await.0, 200);
+}
+
+/// By default a model URL may not be plain HTTP nor reach loopback, link-local or private
+/// addresses: nothing is fetched, and the log says which flag allows it.
+#[tokio::test]
+async fn a_model_url_the_fetch_policy_refuses_is_never_fetched() {
+    let server = start_model_server().await;
+    server.release.send(true).expect("release");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let cache_dir = cache.path().to_str().expect("path");
+    let https_loopback = server.url.replace("http://", "https://");
+    for (url, flag) in [
+        (server.url.as_str(), "--artifact-allow-http"),
+        (&https_loopback, "--artifact-allow-private-networks"),
+    ] {
+        let rt = Runtime::spawn(&["--model", url], &[("PLATFORM_CACHE_DIR", cache_dir)]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !rt.log().contains(flag) {
+            assert!(Instant::now() < deadline, "no refusal naming {flag}; log:\n{}", rt.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(server.downloads.load(Ordering::SeqCst), 0, "nothing was fetched");
 }
 
 #[tokio::test]

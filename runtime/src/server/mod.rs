@@ -156,7 +156,7 @@ async fn load_model(
     config: &RuntimeConfig,
     metrics: &Metrics,
 ) -> anyhow::Result<(Model, std::time::Duration)> {
-    let path = crate::source::fetch(&config.model, &config.cache_dir())
+    let path = crate::source::fetch(&config.model, &config.cache_dir(), &config.fetch_policy())
         .await
         .with_context(|| format!("cannot fetch the model {}", config.model))?;
     let options = ModelOptions {
