@@ -280,4 +280,14 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("DeployedModel.sharedResources is not supported"), "{err}");
     }
+
+    #[test]
+    fn gcloud_betas_deploy_parses() {
+        // `gcloud beta ai endpoints deploy-model` sends v1beta1's enableContainerLogging.
+        let body = r#"{"deployedModel": {"dedicatedResources": {"machineSpec": {"machineType": "e2-small"},
+            "minReplicaCount": 1, "spot": false}, "displayName": "b", "enableAccessLogging": false,
+            "enableContainerLogging": false, "model": "projects/default/locations/local/models/bm"}}"#;
+        let req: DeployModelRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.deployed_model.display_name, "b");
+    }
 }

@@ -116,6 +116,10 @@ const DEPLOYED_MODEL: &[(&str, Treatment)] = &[
     ("checkpointId", Refuse("model checkpoints are not supported")),
     ("speculativeDecodingSpec", Refuse("speculative decoding is not supported")),
     ("disableExplanations", Ignore("the platform serves no explanations")),
+    (
+        "enableContainerLogging",
+        Ignore("v1beta1's switch: replica output is always kept (disableContainerLogging is v1's)"),
+    ),
     ("systemLabels", Ignore("it only labels billing")),
     ("privateEndpoints", Ignore(OUTPUT_ONLY)),
 ];
