@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{Platform, model_path, reference, root, start};
@@ -38,14 +38,19 @@ async fn upload_mlp(p: &Platform) -> String {
     p.upload_artifact(&model_path("mlp")).await["artifactUri"].as_str().expect("artifactUri").to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_runs_the_whole_lifecycle() {
+/// A platform in a fresh directory, the MLP's artifact URI, and a file holding the admin token.
+async fn platform_with_mlp() -> (tempfile::TempDir, Platform, String, PathBuf) {
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    let p = start(&data, &["--cpu-overcommit", "4"], &[]).await;
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
     let artifact = upload_mlp(&p).await;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &p.token).expect("token file");
+    (dir, p, artifact, token_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_runs_the_whole_lifecycle() {
+    let (_dir, p, artifact, token_file) = platform_with_mlp().await;
 
     let output = Command::new(common::python())
         .arg(root().join("tests/clients/vertex_sdk.py"))
@@ -53,7 +58,7 @@ async fn the_python_sdk_runs_the_whole_lifecycle() {
         .arg(&token_file)
         .arg(&artifact)
         .arg(root().join("tests/models/mlp.json"))
-        .env("REQUESTS_CA_BUNDLE", data.join("tls/ca.pem"))
+        .env("REQUESTS_CA_BUNDLE", p.data.join("tls/ca.pem"))
         .output()
         .expect("python runs");
     assert!(
@@ -141,17 +146,12 @@ fn after(output: &Output, prefix: &str, stop: char) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcloud_runs_the_whole_lifecycle() {
-    let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    let p = start(&data, &["--cpu-overcommit", "4"], &[]).await;
-    let artifact = upload_mlp(&p).await;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &p.token).expect("token file");
+    let (dir, p, artifact, token_file) = platform_with_mlp().await;
     let config = dir.path().join("gcloud");
     let gcloud = Gcloud { config: &config, token_file: &token_file };
 
     // Point gcloud at the platform: its URL (ending in `/`), its CA, a project.
-    let ca = data.join("tls/ca.pem");
+    let ca = p.data.join("tls/ca.pem");
     gcloud.run(&[
         "config",
         "set",
