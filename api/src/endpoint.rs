@@ -22,7 +22,7 @@ pub enum Access {
 
 /// An HTTPS endpoint that serves predictions from its deployed models.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// Output only: `projects/{p}/locations/{l}/endpoints/{id}`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -52,11 +52,15 @@ pub struct Endpoint {
     /// Output only: the full URL of `:predict` (an extension of this platform).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub predict_uri: String,
+    /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
+    #[serde(flatten, deserialize_with = "crate::unmodelled::endpoint")]
+    #[schema(ignore)]
+    pub unmodelled: crate::Unmodelled,
 }
 
 /// A model version deployed on an endpoint with its compute resources.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DeployedModel {
     /// Digits; generated when omitted.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -85,6 +89,10 @@ pub struct DeployedModel {
     /// Output only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DeployedModelStatus>,
+    /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
+    #[serde(flatten, deserialize_with = "crate::unmodelled::deployed_model")]
+    #[schema(ignore)]
+    pub unmodelled: crate::Unmodelled,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -117,16 +125,24 @@ pub struct AutomaticResources {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MachineSpec {
     /// A machine type of the catalog; default `n1-standard-2`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub machine_type: String,
-    /// For example `NVIDIA_L4`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// For example `NVIDIA_L4` (or its number in `AcceleratorType`).
+    #[serde(
+        default,
+        deserialize_with = "crate::enums::accelerator_type",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub accelerator_type: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub accelerator_count: i32,
+    /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
+    #[serde(flatten, deserialize_with = "crate::unmodelled::machine_spec")]
+    #[schema(ignore)]
+    pub unmodelled: crate::Unmodelled,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -242,5 +258,36 @@ mod tests {
         let e: Endpoint = serde_json::from_str(r#"{"displayName": "e", "access": "PUBLIC"}"#).unwrap();
         assert_eq!(e.access, Access::Public);
         assert!(serde_json::from_str::<Endpoint>(r#"{"displayName": "e", "access": "open"}"#).is_err());
+    }
+
+    #[test]
+    fn the_python_sdk_deploy_with_an_accelerator_parses() {
+        // The SDK sends enums as numbers: 11 is NVIDIA_L4.
+        let body = r#"{"deployedModel": {"model": "projects/p/locations/l/models/m@1",
+            "dedicatedResources": {"machineSpec": {"machineType": "g2-standard-4", "acceleratorType": 11,
+            "acceleratorCount": 1}, "minReplicaCount": 1, "maxReplicaCount": 1}}, "trafficSplit": {"0": 100}}"#;
+        let req: DeployModelRequest = serde_json::from_str(body).unwrap();
+        let spec = &req.deployed_model.dedicated_resources.unwrap().machine_spec;
+        assert_eq!(spec.accelerator_type, "NVIDIA_L4");
+        let out = serde_json::to_value(spec).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"machineType": "g2-standard-4", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1})
+        );
+        let err = serde_json::from_str::<DeployModelRequest>(
+            r#"{"deployedModel": {"model": "m", "sharedResources": "projects/p/locations/l/deploymentResourcePools/x"}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("DeployedModel.sharedResources is not supported"), "{err}");
+    }
+
+    #[test]
+    fn gcloud_betas_deploy_parses() {
+        // `gcloud beta ai endpoints deploy-model` sends v1beta1's enableContainerLogging.
+        let body = r#"{"deployedModel": {"dedicatedResources": {"machineSpec": {"machineType": "e2-small"},
+            "minReplicaCount": 1, "spot": false}, "displayName": "b", "enableAccessLogging": false,
+            "enableContainerLogging": false, "model": "projects/default/locations/local/models/bm"}}"#;
+        let req: DeployModelRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.deployed_model.display_name, "b");
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod duration;
 pub mod endpoint;
+pub mod enums;
 pub mod error;
 pub mod int64;
 pub mod manifest;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod names;
 pub mod operation;
 pub mod predict;
+pub mod unmodelled;
 
 pub use auth::*;
 pub use duration::{Duration, DurationError};
@@ -23,6 +25,7 @@ pub use model::*;
 pub use names::*;
 pub use operation::*;
 pub use predict::*;
+pub use unmodelled::Unmodelled;
 
 /// Prefix of every `@type` in operation metadata and responses.
 pub const TYPE_PREFIX: &str = "type.googleapis.com/google.cloud.aiplatform.v1.";

@@ -11,7 +11,7 @@ use crate::is_false;
 
 /// A model version. `name` carries no version; `versionId` says which one this is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Model {
     /// Output only: `projects/{p}/locations/{l}/models/{id}`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -53,8 +53,16 @@ pub struct Model {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployed_models: Vec<DeployedModelRef>,
     /// Output only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::enums::deployment_resources_types",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub supported_deployment_resources_types: Vec<String>,
+    /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
+    #[serde(flatten, deserialize_with = "crate::unmodelled::model")]
+    #[schema(ignore)]
+    pub unmodelled: crate::Unmodelled,
 }
 
 /// A deployment of a model version: its endpoint and deployed model id.
@@ -80,7 +88,7 @@ pub struct PredictSchemata {
 /// The container that serves a model, following the Vertex custom-container contract.
 #[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelContainerSpec {
     /// Required. The prebuilt runtime image (`platform-runtime:<version>`) or your own.
     #[serde(default)]
@@ -117,6 +125,10 @@ pub struct ModelContainerSpec {
     pub health_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<Probe>,
+    /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
+    #[serde(flatten, deserialize_with = "crate::unmodelled::container_spec")]
+    #[schema(ignore)]
+    pub unmodelled: crate::Unmodelled,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -289,5 +301,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `containerSpecs`"), "{err}");
+    }
+
+    #[test]
+    fn what_the_python_sdk_sends_back_on_update_parses() {
+        // `aiplatform.Model.update(...)` sends the whole model it read, enums as numbers.
+        let body = r#"{"displayName": "x2", "containerSpec": {"imageUri": "platform-runtime:0.1.0"},
+            "supportedDeploymentResourcesTypes": [1], "createTime": "2026-11-27T05:38:13.750027Z",
+            "etag": "ad78d4f613146cc4", "versionId": "1", "versionAliases": ["default"],
+            "satisfiesPzs": false, "modelSourceInfo": {"sourceType": 1}}"#;
+        let model: Model = serde_json::from_str(body).unwrap();
+        assert_eq!(model.supported_deployment_resources_types, ["DEDICATED_RESOURCES"]);
+        let err = serde_json::from_str::<UploadModelRequest>(
+            r#"{"model": {"displayName": "x", "explanationSpec": {"parameters": {"sampledShapleyAttribution": {}}}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Model.explanationSpec is not supported by this platform"), "{err}");
+        let err =
+            serde_json::from_str::<ModelContainerSpec>(r#"{"imageUri": "i", "invokeRoutePrefix": "/*"}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("invoke routes are not supported"), "{err}");
     }
 }

@@ -278,6 +278,7 @@ pub fn deploy_request(
                     machine_type: args.machine_type.clone().unwrap_or_default(),
                     accelerator_type,
                     accelerator_count,
+                    unmodelled: api::Unmodelled,
                 },
                 min_replica_count: min,
                 max_replica_count: max,

@@ -43,6 +43,7 @@ impl Compute {
                 machine_type: self.machine.name.clone(),
                 accelerator_type: accelerator.map(|a| a.accelerator_type.clone()).unwrap_or_default(),
                 accelerator_count: accelerator.map(|a| a.count as i32).unwrap_or_default(),
+                unmodelled: api::Unmodelled,
             },
             min_replica_count: self.min_replicas as i32,
             max_replica_count: self.max_replicas as i32,

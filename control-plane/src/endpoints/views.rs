@@ -23,6 +23,7 @@ pub fn deployed_model(dm: &DeployedModel) -> api::DeployedModel {
         enable_access_logging: dm.spec.enable_access_logging,
         disable_container_logging: dm.spec.disable_container_logging,
         status: Some(status),
+        unmodelled: api::Unmodelled,
     }
 }
 
@@ -46,6 +47,7 @@ pub fn endpoint(public_url: &str, e: &Endpoint, deployed: &[DeployedModel]) -> a
         create_time: e.create_time.to_string(),
         update_time: e.update_time.to_string(),
         access: e.access,
+        unmodelled: api::Unmodelled,
     }
 }
 

@@ -490,6 +490,7 @@ machineTypes:
             machine_type: "g2-standard-4".into(),
             accelerator_type: "NVIDIA_L4".into(),
             accelerator_count: 1,
+            ..Default::default()
         };
         assert_eq!(c.resolve_spec(&spec).unwrap().name, "g2-standard-4");
         assert_eq!(c.resolve_spec(&api::MachineSpec::default()).unwrap().name, "n1-standard-2");

@@ -29,6 +29,8 @@ pub enum OperationError {
     InvalidId(String),
     #[error("operations filter `{0}` is not supported: use done=true or done=false")]
     InvalidFilter(String),
+    #[error("operation {id} is not an operation of {parent}")]
+    NotUnder { id: String, parent: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -39,13 +41,16 @@ impl api::Coded for OperationError {
     fn code(&self) -> Code {
         match self {
             OperationError::InvalidId(_) | OperationError::InvalidFilter(_) => Code::InvalidArgument,
+            OperationError::NotUnder { .. } => Code::NotFound,
             OperationError::Auth(e) => e.code(),
             OperationError::Store(e) => e.code(),
         }
     }
 }
 
-/// The operations service.
+/// The operations service. Each method takes the operation's location and, when it is
+/// addressed nested under the model or endpoint it acts on (`.../endpoints/{e}/operations/{id}`,
+/// as Vertex names them), that resource's name: only its operations are found there.
 pub struct Operations {
     store: Arc<dyn Store>,
     wake: Wake,
@@ -60,11 +65,28 @@ impl Operations {
         &self,
         caller: &Caller,
         loc: &LocationName,
+        parent: Option<&str>,
         id: &str,
     ) -> Result<api::Operation, OperationError> {
         caller.require(Role::Viewer, &loc.project)?;
+        Ok(to_api(&self.load(loc, parent, id).await?))
+    }
+
+    /// The operation `id`, if it belongs under `parent`.
+    async fn load(
+        &self,
+        loc: &LocationName,
+        parent: Option<&str>,
+        id: &str,
+    ) -> Result<Operation, OperationError> {
         check_id(id)?;
-        Ok(to_api(&self.store.get_operation(&loc.project, &loc.location, id).await?))
+        let op = self.store.get_operation(&loc.project, &loc.location, id).await?;
+        match parent {
+            Some(parent) if !acts_on(&op, Some(parent)) => {
+                Err(OperationError::NotUnder { id: id.to_string(), parent: parent.to_string() })
+            }
+            _ => Ok(op),
+        }
     }
 
     /// The operations of a location, newest first; `filter` is empty, `done=true` or
@@ -73,6 +95,7 @@ impl Operations {
         &self,
         caller: &Caller,
         loc: &LocationName,
+        parent: Option<&str>,
         filter: &str,
     ) -> Result<Vec<api::Operation>, OperationError> {
         caller.require(Role::Viewer, &loc.project)?;
@@ -83,7 +106,7 @@ impl Operations {
             other => return Err(OperationError::InvalidFilter(other.to_string())),
         };
         let mut ops = self.store.list_operations(&loc.project, &loc.location).await?;
-        ops.retain(|o| done.is_none_or(|d| o.done == d));
+        ops.retain(|o| done.is_none_or(|d| o.done == d) && acts_on(o, parent));
         Ok(ops.iter().rev().map(to_api).collect())
     }
 
@@ -92,11 +115,12 @@ impl Operations {
         &self,
         caller: &Caller,
         loc: &LocationName,
+        parent: Option<&str>,
         id: &str,
         timeout: Option<api::Duration>,
     ) -> Result<api::Operation, OperationError> {
         caller.require(Role::Viewer, &loc.project)?;
-        check_id(id)?;
+        self.load(loc, parent, id).await?;
         let timeout = timeout.map_or(DEFAULT_WAIT, |t| t.get().min(MAX_WAIT));
         let deadline = Instant::now() + timeout;
         loop {
@@ -110,20 +134,39 @@ impl Operations {
     }
 
     /// Asks the worker doing the operation to stop; done operations stay as they are.
-    pub async fn cancel(&self, caller: &Caller, loc: &LocationName, id: &str) -> Result<(), OperationError> {
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        loc: &LocationName,
+        parent: Option<&str>,
+        id: &str,
+    ) -> Result<(), OperationError> {
         caller.require(Role::Editor, &loc.project)?;
-        check_id(id)?;
+        self.load(loc, parent, id).await?;
         self.store.request_cancel_operation(&loc.project, &loc.location, id).await?;
         self.wake.wake();
         Ok(())
     }
 
     /// Forgets an operation.
-    pub async fn delete(&self, caller: &Caller, loc: &LocationName, id: &str) -> Result<(), OperationError> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        loc: &LocationName,
+        parent: Option<&str>,
+        id: &str,
+    ) -> Result<(), OperationError> {
         caller.require(Role::Editor, &loc.project)?;
-        check_id(id)?;
+        self.load(loc, parent, id).await?;
         Ok(self.store.delete_operation(&loc.project, &loc.location, id).await?)
     }
+}
+
+/// Whether `op` acts on `parent` (a model, any of its versions, or an endpoint); every
+/// operation does when there is no parent.
+fn acts_on(op: &Operation, parent: Option<&str>) -> bool {
+    parent
+        .is_none_or(|p| op.target == p || op.target.strip_prefix(p).is_some_and(|rest| rest.starts_with('@')))
 }
 
 fn check_id(id: &str) -> Result<(), OperationError> {
@@ -259,6 +302,34 @@ pub fn to_api(op: &Operation) -> api::Operation {
     }
 }
 
+/// Fields of this platform's that are not in the message of the `@type` they sit in.
+const EXTENSIONS: &[(&str, &[&str])] = &[("Endpoint", &["access", "predictUri"])];
+
+/// An operation with only the fields of `google.longrunning.Operation` and of the messages its
+/// `metadata` and `response` name: without `progressPercent`, `progressMessage` and the other
+/// metadata this platform adds, and without `error.status`. The Python SDK's operations client
+/// parses operations strictly and refuses any field its messages do not have.
+pub fn proto_view(mut op: api::Operation) -> api::Operation {
+    if let Some(Value::Object(metadata)) = op.metadata.as_mut() {
+        metadata.retain(|k, _| k == "@type" || k == "genericMetadata");
+        if let Some(Value::Object(generic)) = metadata.get_mut("genericMetadata") {
+            generic.retain(|k, _| ["createTime", "updateTime", "partialFailures"].contains(&k.as_str()));
+        }
+    }
+    if let Some(error) = op.error.as_mut() {
+        error.status.clear();
+    }
+    if let Some(Value::Object(response)) = op.response.as_mut() {
+        let type_name = response.get("@type").and_then(Value::as_str).unwrap_or_default().to_string();
+        for (name, fields) in EXTENSIONS {
+            if type_name.strip_prefix(api::TYPE_PREFIX) == Some(name) {
+                response.retain(|k, _| !fields.contains(&k.as_str()));
+            }
+        }
+    }
+    op
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +354,35 @@ mod tests {
         assert!(done.done);
         assert_eq!(done.response.as_ref().unwrap()["@type"], format!("{}Endpoint", api::TYPE_PREFIX));
         assert_eq!(to_api(&done).metadata.unwrap()["progressPercent"], 100);
+    }
+
+    #[test]
+    fn the_proto_view_has_only_the_fields_of_the_messages() {
+        let endpoint = json!({"name": "e", "displayName": "e", "access": "PUBLIC", "predictUri": "u"});
+        let mut op = finished(&loc(), OperationKind::CreateEndpoint, "t", typed("Endpoint", endpoint));
+        op.metadata.deployed_model_id = Some("1".into());
+        op.error = Some(api::Status::of(Code::FailedPrecondition, "m"));
+        let full = to_api(&op);
+        assert_eq!(full.metadata.as_ref().unwrap()["progressPercent"], 100);
+        let proto = serde_json::to_value(proto_view(full)).unwrap();
+        let metadata = proto["metadata"].as_object().unwrap();
+        assert_eq!(metadata.keys().collect::<Vec<_>>(), ["@type", "genericMetadata"]);
+        assert!(metadata["genericMetadata"]["createTime"].is_string());
+        assert_eq!(
+            proto["response"],
+            json!({"@type": format!("{}Endpoint", api::TYPE_PREFIX), "name": "e", "displayName": "e"})
+        );
+        assert_eq!(proto["error"], json!({"code": 9, "message": "m"}));
+    }
+
+    #[test]
+    fn nested_paths_hold_the_operations_of_their_model_or_endpoint() {
+        let upload = finished(&loc(), OperationKind::UploadModel, "projects/p/locations/l/models/m", empty());
+        let version = finished(&loc(), OperationKind::Delete, "projects/p/locations/l/models/m@2", empty());
+        assert!(acts_on(&upload, None));
+        assert!(acts_on(&upload, Some("projects/p/locations/l/models/m")));
+        assert!(acts_on(&version, Some("projects/p/locations/l/models/m")));
+        assert!(!acts_on(&upload, Some("projects/p/locations/l/models/m2")));
+        assert!(!acts_on(&upload, Some("projects/p/locations/l/endpoints/m")));
     }
 }

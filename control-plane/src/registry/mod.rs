@@ -120,14 +120,10 @@ impl Registry {
         api::check_labels(&m.labels)?;
         api::check_description("description", &m.description)?;
         api::check_description("versionDescription", &m.version_description)?;
+        // `default` is allowed, as on Vertex (the SDK sends it): a new version that names it
+        // becomes the model's default version; the first version holds it anyway.
         for alias in &m.version_aliases {
             api::check_alias(alias)?;
-            if alias == DEFAULT_ALIAS {
-                return Err(RegistryError::Invalid(
-                    "versionAliases cannot name `default`: the first version holds it; move it with :mergeVersionAliases"
-                        .into(),
-                ));
-            }
         }
         artifact_uris::check(&self.artifacts, caller, &loc.project, &m.artifact_uri)?;
         let container =

@@ -30,5 +30,6 @@ pub fn model(model: &Model, version: &ModelVersion, deployed: &[DeployedModel]) 
             })
             .collect(),
         supported_deployment_resources_types: vec!["DEDICATED_RESOURCES".into()],
+        unmodelled: api::Unmodelled,
     }
 }

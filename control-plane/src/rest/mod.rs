@@ -49,8 +49,13 @@ pub type AppState = Arc<App>;
 pub struct PrivateListener(pub bool);
 
 /// The platform's routes. `private` marks the router of the private listener.
+///
+/// Vertex AI's own tools reach the same handlers through more than one path: gcloud polls the
+/// operations of `deploy-model` under `/v1beta1/`, and the Python SDK's REST transport polls
+/// every operation under `/ui/` (and knows operations nested under models and endpoints). So
+/// the project-scoped resources are served under `/v1/` and `/v1beta1/`, and the operations also
+/// under `/ui/` and nested under each model and endpoint.
 pub fn router(app: AppState, private: bool) -> Router {
-    let location = "/v1/projects/{project}/locations/{location}";
     let max_body = app.body_limits.max_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -62,6 +67,21 @@ pub fn router(app: AppState, private: bool) -> Router {
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke_token))
         .route("/v1/users", post(users::create))
         .route("/v1/users/{username}", get(users::get).patch(users::update))
+        .merge(resources("/v1"))
+        .merge(resources("/v1beta1"))
+        .merge(operation_routes("/ui").layer(axum::Extension(operations::View::Proto)))
+        .merge(openapi::swagger_ui())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state((app.body_limits, app.metrics.clone()), body::read_whole))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(PrivateListener(private)))
+        .with_state(app)
+}
+
+/// Models, endpoints, artifacts, manifests and operations of `{version}/projects/{p}/locations/{l}`.
+fn resources(version: &str) -> Router<AppState> {
+    let location = format!("{version}/projects/{{project}}/locations/{{location}}");
+    Router::new()
         .route(&format!("{location}/models"), get(models::list))
         .route(&format!("{location}/models:upload"), post(models::upload))
         .route(
@@ -89,17 +109,25 @@ pub fn router(app: AppState, private: bool) -> Router {
             ),
             get(manifests::get_revision).post(manifests::rollback),
         )
-        .route(&format!("{location}/operations"), get(operations::list))
-        .route(
-            &format!("{location}/operations/{{operation}}"),
+        .merge(operation_routes(version))
+}
+
+/// Operations under `{prefix}/projects/{p}/locations/{l}`, and nested under a model or an
+/// endpoint (`.../endpoints/{e}/operations/{id}`), the forms Vertex's clients build.
+fn operation_routes(prefix: &str) -> Router<AppState> {
+    let location = format!("{prefix}/projects/{{project}}/locations/{{location}}");
+    let mut router = Router::new();
+    for parent in [
+        location.clone(),
+        format!("{location}/models/{{model}}"),
+        format!("{location}/endpoints/{{endpoint}}"),
+    ] {
+        router = router.route(&format!("{parent}/operations"), get(operations::list)).route(
+            &format!("{parent}/operations/{{operation}}"),
             get(operations::get).post(operations::post_verb).delete(operations::delete),
-        )
-        .merge(openapi::swagger_ui())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state((app.body_limits, app.metrics.clone()), body::read_whole))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::Extension(PrivateListener(private)))
-        .with_state(app)
+        );
+    }
+    router
 }
 
 async fn healthz() -> (StatusCode, Json<serde_json::Value>) {

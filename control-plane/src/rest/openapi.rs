@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "platform",
-        description = "Self-hosted model serving in the shape of Vertex AI's aiplatform.v1 REST API: a model registry, endpoints with deployed models and traffic splits, long-running operations and `:predict`.",
+        description = "Self-hosted model serving in the shape of Vertex AI's aiplatform.v1 REST API: a model registry, endpoints with deployed models and traffic splits, long-running operations and `:predict`. For Vertex AI's own clients (the Python SDK, gcloud), every path under `/v1/projects/` is also served under `/v1beta1/projects/`, and the operation paths also under `/ui/projects/` (answering only the fields of `google.longrunning.Operation`, which the SDK's operations client parses strictly) and nested under the model or endpoint an operation acts on (`.../endpoints/{endpoint}/operations/{operation}`, `.../models/{model}/operations[/{operation}]`).",
         license(name = "Apache-2.0"),
     ),
     paths(
