@@ -577,15 +577,9 @@ fn free_port(host: IpAddr, taken: &BTreeSet<u16>) -> Result<u16, BackendError> {
 
 /// The CPUs this process may use and the machine's memory.
 fn detect_capacity() -> Resources {
+    use procfs::Current;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| {
-                l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024)
-            })
-        })
-        .unwrap_or(4 << 30);
+    let memory = procfs::Meminfo::current().map_or(4 << 30, |m| m.mem_total);
     Resources { cpu_millis: cpus * 1000, memory_bytes: memory }
 }
 

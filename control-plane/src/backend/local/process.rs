@@ -40,15 +40,14 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
 }
 
 fn spawn_here(cmd: &mut Command, die_with_parent: bool) -> io::Result<Child> {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            #[cfg(target_os = "linux")]
-            if die_with_parent {
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    if die_with_parent {
+        let parent = std::process::id();
+        // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+        // functions (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -56,12 +55,12 @@ fn spawn_here(cmd: &mut Command, die_with_parent: bool) -> io::Result<Child> {
                 if libc::getppid() as u32 != parent {
                     libc::_exit(1);
                 }
-            }
-            #[cfg(not(target_os = "linux"))]
-            let _ = (die_with_parent, parent);
-            Ok(())
-        });
+                Ok(())
+            });
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = die_with_parent;
     cmd.spawn()
 }
 
@@ -97,50 +96,26 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) {
 
 /// Whether a process runs (exists and is not a zombie).
 pub(crate) fn alive(pid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat_fields(&stat)
-                .and_then(|f| f.first().copied())
-                .is_some_and(|state| state != "Z" && state != "X"),
-            Err(_) => false,
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // SAFETY: kill with signal 0 only checks for existence.
-        i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0)
-    }
+    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
-/// The fields of `/proc/{pid}/stat` after the command name: state first.
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    let close = stat.rfind(')')?;
-    Some(stat.get(close + 1..)?.split_whitespace().collect())
+fn stat(pid: u32) -> Option<procfs::process::Stat> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()
 }
 
 /// When the process started (clock ticks since boot), to tell a pid from a reused one.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 of stat; the fields after the name start at field 3.
-    stat_fields(&stat)?.get(22 - 3)?.parse().ok()
+    stat(pid).map(|s| s.starttime)
 }
 
 /// CPU the process has used so far (user and system, in clock ticks).
 pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields = stat_fields(&stat)?;
-    // Fields 14 (utime) and 15 (stime).
-    Some(fields.get(14 - 3)?.parse::<u64>().ok()? + fields.get(15 - 3)?.parse::<u64>().ok()?)
+    stat(pid).map(|s| s.utime + s.stime)
 }
 
 /// Clock ticks per second, the unit of `/proc/{pid}/stat` times.
 pub(crate) fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
-        n if n > 0 => n as f64,
-        _ => 100.0,
-    }
+    procfs::ticks_per_second() as f64
 }
 
 /// What `{replica}.pid` records.
@@ -229,13 +204,12 @@ pub(crate) fn log_stdio(log: &File) -> io::Result<(Stdio, Stdio, Stdio)> {
 /// Takes an exclusive lock on `{dir}/.lock` (released when the file is closed, also when the
 /// process dies); `WouldBlock` when another process holds it.
 pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    Ok(file)
 }
 
 /// Kills what a previous run of the platform left behind in `replicas_dir` (pid files whose
@@ -258,7 +232,7 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
             }
             if let Some(rec) = read_pid_file(&path) {
                 let what = format!("{} (pid {})", path.display(), rec.pid);
-                let exists = std::path::Path::new(&format!("/proc/{}", rec.pid)).exists() || alive(rec.pid);
+                let exists = alive(rec.pid);
                 let ours = match (rec.start_time, start_time(rec.pid)) {
                     (Some(recorded), Some(now)) => recorded == now,
                     // Off Linux nothing tells a reused pid apart: trust the record.
