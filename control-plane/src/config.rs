@@ -133,6 +133,20 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_ROLE", value_enum, default_value_t = ServeRole::All)]
     pub role: ServeRole,
 
+    /// Let admins run a model's `command` as a process on this machine
+    /// (`containerSpec.hostProcess`) instead of its image in a container engine. Such a replica
+    /// is sandboxed (its own unprivileged user when the platform runs as root, no access to the
+    /// data directory, a cleared environment, its machine type's limits; see docs/security.md),
+    /// but it is not a container. Local backend only; off by default.
+    #[arg(long, env = "PLATFORM_ALLOW_HOST_PROCESSES")]
+    pub allow_host_processes: bool,
+
+    /// The container engine that runs models' own images on the local backend: `podman`,
+    /// `docker`, the path of either, `auto` (the first of docker and podman whose `info`
+    /// answers) or `none` (only the prebuilt runtime and host processes run).
+    #[arg(long, env = "PLATFORM_CONTAINER_ENGINE", default_value = "auto")]
+    pub container_engine: String,
+
     /// Namespace of the `kubernetes` backend. Default: the credentials' namespace.
     #[arg(long, env = "PLATFORM_NAMESPACE")]
     pub namespace: Option<String>,

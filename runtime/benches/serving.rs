@@ -943,7 +943,8 @@ fn process_tree_cpu(pid: u32, with_descendants: bool) -> Option<f64> {
 fn machine_busy_cpu() -> Option<f64> {
     use procfs::CurrentSI;
     let t = procfs::KernelStats::current().ok()?.total;
-    let busy = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
+    let busy =
+        t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
     Some(busy as f64 / procfs::ticks_per_second() as f64)
 }
 
