@@ -147,6 +147,21 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_CONTAINER_ENGINE", default_value = "auto")]
     pub container_engine: String,
 
+    /// Extra arguments of every container `run` on the local backend (for example
+    /// `--runtime=runc` or `--ulimit=nofile=1024:1024`), after the platform's own.
+    #[arg(
+        long = "container-run-arg",
+        env = "PLATFORM_CONTAINER_RUN_ARGS",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub container_run_args: Vec<String>,
+
+    /// The `nvidia-smi` that lists this machine's GPUs for the local backend (GPUs are counted
+    /// as capacity and given whole to replicas of accelerator machine types).
+    #[arg(long, env = "PLATFORM_NVIDIA_SMI", default_value = "nvidia-smi")]
+    pub nvidia_smi: std::path::PathBuf,
+
     /// Namespace of the `kubernetes` backend. Default: the credentials' namespace.
     #[arg(long, env = "PLATFORM_NAMESPACE")]
     pub namespace: Option<String>,

@@ -41,11 +41,16 @@ pub fn judge(
             message: format!("replica {} crashed {} times before it became ready: {why}", r.id, r.restarts),
         };
     }
-    let problem = status
-        .replicas
-        .iter()
-        .filter(|r| r.current && matches!(r.state, ReplicaState::CrashLoop | ReplicaState::Failed))
-        .find_map(|r| r.last_error.as_ref().map(|e| format!("replica {} is {}: {e}", r.id, r.state)));
+    let problem = status.replicas.iter().filter(|r| r.current && !r.ready).find_map(|r| match r.state {
+        ReplicaState::CrashLoop | ReplicaState::Failed => {
+            r.last_error.as_ref().map(|e| format!("replica {} is {}: {e}", r.id, r.state))
+        }
+        // Started again after a crash: the crash still says why it is not ready.
+        ReplicaState::Starting if r.restarts > 0 => {
+            r.last_error.as_ref().map(|e| format!("replica {} is restarting: {e}", r.id))
+        }
+        _ => None,
+    });
     if elapsed >= timeout {
         let why = problem.unwrap_or_else(|| format!("{ready} of {min} replicas became ready"));
         return Verdict::Failed {

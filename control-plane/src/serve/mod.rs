@@ -65,6 +65,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             local.cpu_overcommit = config.cpu_overcommit;
             local.allow_host_processes = config.allow_host_processes;
             local.host_process_annotation = render.label(crate::manifests::HOST_PROCESS_ANNOTATION);
+            local.container_run_args = config.container_run_args.clone();
+            local.nvidia_smi = config.nvidia_smi.clone();
+            // Keys kept outside the data directory are no replica's business either.
+            local.private_paths =
+                [Some(config.jwt_key_file()), config.tls_key.clone()].into_iter().flatten().collect();
             local.container_engines = match config.container_engine.as_str() {
                 "auto" => vec!["docker".into(), "podman".into()],
                 "none" => Vec::new(),
