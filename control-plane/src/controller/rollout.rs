@@ -45,11 +45,11 @@ pub fn judge(
         ReplicaState::CrashLoop | ReplicaState::Failed => {
             r.last_error.as_ref().map(|e| format!("replica {} is {}: {e}", r.id, r.state))
         }
-        // Started again after a crash: the crash still says why it is not ready.
-        ReplicaState::Starting if r.restarts > 0 => {
-            r.last_error.as_ref().map(|e| format!("replica {} is restarting: {e}", r.id))
+        // Started again after a crash, or failing its readiness probe: why it is not ready.
+        ReplicaState::Starting | ReplicaState::Unready => {
+            r.last_error.as_ref().map(|e| format!("replica {} is not ready: {e}", r.id))
         }
-        _ => None,
+        ReplicaState::Ready => None,
     });
     if elapsed >= timeout {
         let why = problem.unwrap_or_else(|| format!("{ready} of {min} replicas became ready"));

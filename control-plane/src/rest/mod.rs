@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod endpoints;
 pub mod error;
 pub mod list;
+pub mod logs;
 pub mod manifests;
 pub mod models;
 pub mod openapi;
@@ -74,6 +75,7 @@ pub fn router(app: AppState, private: bool) -> Router {
             get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete).post(endpoints::post_verb),
         )
         .route(&format!("{location}/endpoints/{{endpoint}}/manifests"), get(manifests::get_endpoint))
+        .route(&format!("{location}/endpoints/{{endpoint}}/logs"), get(logs::read))
         .route(
             &format!("{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/manifests"),
             get(manifests::get).put(manifests::put),

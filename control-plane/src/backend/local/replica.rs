@@ -396,7 +396,7 @@ async fn run(rep: &Arc<Replica>, ctx: &Arc<Ctx>, held: &Held, stop: &mut watch::
                 }
                 let outcome = tokio::select! {
                     status = &mut spawned.exit => Outcome::Exited(describe_exit(status)),
-                    reason = watch_probes(rep, ctx, &env.all, held, started) => Outcome::Unhealthy(reason),
+                    reason = watch_probes(rep, ctx, &env.all, held, started, log_offset) => Outcome::Unhealthy(reason),
                     _ = stop.wait_for(|s| *s) => Outcome::Stop,
                 };
                 let was_ready = rep.ready();
@@ -517,6 +517,7 @@ async fn watch_probes(
     env: &[(String, String)],
     held: &Held,
     started: Instant,
+    log_offset: u64,
 ) -> String {
     let launch = &rep.launch;
     let cfg = &ctx.cfg;
@@ -572,7 +573,14 @@ async fn watch_probes(
                     failed += 1;
                     if failed >= p.failure_threshold {
                         let was_ready = rep.ready();
-                        let message = format!("{READINESS_FAILED} {failed} times: {why}");
+                        let mut message = format!("{READINESS_FAILED} {failed} times: {why}");
+                        if !ever_ready {
+                            // Why a server is not ready is often in what it printed.
+                            let tail = logs::tail_since(&rep.log_path, log_offset, TAIL_LINES);
+                            if !tail.is_empty() {
+                                message = format!("{message}; last output:\n{}", tail.join("\n"));
+                            }
+                        }
                         rep.update(|s| {
                             if was_ready {
                                 s.ready = false;
