@@ -36,6 +36,7 @@ fn config(data_dir: &Path) -> LocalConfig {
     cfg.runtime_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_platform")));
     cfg.container_engines = Vec::new();
     cfg.allow_host_processes = true;
+    cfg.nvidia_smi = PathBuf::from("/nonexistent/nvidia-smi");
     cfg.readiness_period = Some(Duration::from_millis(100));
     cfg.first_ready_poll = Duration::from_millis(50);
     cfg.backoff_initial = Duration::from_millis(200);
@@ -726,4 +727,69 @@ async fn host_processes_need_the_platforms_permission() {
     let err = local.apply(&deployment).await.unwrap_err().to_string();
     assert!(err.contains("--allow-host-processes"), "{err}");
     assert!(local.list().await.unwrap().is_empty());
+}
+
+/// The environment of a running process.
+fn environ(pid: u32) -> BTreeSet<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()).collect()
+}
+
+/// Waits until the first replica of `name` runs; its pid.
+async fn running_pid(local: &Local, name: &str) -> u32 {
+    wait_for("a running replica", STARTUP, || async {
+        let s = status(local, name).await;
+        let r = s.replicas.first().ok_or("no replica")?;
+        local.pid(name, &r.id).ok_or_else(|| format!("{r:?}"))
+    })
+    .await
+}
+
+/// Issue 12: this machine's GPUs (a stand-in `nvidia-smi` printing what a one-H100 host
+/// printed) are capacity, each replica gets its own, and deploys that need more say how many are
+/// free; a machine without GPUs refuses accelerator machine types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpus_are_counted_handed_out_and_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = "GPU-7565b928-733a-7475-e1cc-26b2cb967075";
+    let (_shared, smi) =
+        shared_script("nvidia-smi", &format!("#!/bin/sh\necho '0, {uuid}, NVIDIA H100 80GB HBM3, 81559'\n"));
+    let mut cfg = config(dir.path());
+    cfg.nvidia_smi = smi;
+    cfg.capacity = Some(Resources { cpu_millis: 200_000, memory_bytes: 1 << 40 });
+    let local = Local::new(cfg).await.unwrap();
+    assert_eq!(local.gpus().iter().map(|g| g.uuid.as_str()).collect::<Vec<_>>(), [uuid]);
+
+    let h100 = command_deployment("gpu-a", &["sleep", "300"], machine("a3-highgpu-1g"), 1);
+    let warnings = local.apply(&h100).await.unwrap();
+    assert!(!warnings.iter().any(|w| w.contains("asks for")), "an H100 for an H100 type: {warnings:?}");
+    let pid = running_pid(&local, &name_of(&h100)).await;
+    assert!(environ(pid).contains(&format!("CUDA_VISIBLE_DEVICES={uuid}")), "{:?}", environ(pid));
+    // A replica without GPUs sees none of them.
+    let cpu = command_deployment("cpu", &["sleep", "300"], machine("e2-micro"), 1);
+    local.apply(&cpu).await.unwrap();
+    assert!(environ(running_pid(&local, &name_of(&cpu)).await).contains("CUDA_VISIBLE_DEVICES="));
+
+    let l4 = command_deployment("gpu-b", &["sleep", "300"], machine("g2-standard-4"), 1);
+    let err = local.apply(&l4).await.unwrap_err();
+    assert!(matches!(err, BackendError::Gpus(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the deployment needs 1 GPU(s) (NVIDIA_L4); 0 of this machine's 1 GPU(s) are free"
+    );
+    local.delete(&name_of(&h100)).await.unwrap();
+    let warnings = local.apply(&l4).await.unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("asks for NVIDIA_L4") && w.contains("NVIDIA H100 80GB HBM3")),
+        "{warnings:?}"
+    );
+    local.shutdown().await;
+    drop(local);
+
+    // No GPUs at all.
+    let mut cfg = config(dir.path());
+    cfg.capacity = Some(Resources { cpu_millis: 200_000, memory_bytes: 1 << 40 });
+    let local = Local::new(cfg).await.unwrap();
+    let err = local.apply(&l4).await.unwrap_err().to_string();
+    assert!(err.contains("this machine has none") && err.contains("/nonexistent/nvidia-smi"), "{err}");
 }
