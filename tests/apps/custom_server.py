@@ -70,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             if instances == ["slow"]:
                 time.sleep(3)
             predictions = [{"sum": sum(i), "by": "custom"} for i in instances]
+            print(f"custom_server: predicted {len(instances)} instances", flush=True)
         except (ValueError, KeyError, TypeError) as e:
             self._send(400, {"error": str(e)})
             return
@@ -86,6 +87,11 @@ def burn():
 
 if "--burn" in sys.argv:
     threading.Thread(target=burn, daemon=True).start()
+
+STORAGE = os.environ.get("AIP_STORAGE_URI", "")
+if STORAGE:
+    readable = os.access(STORAGE.removeprefix("file://"), os.R_OK)
+    print(f"custom_server: artifact {STORAGE} {'readable' if readable else 'not readable'}", flush=True)
 
 # As PID 1 in a container nothing stops the server on SIGTERM unless it says so.
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
