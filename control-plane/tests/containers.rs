@@ -210,7 +210,7 @@ async fn failing_containers_give_clear_deploy_errors_with_their_own_output() {
     assert!(message(&sick).contains("listening on 0.0.0.0:8080"), "{sick}");
     // Failed deploys leave nothing running.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !containers(&format!("-ep-crash-")).is_empty() || !containers("-ep-sick-").is_empty() {
+    while !containers("-ep-crash-").is_empty() || !containers("-ep-sick-").is_empty() {
         assert!(Instant::now() < deadline, "{:?}", containers("-ep-"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -274,7 +274,7 @@ async fn containers_go_with_the_platform_and_leftovers_are_removed() {
     unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
     let _ = p.child.wait();
     assert!(containers("-ep-stay-").is_empty(), "{:?}", containers("-ep-stay-"));
-    assert_eq!(containers(&leftover), [leftover.clone()], "not one of its replicas");
+    assert_eq!(containers(&leftover), std::slice::from_ref(&leftover), "not one of its replicas");
 
     // The next start removes what a previous run left behind, and runs the deployed model again.
     let p = start(&dir.path().join("data"), &["--container-engine", "podman", "--cpu-overcommit", "8"], &[])
