@@ -686,21 +686,30 @@ async fn runtime_replicas_cannot_read_the_data_directory() {
     let (_shared, exe) = shared_script(
         "runtime.sh",
         "#!/bin/sh\nif cat \"$KEY_FILE\" >/dev/null 2>&1; then k=readable; else k=denied; fi\n\
-         echo \"{\\\"key\\\": \\\"$k\\\", \\\"home\\\": \\\"$HOME\\\"}\"\nexec sleep 600\n",
+         if kill -0 \"$PLATFORM_PID\" 2>/dev/null; then s=yes; else s=no; fi\n\
+         c=$(grep CapEff /proc/self/status | cut -f2)\n\
+         echo \"{\\\"key\\\": \\\"$k\\\", \\\"home\\\": \\\"$HOME\\\", \\\"signal\\\": \\\"$s\\\", \\\"caps\\\": \\\"$c\\\"}\"\nexec sleep 600\n",
     );
     let mut cfg = config(dir.path());
     cfg.runtime_exe = Some(exe);
     let local = Local::new(cfg).await.unwrap();
     let mut deployment = mlp_deployment("rt", 1);
-    container_mut(&mut deployment).env.get_or_insert_default().push(K8sEnvVar {
-        name: "KEY_FILE".into(),
-        value: Some(key.display().to_string()),
-        value_from: None,
-    });
+    for (name, value) in
+        [("KEY_FILE", key.display().to_string()), ("PLATFORM_PID", std::process::id().to_string())]
+    {
+        container_mut(&mut deployment).env.get_or_insert_default().push(K8sEnvVar {
+            name: name.into(),
+            value: Some(value),
+            value_from: None,
+        });
+    }
     let name = name_of(&deployment);
     local.apply(&deployment).await.unwrap();
     let report = printed(&local, &name).await;
     assert_eq!(report["key"], "denied", "{report}");
+    // Whatever its user, it holds no capabilities and cannot signal the platform.
+    assert_eq!(report["caps"], "0000000000000000", "{report}");
+    assert_eq!(report["signal"], "no", "{report}");
     assert!(report["home"].as_str().unwrap().contains("platform-replicas-"), "{report}");
     local.shutdown().await;
 

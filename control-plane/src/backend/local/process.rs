@@ -32,6 +32,9 @@ pub(crate) struct Confinement {
     pub user: Option<(u32, u32)>,
     /// A Landlock ruleset the child restricts itself with.
     pub landlock: Option<std::os::fd::OwnedFd>,
+    /// Empty the capability bounding set, so that a child that stays root gets no
+    /// capabilities from exec.
+    pub drop_capabilities: bool,
 }
 
 type Job = (Command, bool, Confinement, oneshot::Sender<io::Result<Child>>);
@@ -70,6 +73,13 @@ fn spawn_here(cmd: &mut Command, die_with_parent: bool, confinement: Confinement
                 if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if confinement.drop_capabilities {
+                // Capabilities past the kernel's last answer EINVAL: nothing to drop there.
+                for cap in 0..64 {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+                }
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
             }
             if let Some((uid, gid)) = confinement.user
                 && (libc::setgroups(0, std::ptr::null()) != 0

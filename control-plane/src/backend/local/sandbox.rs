@@ -8,10 +8,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use landlock::{ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules};
+use landlock::{ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, path_beneath_rules};
 
 /// The newest Landlock ABI the rules use; older kernels enforce what they know (best effort).
-const ABI_VERSION: ABI = ABI::V5;
+/// ABI 6 (Linux 6.12) also keeps a replica from signalling processes outside it (the platform)
+/// and from reaching abstract UNIX sockets outside it.
+const ABI_VERSION: ABI = ABI::V6;
 
 /// Devices that programs expect to open whatever else they may not.
 const DEVICES: [&str; 6] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
@@ -92,6 +94,7 @@ pub(crate) fn ruleset(policy: &FsPolicy) -> Result<Option<OwnedFd>, String> {
     let build = || -> Result<Option<OwnedFd>, landlock::RulesetError> {
         let created = Ruleset::default()
             .handle_access(AccessFs::from_all(ABI_VERSION))?
+            .scope(Scope::from_all(ABI_VERSION))?
             .create()?
             .add_rules(path_beneath_rules(&read, AccessFs::from_read(ABI_VERSION)))?
             .add_rules(path_beneath_rules(&write, AccessFs::from_all(ABI_VERSION)))?

@@ -262,7 +262,8 @@ pub(crate) fn confinement(
         Some(c) => c.procs_files().map_err(|e| format!("cannot join the replica's cgroup: {e}"))?,
         None => Vec::new(),
     };
-    Ok(Confinement { cgroups, user: process_user(host, rep), landlock })
+    let drop_capabilities = host.root && matches!(rep.launch.mode, Mode::Runtime { .. });
+    Ok(Confinement { cgroups, user: process_user(host, rep), landlock, drop_capabilities })
 }
 
 /// Starts the replica's process (`attempt` counts its starts).
