@@ -188,10 +188,6 @@ mod tests {
     const EDITOR: Uploader = Uploader { admin: false, host_processes_allowed: true };
     const ADMIN: Uploader = Uploader { admin: true, host_processes_allowed: true };
 
-    fn spec() -> ModelContainerSpec {
-        ModelContainerSpec { image_uri: "srv:1".into(), ..Default::default() }
-    }
-
     fn error(spec: &ModelContainerSpec, who: Uploader) -> String {
         check_running(spec, who).unwrap_err().to_string()
     }
@@ -214,7 +210,7 @@ mod tests {
                 tcp_socket: Some(TcpSocketAction::default()),
                 ..Default::default()
             }),
-            ..spec()
+            ..spec("srv:1")
         };
         check_running(&ok, EDITOR).unwrap();
         let with = |f: &dyn Fn(&mut ModelContainerSpec)| {
@@ -254,17 +250,18 @@ mod tests {
 
     #[test]
     fn grpc_ports_and_bad_shared_memory_are_refused() {
-        let grpc = ModelContainerSpec { grpc_ports: vec![Port { container_port: 8500 }], ..spec() };
+        let grpc = ModelContainerSpec { grpc_ports: vec![Port { container_port: 8500 }], ..spec("srv:1") };
         assert!(error(&grpc, EDITOR).contains("grpcPorts is not supported"));
-        let shm = ModelContainerSpec { shared_memory_size_mb: Some(0), ..spec() };
+        let shm = ModelContainerSpec { shared_memory_size_mb: Some(0), ..spec("srv:1") };
         assert!(error(&shm, EDITOR).contains("sharedMemorySizeMb is 0"));
-        let shm = ModelContainerSpec { shared_memory_size_mb: Some(256), ..spec() };
+        let shm = ModelContainerSpec { shared_memory_size_mb: Some(256), ..spec("srv:1") };
         check_running(&shm, EDITOR).unwrap();
     }
 
     #[test]
     fn host_processes_are_an_admins_choice_on_a_platform_that_allows_them() {
-        let host = ModelContainerSpec { host_process: true, command: vec!["python3".into()], ..spec() };
+        let host =
+            ModelContainerSpec { host_process: true, command: vec!["python3".into()], ..spec("srv:1") };
         assert!(matches!(check_running(&host, EDITOR), Err(RegistryError::Forbidden(_))));
         check_running(&host, ADMIN).unwrap();
         let off = Uploader { admin: true, host_processes_allowed: false };
