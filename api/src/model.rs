@@ -93,7 +93,7 @@ pub struct ModelContainerSpec {
     /// Required. The prebuilt runtime image (`platform-runtime:<version>`) or your own.
     #[serde(default)]
     pub image_uri: String,
-    /// Overrides the image's ENTRYPOINT. Without a container engine, runs as a host process.
+    /// Overrides the image's ENTRYPOINT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     /// Overrides the image's CMD.
@@ -125,6 +125,11 @@ pub struct ModelContainerSpec {
     pub health_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<Probe>,
+    /// Platform extension, local backend only: run `command` as a process on the platform's
+    /// machine instead of the image in a container engine (sandboxed, see docs/security.md).
+    /// Only admins may set it, on a platform started with `--allow-host-processes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_process: bool,
     /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
     #[serde(flatten, deserialize_with = "crate::unmodelled::container_spec")]
     #[schema(ignore)]

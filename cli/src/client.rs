@@ -170,6 +170,38 @@ impl Client {
         res.text().await.map_err(|e| ClientError::Transport { url, message: error_chain(&e) })
     }
 
+    /// GETs newline-delimited JSON and hands each value to `each` as its line arrives (a
+    /// followed stream ends only when the server closes it).
+    pub async fn get_lines<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        mut each: impl FnMut(T) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let (url, mut res) = self.send(self.request_with(reqwest::Method::GET, path, query)).await?;
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = res
+                .chunk()
+                .await
+                .map_err(|e| ClientError::Transport { url: url.clone(), message: error_chain(&e) })?;
+            let done = chunk.is_none();
+            pending.extend_from_slice(chunk.as_deref().unwrap_or_default());
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let value = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::Decode { url: url.clone(), message: e.to_string() })?;
+                each(value)?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
     /// PUTs `body` unchanged as `content_type`; the answer is JSON.
     pub async fn put_body<T: DeserializeOwned>(
         &self,

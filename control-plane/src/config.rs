@@ -152,6 +152,35 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_ROLE", value_enum, default_value_t = ServeRole::All)]
     pub role: ServeRole,
 
+    /// Let admins run a model's `command` as a process on this machine
+    /// (`containerSpec.hostProcess`) instead of its image in a container engine. Such a replica
+    /// is sandboxed (its own unprivileged user when the platform runs as root, no access to the
+    /// data directory, a cleared environment, its machine type's limits; see docs/security.md),
+    /// but it is not a container. Local backend only; off by default.
+    #[arg(long, env = "PLATFORM_ALLOW_HOST_PROCESSES")]
+    pub allow_host_processes: bool,
+
+    /// The container engine that runs models' own images on the local backend: `podman`,
+    /// `docker`, the path of either, `auto` (the first of docker and podman whose `info`
+    /// answers) or `none` (only the prebuilt runtime and host processes run).
+    #[arg(long, env = "PLATFORM_CONTAINER_ENGINE", default_value = "auto")]
+    pub container_engine: String,
+
+    /// Extra arguments of every container `run` on the local backend (for example
+    /// `--runtime=runc` or `--ulimit=nofile=1024:1024`), after the platform's own.
+    #[arg(
+        long = "container-run-arg",
+        env = "PLATFORM_CONTAINER_RUN_ARGS",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub container_run_args: Vec<String>,
+
+    /// The `nvidia-smi` that lists this machine's GPUs for the local backend (GPUs are counted
+    /// as capacity and given whole to replicas of accelerator machine types).
+    #[arg(long, env = "PLATFORM_NVIDIA_SMI", default_value = "nvidia-smi")]
+    pub nvidia_smi: std::path::PathBuf,
+
     /// Namespace of the `kubernetes` backend. Default: the credentials' namespace.
     #[arg(long, env = "PLATFORM_NAMESPACE")]
     pub namespace: Option<String>,

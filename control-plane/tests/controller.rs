@@ -91,7 +91,7 @@ impl Backend for ScriptedBackend {
                 }
             })
             .collect::<Vec<_>>();
-        Ok(DeploymentStatus { desired: replicas.len() as u32, replicas })
+        Ok(DeploymentStatus { desired: replicas.len() as u32, replicas, ..Default::default() })
     }
 
     async fn scale(&self, _name: &str, _replicas: u32) -> Result<(), BackendError> {

@@ -252,19 +252,21 @@ async fn the_whole_path_on_postgres_and_s3() {
     story(&p).await;
 }
 
-/// A user's own HTTP server, run as a host process (no container engine here), serves
-/// predictions through the same `:predict`; a server that cannot start fails its deploy.
+/// A user's own HTTP server, run as a host process (an admin's choice, on a platform that allows
+/// it), serves predictions through the same `:predict`; a server that cannot start fails its
+/// deploy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_custom_container_runs_as_a_process() {
+async fn an_admins_host_process_serves_predictions() {
     let dir = tempfile::tempdir().expect("dir");
-    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--predict-timeout", "1s"], &[]).await;
-    let python = common::python();
+    let flags = ["--cpu-overcommit", "4", "--predict-timeout", "1s", "--allow-host-processes"];
+    let p = start(&dir.path().join("data"), &flags, &[]).await;
+    let python = common::system_python();
     let app = common::root().join("tests/apps/custom_server.py");
     let upload = |id: &str, extra: &[&str]| {
         let mut command = vec![python.display().to_string(), app.display().to_string()];
         command.extend(extra.iter().map(|s| s.to_string()));
         json!({"modelId": id, "model": {"displayName": id, "containerSpec": {
-            "imageUri": "example.com/custom-server:1", "command": command,
+            "imageUri": "example.com/custom-server:1", "command": command, "hostProcess": true,
             "predictRoute": "/score", "healthRoute": "/ping", "deploymentTimeout": "4s"}}})
     };
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("custom", &[]))).await;
@@ -432,7 +434,9 @@ async fn roles_and_access_modes_decide_who_may_call() {
     let instances = json!({"instances": reference("mlp")["vertex"]["instances"]});
     let predict_path = format!("{LOC}/endpoints/mlp:predict");
     let upload = json!({"model": {"displayName": "x", "artifactUri": "s3://b/m.onnx"}});
-    let cases: [(&str, &str, &str, Option<Value>, u16); 10] = [
+    let host_process = json!({"model": {"displayName": "x", "containerSpec": {
+        "imageUri": "srv:1", "command": ["sh", "-c", "cat /etc/shadow"], "hostProcess": true}}});
+    let cases: [(&str, &str, &str, Option<Value>, u16); 11] = [
         ("viewer", "GET", "/models", None, 200),
         ("viewer", "POST", "/models:upload", Some(upload.clone()), 403),
         ("viewer", "POST", "/endpoints/mlp:predict", Some(instances.clone()), 200),
@@ -449,6 +453,8 @@ async fn roles_and_access_modes_decide_who_may_call() {
             Some(json!({"model": {"displayName": "x", "artifactUri": "file:///etc/passwd"}})),
             403,
         ),
+        // Running a command on the platform's machine is an admin's choice.
+        ("editor", "POST", "/models:upload", Some(host_process), 403),
     ];
     for (role, method, path, body, want) in cases {
         let path = if path.starts_with("/v1/") { path.to_string() } else { format!("{LOC}{path}") };
@@ -552,12 +558,12 @@ async fn autoscaling_follows_requests_and_scales_to_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_autoscaling_adds_replicas_to_busy_servers() {
     let dir = tempfile::tempdir().expect("dir");
-    let p =
-        start(&dir.path().join("data"), &["--cpu-overcommit", "4", "--scale-down-delay", "3s"], &[]).await;
+    let flags = ["--cpu-overcommit", "4", "--scale-down-delay", "3s", "--allow-host-processes"];
+    let p = start(&dir.path().join("data"), &flags, &[]).await;
     let app = common::root().join("tests/apps/custom_server.py");
-    let command = [common::python().display().to_string(), app.display().to_string(), "--burn".into()];
+    let command = [common::system_python().display().to_string(), app.display().to_string(), "--burn".into()];
     let model = json!({"modelId": "burner", "model": {"displayName": "burner", "containerSpec": {
-        "imageUri": "example.com/burner:1", "command": command}}});
+        "imageUri": "example.com/burner:1", "command": command, "hostProcess": true}}});
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(model)).await;
     p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=burn"), Some(json!({"displayName": "b"})))
         .await;

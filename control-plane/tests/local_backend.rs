@@ -35,6 +35,8 @@ fn config(data_dir: &Path) -> LocalConfig {
     let mut cfg = LocalConfig::new(data_dir);
     cfg.runtime_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_platform")));
     cfg.container_engines = Vec::new();
+    cfg.allow_host_processes = true;
+    cfg.nvidia_smi = PathBuf::from("/nonexistent/nvidia-smi");
     cfg.readiness_period = Some(Duration::from_millis(100));
     cfg.first_ready_poll = Duration::from_millis(50);
     cfg.backoff_initial = Duration::from_millis(200);
@@ -87,11 +89,12 @@ fn mlp_deployment(endpoint: &str, replicas: u32) -> Deployment {
     .deployment
 }
 
-/// A Deployment running `command` on the host (the image is not run: no container engine).
+/// A Deployment running `command` as a host process (an admin's `hostProcess`).
 fn command_deployment(endpoint: &str, command: &[&str], m: MachineType, replicas: u32) -> Deployment {
     let spec = ModelContainerSpec {
         image_uri: "busybox:1.36".into(),
         command: command.iter().map(|s| s.to_string()).collect(),
+        host_process: true,
         ..Default::default()
     };
     render(&input(endpoint, spec, None, m, replicas), &RenderConfig::default()).deployment
@@ -103,6 +106,18 @@ fn name_of(d: &Deployment) -> String {
 
 fn container_mut(d: &mut Deployment) -> &mut Container {
     &mut d.spec.as_mut().and_then(|s| s.template.spec.as_mut()).expect("pod spec").containers[0]
+}
+
+/// A directory that any user may read and write (host processes run as users of their own),
+/// outside the data directory (which no replica may read), holding `name` with `text`.
+fn shared_script(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, path)
 }
 
 /// Polls `check` every 50 ms until it gives a value; panics with `what` after `timeout`.
@@ -361,10 +376,10 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["AIP_HTTP_PORT"])),
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() {
+async fn an_admins_host_process_serves_with_the_vertex_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, PYTHON_SERVER).unwrap();
+    let (shared, script) = shared_script("server.py", PYTHON_SERVER);
+    let sick = shared.path().join("sick");
     let local = Local::new(config(dir.path())).await.unwrap();
     let spec = ModelContainerSpec {
         image_uri: "python:3.12-slim".into(),
@@ -372,20 +387,17 @@ async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() 
         args: vec!["--name".into(), "$(AIP_DEPLOYED_MODEL_ID)".into(), "$$(AIP_DEPLOYED_MODEL_ID)".into()],
         env: vec![
             env("GREETING", "hello from $(AIP_ENDPOINT_ID)"),
-            env("SICK_FILE", &dir.path().join("sick").display().to_string()),
+            env("SICK_FILE", &sick.display().to_string()),
         ],
         predict_route: "/predict".into(),
         health_route: "/health".into(),
+        host_process: true,
         ..Default::default()
     };
     let deployment =
         render(&input("py", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
     let name = name_of(&deployment);
-    let warnings = local.apply(&deployment).await.unwrap();
-    assert!(
-        warnings.iter().any(|w| w.contains("python:3.12-slim") && w.contains("runs as a process")),
-        "{warnings:?}"
-    );
+    local.apply(&deployment).await.unwrap();
     let s = wait_settled(&local, &name, 1).await;
     let addr = s.replicas[0].address;
     let (code, body) = post(addr, "/predict", &json!({"instances": [[1, 2], [3, 4.5]]})).await;
@@ -399,94 +411,19 @@ async fn a_custom_container_runs_as_a_host_process_without_a_container_engine() 
 
     // Failing health checks take the replica out of routing without restarting it; it rejoins
     // on the next 200 (the Vertex contract).
-    std::fs::write(dir.path().join("sick"), "").unwrap();
-    let sick = wait_for("the replica to be unready", Duration::from_secs(30), || async {
+    std::fs::write(&sick, "").unwrap();
+    let sick_replica = wait_for("the replica to be unready", Duration::from_secs(30), || async {
         let r = status(&local, &name).await.replicas[0].clone();
         if r.state == ReplicaState::Unready { Ok(r) } else { Err(format!("{r:?}")) }
     })
     .await;
-    assert!(!sick.ready && sick.restarts == 0, "{sick:?}");
-    assert!(sick.last_error.as_deref().unwrap_or("").contains("HTTP 503"), "{sick:?}");
-    std::fs::remove_file(dir.path().join("sick")).unwrap();
+    assert!(!sick_replica.ready && sick_replica.restarts == 0, "{sick_replica:?}");
+    assert!(sick_replica.last_error.as_deref().unwrap_or("").contains("HTTP 503"), "{sick_replica:?}");
+    std::fs::remove_file(&sick).unwrap();
     let healthy = wait_settled(&local, &name, 1).await;
     assert_eq!((healthy.replicas[0].restarts, healthy.replicas[0].address), (0, addr));
     local.shutdown().await;
     assert!(local.list().await.unwrap().is_empty());
-}
-
-/// A stand-in for `docker` that answers `info`, records `run` and runs the "container" on the
-/// host: the image's command with the `-e` variables, listening on the published host port.
-const FAKE_DOCKER: &str = r#"#!/usr/bin/env python3
-import json, os, sys
-args = sys.argv[1:]
-if args[0] in ("info", "rm"):
-    sys.exit(0)
-assert args[0] == "run", args
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs.jsonl"), "a") as f:
-    f.write(json.dumps(args) + "\n")
-with_value = {"--name", "--label", "-p", "--cpus", "--memory", "--gpus", "--cap-drop", "--security-opt", "-e", "-w", "--entrypoint"}
-i, opts, env = 1, {}, {}
-while args[i].startswith("-"):
-    if args[i] in with_value:
-        if args[i] == "-e":
-            env[args[i + 1]] = os.environ[args[i + 1]]
-        opts.setdefault(args[i], []).append(args[i + 1])
-        i += 2
-    else:
-        i += 1
-image, rest = args[i], args[i + 1:]
-host, host_port, container_port = opts["-p"][0].split(":")
-env["AIP_HTTP_PORT"] = host_port
-env["PATH"] = os.environ["PATH"]
-argv = opts.get("--entrypoint", []) + rest
-os.execvpe(argv[0], argv, env)
-"#;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_runs_in_a_container_engine_with_its_port_published() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, PYTHON_SERVER).unwrap();
-    let fake = dir.path().join("docker");
-    std::fs::write(&fake, FAKE_DOCKER).unwrap();
-    std::fs::set_permissions(
-        &fake,
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
-    )
-    .unwrap();
-    let mut cfg = config(dir.path());
-    cfg.container_engines = vec![fake.display().to_string()];
-    let local = Local::new(cfg).await.unwrap();
-    assert_eq!(local.container_engine().await.unwrap().program, fake);
-    let spec = ModelContainerSpec {
-        image_uri: "registry.example/server:1".into(),
-        command: vec!["python3".into(), script.display().to_string()],
-        env: vec![env("GREETING", "hi $(AIP_DEPLOYED_MODEL_ID)")],
-        predict_route: "/predict".into(),
-        health_route: "/health".into(),
-        ..Default::default()
-    };
-    let deployment =
-        render(&input("eng", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
-    let name = name_of(&deployment);
-    let warnings = local.apply(&deployment).await.unwrap();
-    assert!(!warnings.iter().any(|w| w.contains("securityContext")), "the engine enforces it: {warnings:?}");
-    let s = wait_settled(&local, &name, 1).await;
-    let addr = s.replicas[0].address;
-    let (code, body) = post(addr, "/predict", &json!({"instances": [[1, 1]]})).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["greeting"], "hi 1");
-
-    let runs = std::fs::read_to_string(dir.path().join("runs.jsonl")).unwrap();
-    let run: Vec<String> = serde_json::from_str(runs.lines().next().unwrap()).unwrap();
-    let has = |pair: &[&str]| run.windows(pair.len()).any(|w| w == pair);
-    assert!(has(&["-p", &format!("127.0.0.1:{}:8080", addr.port())]), "{run:?}");
-    assert!(has(&["--cpus", "0.250"]) && has(&["--memory", "1073741824b"]), "{run:?}");
-    assert!(has(&["--cap-drop", "ALL"]) && has(&["--security-opt", "no-new-privileges"]), "{run:?}");
-    assert!(has(&["-e", "GREETING"]) && has(&["-e", "AIP_STORAGE_URI"]), "{run:?}");
-    assert!(has(&["--entrypoint", "python3", "registry.example/server:1"]), "{run:?}");
-    assert!(!runs.contains("hi 1"), "env values stay off the command line: {run:?}");
-    local.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +447,7 @@ async fn a_crashing_command_is_reported_as_crash_loop_with_its_last_output() {
 }
 
 #[tokio::test]
-async fn an_image_without_an_engine_or_a_command_is_refused_with_the_reason() {
+async fn an_image_without_an_engine_is_refused_with_what_to_install() {
     let dir = tempfile::tempdir().unwrap();
     // A docker CLI whose daemon does not answer: the CLI alone does not count.
     let fake = dir.path().join("docker");
@@ -527,11 +464,16 @@ async fn an_image_without_an_engine_or_a_command_is_refused_with_the_reason() {
     let mut cfg = config(dir.path());
     cfg.container_engines = vec![fake.display().to_string(), "/nonexistent/podman".into()];
     let local = Local::new(cfg).await.unwrap();
-    let spec = ModelContainerSpec { image_uri: "registry.example/server:1".into(), ..Default::default() };
+    // Even with a command that could run on this machine: only an admin's hostProcess does.
+    let spec = ModelContainerSpec {
+        image_uri: "registry.example/server:1".into(),
+        command: vec!["python3".into(), "-m".into(), "http.server".into()],
+        ..Default::default()
+    };
     let deployment =
         render(&input("img", spec, None, machine("e2-micro"), 1), &RenderConfig::default()).deployment;
     let err = local.apply(&deployment).await.unwrap_err().to_string();
-    assert!(err.contains("needs a container engine") && err.contains("no command"), "{err}");
+    assert!(err.contains("runs in a container engine") && err.contains("apt-get install podman"), "{err}");
     assert!(
         err.contains("Cannot connect to the Docker daemon") && err.contains("podman: not installed"),
         "{err}"
@@ -570,8 +512,8 @@ async fn orphan_helper() {
     let mut cfg = config(&dir);
     cfg.die_with_parent = std::env::var("ORPHAN_HELPER_DIE_WITH_PARENT").as_deref() != Ok("0");
     let local = Local::new(cfg).await.unwrap();
-    let script = format!("sleep 600 & echo $! > {}/grandchild.pid; exec sleep 600", dir.display());
-    let deployment = command_deployment("orphans", &["sh", "-c", &script], machine("e2-micro"), 1);
+    let script = "sleep 600 & exec sleep 600";
+    let deployment = command_deployment("orphans", &["sh", "-c", script], machine("e2-micro"), 1);
     local.apply(&deployment).await.unwrap();
     std::future::pending::<()>().await;
 }
@@ -597,9 +539,13 @@ async fn orphans_case(die_with_parent: bool) {
         let record: Value = serde_json::from_slice(&std::fs::read(&pid_file).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let leader = record["pid"].as_u64().ok_or("no pid")? as u32;
-        let gc = std::fs::read_to_string(dir.path().join("grandchild.pid")).map_err(|e| e.to_string())?;
-        let gc: u32 = gc.trim().parse().map_err(|_| format!("grandchild pid {gc:?}"))?;
-        Ok((leader, gc))
+        // The shell's background `sleep`: the leader's child.
+        let gc = procfs::process::all_processes()
+            .map_err(|e| e.to_string())?
+            .filter_map(|p| p.ok()?.stat().ok())
+            .find(|s| s.ppid == leader as i32)
+            .ok_or("no grandchild yet")?;
+        Ok((leader, gc.pid as u32))
     })
     .await;
     assert!(alive(leader) && alive(grandchild));
@@ -642,4 +588,217 @@ async fn orphans_case(die_with_parent: bool) {
 async fn orphans_of_a_killed_platform_are_killed_by_the_next_start() {
     orphans_case(true).await;
     orphans_case(false).await;
+}
+
+/// What a host process sees of this machine, printed as one JSON line: its user, whether it can
+/// read a file of the data directory, its environment, and its cgroup limits.
+const PROBE_SCRIPT: &str = r#"
+import json, os, sys, time
+def limits():
+    out = {}
+    for line in open("/proc/self/cgroup"):
+        _, controllers, path = line.strip().split(":", 2)
+        for name, files in [("cpu", ["cpu.cfs_quota_us"]), ("memory", ["memory.limit_in_bytes"]), ("", ["cpu.max", "memory.max"])]:
+            if name and name not in controllers.split(","):
+                continue
+            if not name and controllers:
+                continue
+            for mount in ["/sys/fs/cgroup/" + name, "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup"]:
+                for f in files:
+                    p = mount.rstrip("/") + path + "/" + f
+                    if os.path.exists(p):
+                        out.setdefault(f, open(p).read().strip())
+    return out
+try:
+    open(sys.argv[1]).read()
+    key = "readable"
+except OSError as e:
+    key = type(e).__name__
+print(json.dumps({"uid": os.getuid(), "key": key, "env": sorted(os.environ), "home": os.environ.get("HOME"), "limits": limits()}), flush=True)
+time.sleep(600)
+"#;
+
+/// Waits for the first JSON line a replica printed.
+async fn printed(local: &Local, name: &str) -> Value {
+    wait_for("the replica's report", STARTUP, || async {
+        let s = status(local, name).await;
+        let r = s.replicas.first().ok_or("no replica")?;
+        let log = std::fs::read_to_string(local.log_path(name, &r.id)).map_err(|e| e.to_string())?;
+        log.lines()
+            .filter_map(|l| l.split_once(" stdout ").map(|(_, text)| text))
+            .find_map(|text| serde_json::from_str::<Value>(text).ok())
+            .ok_or_else(|| format!("{r:?}\n{log}"))
+    })
+    .await
+}
+
+/// Issue 16: a host process runs as a user of its own (the platform runs as root here), cannot
+/// read the data directory (its `jwt.key`), gets a cleared environment and its machine type's
+/// CPU and memory limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_processes_are_confined() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.key");
+    std::fs::write(&key, "secret").unwrap();
+    let (_shared, script) = shared_script("probe.py", PROBE_SCRIPT);
+    let local = Local::new(config(dir.path())).await.unwrap();
+    let script = script.display().to_string();
+    let key_path = key.display().to_string();
+    let deployment = command_deployment("confined", &["python3", &script, &key_path], machine("e2-micro"), 1);
+    let name = name_of(&deployment);
+    let warnings = local.apply(&deployment).await.unwrap();
+    assert!(warnings.is_empty(), "this host enforces everything: {warnings:?}");
+    let report = printed(&local, &name).await;
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let uid = report["uid"].as_u64().unwrap();
+        assert!((61_184..=65_519).contains(&uid), "a user of its own, not root: {report}");
+    }
+    assert_eq!(report["key"], "PermissionError", "the data directory is out of reach: {report}");
+    let env: BTreeSet<&str> = report["env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let foreign: Vec<&&str> = env
+        .iter()
+        .filter(|k| {
+            !k.starts_with("AIP_") && !["PATH", "LANG", "HOME", "TMPDIR", "PORT", "LC_CTYPE"].contains(k)
+        })
+        .collect();
+    assert!(foreign.is_empty(), "nothing of the platform's environment: {foreign:?}");
+    let home = report["home"].as_str().unwrap();
+    assert!(home.contains("platform-replicas-"), "HOME is the replica's scratch directory: {home}");
+    // e2-micro: a quarter of a CPU and 1 GiB.
+    let limits = &report["limits"];
+    let cpu = limits["cpu.cfs_quota_us"].as_str().or(limits["cpu.max"].as_str()).unwrap_or_default();
+    assert!(cpu.starts_with("25000"), "{limits}");
+    let memory =
+        limits["memory.limit_in_bytes"].as_str().or(limits["memory.max"].as_str()).unwrap_or_default();
+    assert_eq!(memory, (1u64 << 30).to_string(), "{limits}");
+    local.shutdown().await;
+}
+
+/// Issue 16: the prebuilt runtime's replicas cannot read the data directory either (a stand-in
+/// runtime executable reports what it can read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_replicas_cannot_read_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.key");
+    std::fs::write(&key, "secret").unwrap();
+    let (_shared, exe) = shared_script(
+        "runtime.sh",
+        "#!/bin/sh\nif cat \"$KEY_FILE\" >/dev/null 2>&1; then k=readable; else k=denied; fi\n\
+         if kill -0 \"$PLATFORM_PID\" 2>/dev/null; then s=yes; else s=no; fi\n\
+         c=$(grep CapEff /proc/self/status | cut -f2)\n\
+         echo \"{\\\"key\\\": \\\"$k\\\", \\\"home\\\": \\\"$HOME\\\", \\\"signal\\\": \\\"$s\\\", \\\"caps\\\": \\\"$c\\\"}\"\nexec sleep 600\n",
+    );
+    let mut cfg = config(dir.path());
+    cfg.runtime_exe = Some(exe);
+    let local = Local::new(cfg).await.unwrap();
+    let mut deployment = mlp_deployment("rt", 1);
+    for (name, value) in
+        [("KEY_FILE", key.display().to_string()), ("PLATFORM_PID", std::process::id().to_string())]
+    {
+        container_mut(&mut deployment).env.get_or_insert_default().push(K8sEnvVar {
+            name: name.into(),
+            value: Some(value),
+            value_from: None,
+        });
+    }
+    let name = name_of(&deployment);
+    local.apply(&deployment).await.unwrap();
+    let report = printed(&local, &name).await;
+    assert_eq!(report["key"], "denied", "{report}");
+    // Whatever its user, it holds no capabilities and cannot signal the platform.
+    assert_eq!(report["caps"], "0000000000000000", "{report}");
+    assert_eq!(report["signal"], "no", "{report}");
+    assert!(report["home"].as_str().unwrap().contains("platform-replicas-"), "{report}");
+    local.shutdown().await;
+
+    // Nor can a deployment point its artifact there.
+    let mut edited = mlp_deployment("rt2", 1);
+    for var in container_mut(&mut edited).env.get_or_insert_default() {
+        if var.name == "AIP_STORAGE_URI" {
+            var.value = Some(format!("file://{}", key.display()));
+        }
+    }
+    let err = local.apply(&edited).await.unwrap_err().to_string();
+    assert!(err.contains("private files"), "{err}");
+}
+
+/// Host processes are an admin's explicit choice, allowed by the platform's flag; never the
+/// fallback for a missing engine.
+#[tokio::test]
+async fn host_processes_need_the_platforms_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.allow_host_processes = false;
+    let local = Local::new(cfg).await.unwrap();
+    let deployment = command_deployment("nope", &["sleep", "300"], machine("e2-micro"), 1);
+    let err = local.apply(&deployment).await.unwrap_err().to_string();
+    assert!(err.contains("--allow-host-processes"), "{err}");
+    assert!(local.list().await.unwrap().is_empty());
+}
+
+/// The environment of a running process.
+fn environ(pid: u32) -> BTreeSet<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()).collect()
+}
+
+/// Waits until the first replica of `name` runs; its pid.
+async fn running_pid(local: &Local, name: &str) -> u32 {
+    wait_for("a running replica", STARTUP, || async {
+        let s = status(local, name).await;
+        let r = s.replicas.first().ok_or("no replica")?;
+        local.pid(name, &r.id).ok_or_else(|| format!("{r:?}"))
+    })
+    .await
+}
+
+/// Issue 12: this machine's GPUs (a stand-in `nvidia-smi` printing what a one-H100 host
+/// printed) are capacity, each replica gets its own, and deploys that need more say how many are
+/// free; a machine without GPUs refuses accelerator machine types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpus_are_counted_handed_out_and_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid = "GPU-7565b928-733a-7475-e1cc-26b2cb967075";
+    let (_shared, smi) =
+        shared_script("nvidia-smi", &format!("#!/bin/sh\necho '0, {uuid}, NVIDIA H100 80GB HBM3, 81559'\n"));
+    let mut cfg = config(dir.path());
+    cfg.nvidia_smi = smi;
+    cfg.capacity = Some(Resources { cpu_millis: 200_000, memory_bytes: 1 << 40 });
+    let local = Local::new(cfg).await.unwrap();
+    assert_eq!(local.gpus().iter().map(|g| g.uuid.as_str()).collect::<Vec<_>>(), [uuid]);
+
+    let h100 = command_deployment("gpu-a", &["sleep", "300"], machine("a3-highgpu-1g"), 1);
+    let warnings = local.apply(&h100).await.unwrap();
+    assert!(!warnings.iter().any(|w| w.contains("asks for")), "an H100 for an H100 type: {warnings:?}");
+    let pid = running_pid(&local, &name_of(&h100)).await;
+    assert!(environ(pid).contains(&format!("CUDA_VISIBLE_DEVICES={uuid}")), "{:?}", environ(pid));
+    // A replica without GPUs sees none of them.
+    let cpu = command_deployment("cpu", &["sleep", "300"], machine("e2-micro"), 1);
+    local.apply(&cpu).await.unwrap();
+    assert!(environ(running_pid(&local, &name_of(&cpu)).await).contains("CUDA_VISIBLE_DEVICES="));
+
+    let l4 = command_deployment("gpu-b", &["sleep", "300"], machine("g2-standard-4"), 1);
+    let err = local.apply(&l4).await.unwrap_err();
+    assert!(matches!(err, BackendError::Gpus(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the deployment needs 1 GPU(s) (NVIDIA_L4); 0 of this machine's 1 GPU(s) are free"
+    );
+    local.delete(&name_of(&h100)).await.unwrap();
+    let warnings = local.apply(&l4).await.unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("asks for NVIDIA_L4") && w.contains("NVIDIA H100 80GB HBM3")),
+        "{warnings:?}"
+    );
+    local.shutdown().await;
+    drop(local);
+
+    // No GPUs at all.
+    let mut cfg = config(dir.path());
+    cfg.capacity = Some(Resources { cpu_millis: 200_000, memory_bytes: 1 << 40 });
+    let local = Local::new(cfg).await.unwrap();
+    let err = local.apply(&l4).await.unwrap_err().to_string();
+    assert!(err.contains("this machine has none") && err.contains("/nonexistent/nvidia-smi"), "{err}");
 }

@@ -886,7 +886,10 @@ impl Drop for Server {
         // Whatever the server started and left behind (uvicorn's workers), by pid, checking that
         // the pid still names the same process.
         for (d, started) in descendants {
-            if proc_stat(d).is_some_and(|st| st.start_time == started) {
+            let same = procfs::process::Process::new(d as i32)
+                .and_then(|p| p.stat())
+                .is_ok_and(|st| st.starttime == started);
+            if same {
                 unsafe {
                     libc::kill(d as libc::pid_t, libc::SIGKILL);
                 }
@@ -901,70 +904,48 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-struct ProcStat {
-    ppid: u32,
-    /// utime + stime, in clock ticks.
-    cpu_ticks: u64,
-    start_time: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 3.. of proc(5): state=3 ppid=4 ... utime=14 stime=15 ... starttime=22.
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    Some(ProcStat { ppid: field(4)? as u32, cpu_ticks: field(14)? + field(15)?, start_time: field(22)? })
-}
-
 /// (pid, start time) of every live descendant of `pid`.
 fn descendants(pid: u32) -> Vec<(u32, u64)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    let all: Vec<(u32, ProcStat)> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| Some((p, proc_stat(p)?)))
-        .collect();
+    let all: Vec<procfs::process::Stat> = all.filter_map(|p| p.ok()?.stat().ok()).collect();
     let mut found = Vec::new();
-    let mut frontier = vec![pid];
+    let mut frontier = vec![pid as i32];
     while let Some(parent) = frontier.pop() {
-        for (p, st) in &all {
-            if st.ppid == parent {
-                found.push((*p, st.start_time));
-                frontier.push(*p);
-            }
+        for st in all.iter().filter(|st| st.ppid == parent) {
+            found.push((st.pid as u32, st.starttime));
+            frontier.push(st.pid);
         }
     }
     found
 }
 
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = procfs::process::Process::new(pid as i32).ok()?.stat().ok()?;
+    Some(stat.utime + stat.stime)
+}
+
 /// CPU time used so far by `pid` (and its descendants), in seconds.
 fn process_tree_cpu(pid: u32, with_descendants: bool) -> Option<f64> {
-    let mut ticks = proc_stat(pid)?.cpu_ticks;
+    let mut ticks = cpu_ticks(pid)?;
     if with_descendants {
         for (d, _) in descendants(pid) {
-            ticks += proc_stat(d).map_or(0, |s| s.cpu_ticks);
+            ticks += cpu_ticks(d).unwrap_or(0);
         }
     }
-    Some(ticks as f64 / clock_ticks())
+    Some(ticks as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// Busy CPU time of the whole machine so far (user, nice, system, irq, softirq, steal), in
 /// seconds, from `/proc/stat`.
 fn machine_busy_cpu() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).unwrap_or(&0);
-    Some(busy as f64 / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    use procfs::CurrentSI;
+    let t = procfs::KernelStats::current().ok()?.total;
+    let busy =
+        t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
+    Some(busy as f64 / procfs::ticks_per_second() as f64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1127,15 +1108,13 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
 
 fn report(s: &Settings, cells: &[Cell], costs: &[BatchCost]) -> String {
     let mut out = String::new();
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu_model = {
+        use procfs::Current;
+        procfs::CpuInfo::current()
+            .ok()
+            .and_then(|info| info.model_name(0).map(str::to_string))
+            .unwrap_or_else(|| "unknown CPU".into())
+    };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(out, "# Serving benchmark\n");
     let _ = writeln!(

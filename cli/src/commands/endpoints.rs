@@ -103,6 +103,13 @@ Example:
         #[arg(long)]
         json_request: String,
     },
+    /// Show what the replicas of an endpoint's deployed models printed: the last lines, or
+    /// followed as they come (as `gcloud run services logs read` / `logs tail`).
+    #[command(after_help = "\
+Examples:
+  platform-cli endpoints logs mlp --limit 50
+  platform-cli endpoints logs mlp --deployed-model-id 1234567890 --follow")]
+    Logs(LogsArgs),
     /// Send any body to :rawPredict, which forwards it unchanged to the model's server; prints
     /// the answer's body unchanged.
     #[command(after_help = "\
@@ -118,6 +125,53 @@ Example:
         #[arg(long, value_parser = key_values)]
         http_headers: Option<::std::vec::Vec<(String, String)>>,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// The endpoint: its id or full name.
+    pub endpoint: String,
+    /// Only this deployed model's replicas.
+    #[arg(long)]
+    pub deployed_model_id: Option<String>,
+    /// Only this replica.
+    #[arg(long)]
+    pub replica: Option<String>,
+    /// How many of the last lines to show.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Keep showing new lines until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// The query of `GET .../endpoints/{endpoint}/logs`. Pure.
+pub fn logs_query(args: &LogsArgs) -> Vec<(&'static str, String)> {
+    let mut query = vec![("tail", args.limit.to_string())];
+    if let Some(id) = &args.deployed_model_id {
+        query.push(("deployedModelId", id.clone()));
+    }
+    if let Some(r) = &args.replica {
+        query.push(("replica", r.clone()));
+    }
+    if args.follow {
+        query.push(("follow", "true".into()));
+    }
+    query
+}
+
+/// A log line for people: time, replica, text; control characters shown escaped so that a
+/// model's output cannot drive the terminal. Pure.
+pub fn log_line(e: &api::LogEntry) -> String {
+    let text: String = e
+        .text
+        .chars()
+        .flat_map(
+            |c| if c.is_control() && c != '\t' { c.escape_default().collect::<Vec<_>>() } else { vec![c] },
+        )
+        .collect();
+    let stream = if e.stream == "platform" { " [platform]" } else { "" };
+    format!("{} {}{stream} {text}\n", e.time, e.replica)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -503,6 +557,23 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
                 format => ctx.print(&output::serialize(format, &answer)?),
             }
         }
+        EndpointsCommand::Logs(args) => {
+            let path = endpoint_path(&args.endpoint, parent)?;
+            let format = ctx.format;
+            client
+                .get_lines(&format!("{path}/logs"), &logs_query(&args), |entry: api::LogEntry| {
+                    let text = match format {
+                        Format::Table => log_line(&entry),
+                        _ => serde_json::to_string(&entry).unwrap_or_default() + "\n",
+                    };
+                    ctx.print(&text).map_err(|e| crate::client::ClientError::Decode {
+                        url: String::new(),
+                        message: e.to_string(),
+                    })
+                })
+                .await?;
+            Ok(())
+        }
         EndpointsCommand::RawPredict { endpoint, request, http_headers } => {
             let path = endpoint_path(&endpoint, parent)?;
             let mut headers = http_headers.unwrap_or_default();
@@ -650,6 +721,27 @@ mod tests {
         let req = mutate_request(&args).unwrap();
         assert_eq!(req.update_mask, "dedicatedResources.maxReplicaCount");
         assert_eq!(req.deployed_model.id, "12");
+    }
+
+    #[test]
+    fn logs_flags_become_the_query_and_lines_cannot_drive_the_terminal() {
+        let args = match command(&["logs", "mlp", "--deployed-model-id", "12", "--follow", "--limit", "5"])
+            .unwrap()
+        {
+            EndpointsCommand::Logs(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let query = logs_query(&args);
+        assert!(query.contains(&("tail", "5".into())) && query.contains(&("deployedModelId", "12".into())));
+        assert!(query.contains(&("follow", "true".into())));
+        let e = api::LogEntry {
+            time: "2024-05-01T12:00:00.000000Z".into(),
+            deployed_model_id: "12".into(),
+            replica: "r0".into(),
+            stream: "stdout".into(),
+            text: "hi \u{1b}[2J".into(),
+        };
+        assert_eq!(log_line(&e), "2024-05-01T12:00:00.000000Z r0 hi \\u{1b}[2J\n");
     }
 
     #[test]

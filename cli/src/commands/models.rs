@@ -121,6 +121,11 @@ pub struct ImportArgs {
     /// The HTTP path of the container's health check.
     #[arg(long, requires = "container_image_uri")]
     pub container_health_route: Option<String>,
+    /// Run --container-command as a sandboxed process on the platform's machine instead of the
+    /// image in a container engine (admins only, on a platform started with
+    /// --allow-host-processes).
+    #[arg(long, requires = "container_command")]
+    pub container_host_process: bool,
     /// Upload a new version of this model (an id or a full name) instead of a new model.
     #[arg(long, conflicts_with = "model_id")]
     pub parent_model: Option<String>,
@@ -167,6 +172,7 @@ pub fn upload_request(
         ports: args.container_ports.clone().unwrap_or_default(),
         predict_route: args.container_predict_route.clone().unwrap_or_default(),
         health_route: args.container_health_route.clone().unwrap_or_default(),
+        host_process: args.container_host_process,
         ..Default::default()
     });
     let aliases = args.version_aliases.clone().unwrap_or_default();
@@ -333,6 +339,7 @@ mod tests {
             "--container-ports=9000",
             "--container-predict-route=/predict",
             "--container-health-route=/health",
+            "--container-host-process",
             "--labels=team=ml",
             "--version-aliases=candidate,staging",
             "--parent-model=srv",
@@ -346,6 +353,7 @@ mod tests {
         assert_eq!(spec.env[1], api::EnvVar { name: "B".into(), value: "2".into() });
         assert_eq!(spec.ports, [api::Port { container_port: 9000 }]);
         assert_eq!(spec.predict_route, "/predict");
+        assert!(spec.host_process);
         assert_eq!(req.model.labels["team"], "ml");
         assert_eq!(req.model.version_aliases, ["candidate", "staging"]);
         assert_eq!(req.parent_model.as_deref(), Some("projects/default/locations/local/models/srv"));

@@ -70,7 +70,39 @@ pub trait Backend: Send + Sync {
     async fn delete_endpoint(&self, _endpoint_id: &str) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// The log lines of a deployment's replicas: the last `request.tail` lines, then, when
+    /// `request.follow`, every new line until the stream is dropped or the deployment is gone.
+    async fn logs(&self, name: &str, _request: &LogRequest) -> Result<LogStream, BackendError> {
+        Err(BackendError::Other(format!("{name}: this backend does not keep replica logs")))
+    }
 }
+
+/// Which log lines of a deployment to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRequest {
+    /// One replica only.
+    pub replica: Option<String>,
+    /// How many of the last lines (of all replicas together, by time).
+    pub tail: usize,
+    /// Keep the stream open and send new lines as they are written.
+    pub follow: bool,
+}
+
+/// One line a replica (or the platform about it) wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub replica: String,
+    /// RFC 3339, UTC; empty when unknown.
+    pub time: String,
+    /// `stdout`, `stderr`, or `platform` for the platform's notes (starts, restarts).
+    pub stream: String,
+    pub text: String,
+}
+
+/// Log entries as they come.
+pub type LogStream = futures_util::stream::BoxStream<'static, LogEntry>;
 
 /// The warning of a backend that runs only the Deployment (and Service) of a deployed model.
 pub fn ignored_objects(rendered: &Rendered) -> Option<String> {
@@ -85,7 +117,7 @@ pub fn ignored_objects(rendered: &Rendered) -> Option<String> {
 }
 
 /// The replicas of one deployment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     /// Every replica, including those of an older pod template still serving while their
@@ -93,6 +125,11 @@ pub struct DeploymentStatus {
     pub replicas: Vec<ReplicaStatus>,
     /// The desired replica count.
     pub desired: u32,
+    /// What the deployment waits for before its replicas can start (an image pull's progress).
+    pub progress: Option<String>,
+    /// Why the deployment cannot become ready whatever happens next (an image that cannot be
+    /// pulled, an image that breaks the pod's rules): a deploy fails at once with this.
+    pub failure: Option<String>,
 }
 
 impl DeploymentStatus {
@@ -211,6 +248,9 @@ pub enum BackendError {
     Insufficient { needed: Resources, available: Resources },
     #[error("invalid deployment: {0}")]
     Invalid(String),
+    /// Not enough GPUs on this machine, or none at all.
+    #[error("{0}")]
+    Gpus(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

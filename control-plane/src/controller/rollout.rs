@@ -31,6 +31,9 @@ pub fn judge(
     if ready >= min.max(1) {
         return Verdict::Ready;
     }
+    if let Some(failure) = &status.failure {
+        return Verdict::Failed { code: Code::FailedPrecondition, message: failure.clone() };
+    }
     if let Some(r) = status.replicas.iter().find(|r| r.current && !r.ready && r.restarts >= max_restarts) {
         let why = r.last_error.as_deref().unwrap_or("no output");
         return Verdict::Failed {
@@ -38,11 +41,16 @@ pub fn judge(
             message: format!("replica {} crashed {} times before it became ready: {why}", r.id, r.restarts),
         };
     }
-    let problem = status
-        .replicas
-        .iter()
-        .filter(|r| r.current && matches!(r.state, ReplicaState::CrashLoop | ReplicaState::Failed))
-        .find_map(|r| r.last_error.as_ref().map(|e| format!("replica {} is {}: {e}", r.id, r.state)));
+    let problem = status.replicas.iter().filter(|r| r.current && !r.ready).find_map(|r| match r.state {
+        ReplicaState::CrashLoop | ReplicaState::Failed => {
+            r.last_error.as_ref().map(|e| format!("replica {} is {}: {e}", r.id, r.state))
+        }
+        // Started again after a crash, or failing its readiness probe: why it is not ready.
+        ReplicaState::Starting | ReplicaState::Unready => {
+            r.last_error.as_ref().map(|e| format!("replica {} is not ready: {e}", r.id))
+        }
+        ReplicaState::Ready => None,
+    });
     if elapsed >= timeout {
         let why = problem.unwrap_or_else(|| format!("{ready} of {min} replicas became ready"));
         return Verdict::Failed {
@@ -52,6 +60,10 @@ pub fn judge(
     }
     let percent = 10 + 80 * ready / min.max(1);
     let mut message = format!("{ready} of {min} replicas ready");
+    if let Some(p) = &status.progress {
+        message.push_str("; ");
+        message.push_str(p);
+    }
     if let Some(p) = problem {
         message.push_str("; ");
         message.push_str(&p);
@@ -80,11 +92,11 @@ mod tests {
     fn a_replica_that_keeps_crashing_fails_the_rollout_before_the_timeout() {
         let mut crashing = replica("r0", ReplicaState::CrashLoop, Some("exit status 1: no model.onnx"));
         crashing.restarts = 2;
-        let status = DeploymentStatus { desired: 1, replicas: vec![crashing.clone()] };
+        let status = DeploymentStatus { desired: 1, replicas: vec![crashing.clone()], ..Default::default() };
         let hour = Duration::from_secs(3600);
         assert!(matches!(judge(&status, 1, Duration::ZERO, hour, 3, false), Verdict::Waiting { .. }));
         crashing.restarts = 3;
-        let status = DeploymentStatus { desired: 1, replicas: vec![crashing] };
+        let status = DeploymentStatus { desired: 1, replicas: vec![crashing], ..Default::default() };
         match judge(&status, 1, Duration::ZERO, hour, 3, false) {
             Verdict::Failed { code, message } => {
                 assert_eq!(code, Code::FailedPrecondition);
@@ -99,7 +111,11 @@ mod tests {
 
     #[test]
     fn rollouts_wait_succeed_and_time_out_with_the_cause() {
-        let s = |r: Vec<ReplicaStatus>| DeploymentStatus { desired: r.len() as u32, replicas: r };
+        let s = |r: Vec<ReplicaStatus>| DeploymentStatus {
+            desired: r.len() as u32,
+            replicas: r,
+            ..Default::default()
+        };
         let minute = Duration::from_secs(60);
         let one_ready =
             s(vec![replica("r0", ReplicaState::Ready, None), replica("r1", ReplicaState::Starting, None)]);
@@ -120,5 +136,16 @@ mod tests {
             judge(&one_ready, 2, Duration::ZERO, minute, 3, true),
             Verdict::Failed { code: Code::Cancelled, .. }
         ));
+        // A pull in progress is shown; a pull that failed fails the rollout at once.
+        let pulling = DeploymentStatus { progress: Some("pulling image srv:1".into()), ..one_ready.clone() };
+        assert_eq!(
+            judge(&pulling, 2, Duration::ZERO, minute, 3, false),
+            Verdict::Waiting { percent: 50, message: "1 of 2 replicas ready; pulling image srv:1".into() }
+        );
+        let missing = DeploymentStatus { failure: Some("cannot pull image `srv:1`".into()), ..one_ready };
+        assert_eq!(
+            judge(&missing, 2, Duration::ZERO, minute, 3, false),
+            Verdict::Failed { code: Code::FailedPrecondition, message: "cannot pull image `srv:1`".into() }
+        );
     }
 }

@@ -117,7 +117,7 @@ mod tests {
             })
             .collect();
         Observed {
-            status: DeploymentStatus { replicas, desired: ports.len() as u32 },
+            status: DeploymentStatus { replicas, desired: ports.len() as u32, ..Default::default() },
             predict_route: "/p".into(),
         }
     }

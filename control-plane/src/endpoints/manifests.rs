@@ -93,6 +93,11 @@ impl Endpoints {
             ));
         }
         let rendering = self.rendering(&dm).await?;
+        if rendering.input.container.host_process && !caller.is_admin_of(&name.parent.project) {
+            return Err(EndpointError::Registry(crate::registry::RegistryError::Forbidden(
+                "this model runs its command as a host process: only admins may edit its manifests".into(),
+            )));
+        }
         let objects = manifests::validate_deployed_model(edited, &rendering.rendered)
             .map_err(EndpointError::Manifests)?;
         let canonical = objects.to_yaml().map_err(rendering::RenderingError::from)?;

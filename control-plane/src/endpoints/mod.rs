@@ -6,6 +6,7 @@
 pub mod compute;
 mod deploy;
 pub use deploy::MutableField;
+pub mod logs;
 mod manifests;
 pub mod rendering;
 pub mod traffic;

@@ -198,7 +198,15 @@ impl Catalog {
             n1(t("n1-highcpu-16", 16000, 14746)),
             gpu(t("g2-standard-4", 4000, 16 * gib), "NVIDIA_L4", 1),
             gpu(t("g2-standard-8", 8000, 32 * gib), "NVIDIA_L4", 1),
+            gpu(t("g2-standard-12", 12000, 48 * gib), "NVIDIA_L4", 1),
+            gpu(t("g2-standard-16", 16000, 64 * gib), "NVIDIA_L4", 1),
+            gpu(t("g2-standard-24", 24000, 96 * gib), "NVIDIA_L4", 2),
+            gpu(t("g2-standard-32", 32000, 128 * gib), "NVIDIA_L4", 1),
             gpu(t("a2-highgpu-1g", 12000, 85 * gib), "NVIDIA_TESLA_A100", 1),
+            gpu(t("a2-highgpu-2g", 24000, 170 * gib), "NVIDIA_TESLA_A100", 2),
+            gpu(t("a2-ultragpu-1g", 12000, 170 * gib), "NVIDIA_A100_80GB", 1),
+            gpu(t("a3-highgpu-1g", 26000, 234 * gib), "NVIDIA_H100_80GB", 1),
+            gpu(t("a3-highgpu-2g", 52000, 468 * gib), "NVIDIA_H100_80GB", 2),
         ];
         let default = types
             .iter()

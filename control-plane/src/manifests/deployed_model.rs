@@ -25,6 +25,9 @@ use crate::machine::MachineType;
 
 /// Name of the serving container in every rendered pod.
 pub const CONTAINER_NAME: &str = "model";
+/// The pod-template annotation (`{prefix}/host-process: "true"`) of a model whose command runs
+/// as a host process on the local backend (`containerSpec.hostProcess`).
+pub const HOST_PROCESS_ANNOTATION: &str = "host-process";
 /// CPU utilisation target (percent) of a CPU metric without one (Vertex's default).
 pub const DEFAULT_CPU_TARGET: i32 = 60;
 
@@ -126,7 +129,11 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         ..Default::default()
     };
 
-    let template = PodTemplate { labels, annotations: None, spec: pod_spec(input, cfg) };
+    let annotations = input
+        .container
+        .host_process
+        .then(|| BTreeMap::from([(cfg.label(HOST_PROCESS_ANNOTATION), "true".to_string())]));
+    let template = PodTemplate { labels, annotations, spec: pod_spec(input, cfg) };
     let mut deployment = deployment::rolling(
         metadata.clone(),
         Some(replicas_i32(input.min_replicas)),

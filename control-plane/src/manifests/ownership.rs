@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::deployed_model::Rendered;
@@ -140,6 +142,7 @@ pub fn check_deployed_model_object(object: &Object, rendered: &Rendered, problem
             check_selector(Some(&spec.selector), &selector, "Deployment/spec/selector", problems);
             let template_labels = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
             check_labels(template_labels, &selector, "Deployment/spec/template/metadata/labels", problems);
+            check_run_mode(d, &rendered.deployment, problems);
         }
         Object::Service(s) => {
             if s.spec.as_ref().and_then(|s| s.selector.as_ref()) != Some(&selector) {
@@ -164,6 +167,31 @@ pub fn check_deployed_model_object(object: &Object, rendered: &Rendered, problem
             check_selector(actual, &selector, "PodDisruptionBudget/spec/selector", problems);
         }
         Object::Ingress(_) | Object::NetworkPolicy(_) => {}
+    }
+}
+
+/// Whether replicas run as host processes is an admin's choice made on the model
+/// (`containerSpec.hostProcess`), never an edit: the pod template's `.../host-process`
+/// annotation stays what was rendered.
+fn check_run_mode(edited: &Deployment, rendered: &Deployment, problems: &mut Vec<Problem>) {
+    let marks = |d: &Deployment| -> BTreeMap<String, String> {
+        let annotations = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()?.annotations.as_ref());
+        annotations
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.rsplit('/').next() == Some(super::HOST_PROCESS_ANNOTATION))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let (edited, rendered) = (marks(edited), marks(rendered));
+    if let Some(key) = edited.keys().chain(rendered.keys()).find(|k| edited.get(*k) != rendered.get(*k)) {
+        problems.push(Problem::new(
+            format!("Deployment/spec/template/metadata/annotations/{key}"),
+            format!(
+                "must stay {} (an admin decides on the model whether it runs as a host process)",
+                rendered.get(key).map_or("unset".to_string(), |v| format!("`{v}`"))
+            ),
+        ));
     }
 }
 

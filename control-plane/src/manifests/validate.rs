@@ -150,6 +150,19 @@ mod tests {
     }
 
     #[test]
+    fn host_processes_cannot_be_switched_on_by_an_edit() {
+        let edited = edit(
+            "  template:\n    metadata:\n",
+            "  template:\n    metadata:\n      annotations:\n        platform.dev/host-process: 'true'\n",
+        );
+        assert_rejected(
+            &edited,
+            "Deployment/spec/template/metadata/annotations/platform.dev/host-process: must stay unset \
+             (an admin decides on the model whether it runs as a host process)",
+        );
+    }
+
+    #[test]
     fn the_rendered_manifest_round_trips() {
         let r = rendered();
         assert_eq!(validate_deployed_model(&r.to_yaml().unwrap(), &r).unwrap(), r);

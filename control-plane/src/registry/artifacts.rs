@@ -228,6 +228,12 @@ where
             return Err(ArtifactError::Empty);
         }
         file.sync_all().await.map_err(storage)?;
+        // The model file itself is readable by any user that can reach it: its directories stay
+        // the platform's own (umask 077), and a container, which runs as a user of its own,
+        // reads it through a read-only bind mount.
+        tokio::fs::set_permissions(&partial, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .await
+            .map_err(storage)?;
         tokio::fs::rename(&partial, &path).await.map_err(storage)?;
         Ok(Stored {
             uri: format!("file://{}", path.display()),

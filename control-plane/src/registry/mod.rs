@@ -83,6 +83,8 @@ pub struct Registry {
     max_artifact_bytes: u64,
     /// Whether an image is the prebuilt runtime's.
     runtime_image: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Whether admins may run a model's command as a host process (`--allow-host-processes`).
+    host_processes_allowed: bool,
 }
 
 impl Registry {
@@ -92,7 +94,13 @@ impl Registry {
         max_artifact_bytes: u64,
         runtime_image: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     ) -> Registry {
-        Registry { store, artifacts, max_artifact_bytes, runtime_image }
+        Registry { store, artifacts, max_artifact_bytes, runtime_image, host_processes_allowed: false }
+    }
+
+    /// Lets admins upload models whose command runs as a host process.
+    pub fn allow_host_processes(mut self, allowed: bool) -> Registry {
+        self.host_processes_allowed = allowed;
+        self
     }
 
     /// `models:upload`: a new model (`model_id`, or a generated one), or a new version of
@@ -128,6 +136,13 @@ impl Registry {
         artifact_uris::check(&self.artifacts, caller, &loc.project, &m.artifact_uri)?;
         let container =
             container::check(m.container_spec.as_ref(), &m.artifact_uri, |i| (self.runtime_image)(i))?;
+        if let Some(spec) = &container {
+            let uploader = container::Uploader {
+                admin: caller.is_admin_of(&loc.project),
+                host_processes_allowed: self.host_processes_allowed,
+            };
+            container::check_running(spec, uploader)?;
+        }
         if container.as_ref().is_none_or(|c| (self.runtime_image)(&c.image_uri)) {
             self.check_onnx(&m.artifact_uri).await?;
         }

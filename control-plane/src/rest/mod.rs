@@ -5,6 +5,7 @@ pub mod body;
 pub mod endpoints;
 pub mod error;
 pub mod list;
+pub mod logs;
 pub mod manifests;
 pub mod models;
 pub mod openapi;
@@ -95,6 +96,7 @@ fn resources(version: &str) -> Router<AppState> {
             get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete).post(endpoints::post_verb),
         )
         .route(&format!("{location}/endpoints/{{endpoint}}/manifests"), get(manifests::get_endpoint))
+        .route(&format!("{location}/endpoints/{{endpoint}}/logs"), get(logs::read))
         .route(
             &format!("{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/manifests"),
             get(manifests::get).put(manifests::put),

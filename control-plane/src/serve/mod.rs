@@ -35,6 +35,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // Everything the platform writes (the database and its journal, keys, tokens, replica
     // logs) is readable by its own user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if config.allow_host_processes && config.backend != BackendKind::Local {
+        anyhow::bail!(
+            "--allow-host-processes is for the local backend: a cluster runs every model in a container"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.database_url())
@@ -61,6 +66,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             let mut local = LocalConfig::new(&config.data_dir);
             local.runtime_image = crate::manifests::image_repository(&config.runtime_image).to_string();
             local.cpu_overcommit = config.cpu_overcommit;
+            local.allow_host_processes = config.allow_host_processes;
+            local.host_process_annotation = render.label(crate::manifests::HOST_PROCESS_ANNOTATION);
+            local.container_run_args = config.container_run_args.clone();
+            local.nvidia_smi = config.nvidia_smi.clone();
+            // Keys kept outside the data directory are no replica's business either.
+            local.private_paths =
+                [Some(config.jwt_key_file()), config.tls_key.clone()].into_iter().flatten().collect();
+            local.container_engines = match config.container_engine.as_str() {
+                "auto" => vec!["docker".into(), "podman".into()],
+                "none" => Vec::new(),
+                engine => vec![engine.to_string()],
+            };
             let local = Arc::new(Local::new(local).await.context("cannot start the local backend")?);
             (local.clone(), render, Some(local))
         }
@@ -84,8 +101,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let render = render.clone();
         Arc::new(move |image: &str| render.is_runtime_image(image)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
     };
-    let registry =
-        Arc::new(Registry::new(store.clone(), artifacts, config.max_artifact_bytes, runtime_image));
+    let registry = Arc::new(
+        Registry::new(store.clone(), artifacts, config.max_artifact_bytes, runtime_image)
+            .allow_host_processes(config.allow_host_processes),
+    );
     let endpoints = Arc::new(Endpoints::new(
         store.clone(),
         registry.clone(),

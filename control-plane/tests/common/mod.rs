@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-pub use test_support::{S3Server, free_port, model_path, python, reference, root};
+pub use test_support::{S3Server, free_port, model_path, python, reference, root, system_python};
 
 /// A running `platform serve`, killed when dropped.
 pub struct Platform {

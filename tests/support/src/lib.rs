@@ -27,6 +27,14 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// The system's Python 3 (`/usr/bin/python3`), for programs that run as host processes: those
+/// run as users of their own, who cannot reach a Python under `/root` (pyenv, the virtualenv).
+pub fn system_python() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/python3");
+    assert!(path.exists(), "{} is missing: run scripts/test, which installs python3", path.display());
+    path
+}
+
 /// A loopback port nothing listens on right now, for a server the test starts next.
 ///
 /// Picked in 10000-19999: below the kernel's ephemeral range (32768-60999), so that the outgoing

@@ -214,5 +214,5 @@ pub fn deployment_status(
     replicas.sort_by(|a, b| a.id.cmp(&b.id));
     let desired =
         deployment.spec.as_ref().and_then(|s| s.replicas).map_or(1, |n| u32::try_from(n).unwrap_or(0));
-    DeploymentStatus { replicas, desired }
+    DeploymentStatus { replicas, desired, ..Default::default() }
 }

@@ -9,7 +9,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::engine::Engine;
+use super::engine::{Engine, Mount};
+use super::images::PullPolicy;
 use crate::backend::{BackendError, Resources};
 use crate::manifests::quantity;
 use crate::manifests::{CONTAINER_NAME, GPU_RESOURCE, fnv1a, image_repository};
@@ -51,6 +52,18 @@ pub(crate) struct ProbeSpec {
     pub failure_threshold: u32,
 }
 
+/// Where the container reads its artifact when it is a file of this machine (`file://`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Artifact {
+    /// The file or directory on this machine.
+    pub host: PathBuf,
+    /// Where a container sees it (mounted read-only); `AIP_STORAGE_URI` says `file://` of this.
+    pub container: String,
+}
+
+/// The directory artifacts are mounted under in containers (KServe's convention).
+pub(crate) const ARTIFACT_MOUNT: &str = "/mnt/models";
+
 /// Everything needed to start and watch one replica.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Launch {
@@ -70,8 +83,90 @@ pub(crate) struct Launch {
     pub grace: Duration,
     pub recreate: bool,
     pub drop_all_capabilities: bool,
+    pub add_capabilities: Vec<String>,
     pub no_new_privileges: bool,
     pub read_only_root: bool,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_non_root: bool,
+    pub supplemental_groups: Vec<i64>,
+    pub pull_policy: PullPolicy,
+    /// `/dev/shm` of the container (the `sharedMemorySizeMb` volume).
+    pub shm_bytes: Option<u64>,
+    /// The container's other `emptyDir` volumes.
+    pub mounts: Vec<Mount>,
+    /// The model's artifact when it is a file of this machine.
+    pub artifact: Option<Artifact>,
+    /// `AIP_STORAGE_URI` is in an object store (`s3://`): the replica gets its credentials.
+    pub object_store_artifact: bool,
+    /// The Vertex accelerator type the machine type asks for (`AIP_ACCELERATOR_TYPE`).
+    pub accelerator: Option<String>,
+}
+
+impl Launch {
+    /// The CPU and memory a replica may use: its limits, else its requests.
+    pub fn limits_or_requests(&self) -> Resources {
+        Resources {
+            cpu_millis: if self.limits.cpu_millis > 0 {
+                self.limits.cpu_millis
+            } else {
+                self.requests.cpu_millis
+            },
+            memory_bytes: if self.limits.memory_bytes > 0 {
+                self.limits.memory_bytes
+            } else {
+                self.requests.memory_bytes
+            },
+        }
+    }
+}
+
+/// The `--user` of a container, checked as the kubelet checks `runAsNonRoot`: a root user, or
+/// a user name that cannot be checked, is refused.
+pub(crate) fn container_user(
+    launch: &Launch,
+    image: &str,
+    image_user: &str,
+) -> Result<Option<String>, String> {
+    let with_group = |uid: String| match launch.run_as_group {
+        Some(g) => format!("{uid}:{g}"),
+        None => uid,
+    };
+    if let Some(uid) = launch.run_as_user {
+        if launch.run_as_non_root && uid == 0 {
+            return Err(
+                "securityContext.runAsUser is 0 and runAsNonRoot is true: give a non-root runAsUser".into()
+            );
+        }
+        return Ok(Some(with_group(uid.to_string())));
+    }
+    let uid = image_user.split(':').next().unwrap_or("").trim();
+    if launch.run_as_non_root {
+        let fix = "build the image with a numeric non-root USER (for example `USER 65532`), or set \
+                   securityContext.runAsUser in the manifest";
+        match uid.parse::<u64>() {
+            _ if uid.is_empty() || uid == "root" => {
+                return Err(format!(
+                    "image `{image}` runs as root (it sets no USER) and the pod's securityContext.runAsNonRoot \
+                     is true: {fix}"
+                ));
+            }
+            Ok(0) => {
+                return Err(format!(
+                    "image `{image}` runs as root (USER {image_user}) and the pod's securityContext.runAsNonRoot \
+                     is true: {fix}"
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "image `{image}` runs as user `{image_user}`, a name that cannot be checked against \
+                     runAsNonRoot: {fix}"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(launch.run_as_group.map(|_| with_group(if uid.is_empty() { "0".into() } else { uid.to_string() })))
 }
 
 /// What [`parse`] needs to know about this backend.
@@ -80,6 +175,10 @@ pub(crate) struct ParseContext<'a> {
     pub runtime_exe: PathBuf,
     /// The usable container engine, or why there is none.
     pub engine: &'a Result<Engine, String>,
+    /// Whether host processes may run at all.
+    pub allow_host_processes: bool,
+    /// The pod-template annotation that asks for a host process.
+    pub host_process_annotation: &'a str,
 }
 
 /// The parsed deployment: name, replicas, template hash and how to run it.
@@ -107,8 +206,22 @@ pub(crate) fn is_runtime_image(image: &str, runtime_image: &str) -> bool {
     !repo.is_empty() && image_repository(image).starts_with(repo)
 }
 
-/// Whether the image needs a container engine (it is not the prebuilt runtime).
-pub(crate) fn needs_engine(deployment: &Deployment, runtime_image: &str) -> bool {
+/// Whether the pod template asks to run its command as a host process.
+fn wants_host_process(deployment: &Deployment, annotation: &str) -> bool {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref()?.annotations.as_ref()?.get(annotation))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether the image needs a container engine (it is neither the prebuilt runtime nor a host
+/// process).
+pub(crate) fn needs_engine(
+    deployment: &Deployment,
+    runtime_image: &str,
+    host_process_annotation: &str,
+) -> bool {
     let Some(container) = deployment
         .spec
         .as_ref()
@@ -118,6 +231,7 @@ pub(crate) fn needs_engine(deployment: &Deployment, runtime_image: &str) -> bool
         return false;
     };
     !is_runtime_image(container.image.as_deref().unwrap_or(""), runtime_image)
+        && !wants_host_process(deployment, host_process_annotation)
 }
 
 pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<Parsed, BackendError> {
@@ -163,28 +277,28 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
             ));
         }
         Mode::Runtime { exe: ctx.runtime_exe.clone() }
+    } else if wants_host_process(deployment, ctx.host_process_annotation) {
+        if !ctx.allow_host_processes {
+            return Err(BackendError::Invalid(format!(
+                "{name}: the model runs its command as a host process, which this platform does not allow; \
+                 an admin starts `platform serve --allow-host-processes` to allow it"
+            )));
+        }
+        if command.is_empty() {
+            return Err(BackendError::Invalid(format!(
+                "{name}: a host process needs the container's command: the program to run"
+            )));
+        }
+        Mode::Host
     } else {
         match ctx.engine {
             Ok(engine) if !image.is_empty() => Mode::Engine { engine: engine.clone(), image: image.clone() },
-            _ if !command.is_empty() => {
-                let why = match ctx.engine {
-                    Err(why) => why.clone(),
-                    Ok(_) => "the container has no image".to_string(),
-                };
-                w.add(format!(
-                    "image `{image}` is not run ({why}); its command runs as a process on this machine"
-                ));
-                Mode::Host
-            }
+            Ok(_) => return Err(BackendError::Invalid(format!("{name}: the container has no image"))),
             Err(why) => {
                 return Err(BackendError::Invalid(format!(
-                    "{name}: image `{image}` needs a container engine, and none is usable ({why}); \
-                     the container has no command that could run on this machine instead"
-                )));
-            }
-            Ok(_) => {
-                return Err(BackendError::Invalid(format!(
-                    "{name}: the container has neither an image nor a command"
+                    "{name}: image `{image}` runs in a container engine, and none is usable here ({why}); \
+                     install Podman (as root: apt-get install podman runc) or Docker, or name one with \
+                     --container-engine"
                 )));
             }
         }
@@ -232,6 +346,29 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
     if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
         w.add("envFrom (ConfigMaps, Secrets) is not supported by the local backend".into());
     }
+    let value_of = |env: &[(String, EnvSource)], key: &str| {
+        env.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| match v {
+            EnvSource::Value(v) => Some(v.clone()),
+            EnvSource::PodName => None,
+        })
+    };
+    let storage = value_of(&env, "AIP_STORAGE_URI").unwrap_or_default();
+    let artifact = local_artifact(&storage);
+    if let (Some(a), Mode::Engine { .. }) = (&artifact, &mode) {
+        // The container reads the artifact where it is mounted.
+        for (k, v) in env.iter_mut() {
+            if k == "AIP_STORAGE_URI" {
+                *v = EnvSource::Value(format!("file://{}", a.container));
+            }
+        }
+        w.add(format!(
+            "AIP_STORAGE_URI: {} is mounted read-only in the container at {}",
+            a.host.display(),
+            a.container
+        ));
+    }
+    let object_store_artifact = storage.starts_with("s3://");
+    let accelerator = value_of(&env, "AIP_ACCELERATOR_TYPE").filter(|a| !a.is_empty());
 
     let probe = |p: &Option<Probe>, kind: &str, w: &mut Warnings| {
         p.as_ref().map(|p| probe_spec(p, kind, container_port, port_name.as_deref(), w)).transpose()
@@ -282,23 +419,47 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
         Some(q) => quantity::parse(&q.0).map(|g| g.ceil() as u32).unwrap_or(0),
         None => 0,
     };
-    if gpus > 0 && !matches!(mode, Mode::Engine { .. }) {
-        w.add(format!("{GPU_RESOURCE}: {gpus} is not allocated by the local backend; the replica sees this machine's devices as they are"));
-    }
 
     let grace_secs = pod.termination_grace_period_seconds.unwrap_or(30).max(0);
     let grace = Duration::from_secs(u64::try_from(grace_secs).unwrap_or(30));
     let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
 
     let sc = container.security_context.clone().unwrap_or_default();
-    let drop_all =
-        sc.capabilities.as_ref().and_then(|c| c.drop.as_ref()).is_some_and(|d| d.iter().any(|c| c == "ALL"));
+    let psc = pod.security_context.clone().unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let drop_all = caps.drop.as_ref().is_some_and(|d| d.iter().any(|c| c == "ALL"));
+    let add_capabilities = caps.add.clone().unwrap_or_default();
     let no_new_privileges = sc.allow_privilege_escalation == Some(false);
     let read_only_root = sc.read_only_root_filesystem == Some(true);
-    if matches!(mode, Mode::Host | Mode::Runtime { .. })
-        && (container.security_context.is_some() || pod.security_context.is_some())
-    {
-        w.add("securityContext is not enforced for processes on this machine: replicas run as the platform's own user".into());
+    let run_as_user = sc.run_as_user.or(psc.run_as_user);
+    let run_as_group = sc.run_as_group.or(psc.run_as_group);
+    let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root) == Some(true);
+    let supplemental_groups = psc.supplemental_groups.clone().unwrap_or_default();
+    match &mode {
+        Mode::Runtime { .. } if container.security_context.is_some() || pod.security_context.is_some() => {
+            w.add(
+                "securityContext is not enforced for the runtime's processes: they run as the platform's own \
+                 user, confined (no access to its data directory, a cleared environment, the machine type's \
+                 limits)"
+                    .into(),
+            );
+        }
+        Mode::Host if run_as_user.is_some() || run_as_group.is_some() || !supplemental_groups.is_empty() => {
+            w.add(
+                "securityContext runAsUser, runAsGroup and supplementalGroups are not honoured for host \
+                 processes: they run as an unprivileged user of the platform's choosing"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    if !matches!(mode, Mode::Engine { .. }) && !add_capabilities.is_empty() {
+        w.add(
+            "securityContext.capabilities.add is not honoured for processes: they get no capabilities".into(),
+        );
+    }
+    if psc.fs_group.is_some() {
+        w.add("securityContext.fsGroup is not honoured by the local backend".into());
     }
     if sc.privileged == Some(true) {
         w.add("privileged is ignored by the local backend".into());
@@ -306,6 +467,17 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
     if container.working_dir.is_some() && matches!(mode, Mode::Runtime { .. }) {
         w.add("workingDir is ignored for the runtime image".into());
     }
+    let (shm_bytes, mounts) = volumes(pod, container, &mode, &mut w);
+    if matches!(mode, Mode::Runtime { .. })
+        && [&readiness, &liveness, &startup]
+            .iter()
+            .any(|p| p.as_ref().is_some_and(|p| matches!(p.action, ProbeAction::Exec(_))))
+    {
+        return Err(BackendError::Invalid(format!(
+            "{name}: exec probes cannot run for the prebuilt runtime, which has no commands to run; use httpGet or tcpSocket"
+        )));
+    }
+    let pull_policy = PullPolicy::of(container.image_pull_policy.as_deref(), &image);
 
     Ok(Parsed {
         name,
@@ -328,11 +500,73 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
             grace,
             recreate,
             drop_all_capabilities: drop_all,
+            add_capabilities,
             no_new_privileges,
             read_only_root,
+            run_as_user,
+            run_as_group,
+            run_as_non_root,
+            supplemental_groups,
+            pull_policy,
+            shm_bytes,
+            mounts,
+            artifact,
+            object_store_artifact,
+            accelerator,
         },
         warnings: w.into_vec(),
     })
+}
+
+/// The artifact of `AIP_STORAGE_URI` when it is a file of this machine: a `file://` URI or a path.
+fn local_artifact(uri: &str) -> Option<Artifact> {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    if !path.starts_with('/') {
+        return None;
+    }
+    let host = PathBuf::from(path);
+    let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    Some(Artifact { host, container: format!("{ARTIFACT_MOUNT}/{name}") })
+}
+
+/// The pod's volumes as the local backend runs them: `emptyDir`s become the container's tmpfs
+/// or scratch volumes (`/dev/shm` of `medium: Memory` its shared memory); processes have none.
+fn volumes(pod: &PodSpec, container: &Container, mode: &Mode, w: &mut Warnings) -> (Option<u64>, Vec<Mount>) {
+    let (mut shm, mut mounts) = (None, Vec::new());
+    let declared = pod.volumes.clone().unwrap_or_default();
+    let used = container.volume_mounts.clone().unwrap_or_default();
+    if declared.is_empty() && used.is_empty() {
+        return (shm, mounts);
+    }
+    if !matches!(mode, Mode::Engine { .. }) {
+        let what = if used.iter().any(|m| m.mount_path == "/dev/shm") {
+            "volumes are not honoured for processes (sharedMemorySizeMb: they use this machine's /dev/shm)"
+        } else {
+            "volumes are not honoured for processes"
+        };
+        w.add(what.into());
+        return (shm, mounts);
+    }
+    for m in &used {
+        let Some(v) = declared.iter().find(|v| v.name == m.name) else {
+            w.add(format!("volumeMount {} names no volume; it is left out", m.name));
+            continue;
+        };
+        let Some(dir) = &v.empty_dir else {
+            w.add(format!("volume {}: only emptyDir volumes are honoured by the local backend", v.name));
+            continue;
+        };
+        let bytes = dir.size_limit.as_ref().and_then(|q| quantity::parse_bytes(&q.0).ok());
+        let memory = dir.medium.as_deref() == Some("Memory");
+        if memory && m.mount_path == "/dev/shm" {
+            shm = bytes.or(Some(64 << 20));
+        } else if memory {
+            mounts.push(Mount::Tmpfs { container: m.mount_path.clone(), bytes });
+        } else {
+            mounts.push(Mount::Scratch { container: m.mount_path.clone() });
+        }
+    }
+    (shm, mounts)
 }
 
 fn probe_spec(
@@ -411,12 +645,6 @@ fn pod_warnings(pod: &PodSpec, run: &Container, w: &mut Warnings) {
     let mut unsupported = Vec::new();
     if pod.init_containers.as_ref().is_some_and(|v| !v.is_empty()) {
         unsupported.push("initContainers");
-    }
-    if pod.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        unsupported.push("volumes");
-    }
-    if run.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
-        unsupported.push("volumeMounts");
     }
     if pod.node_selector.as_ref().is_some_and(|v| !v.is_empty()) || pod.node_name.is_some() {
         unsupported.push("nodeSelector");

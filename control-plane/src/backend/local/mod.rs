@@ -4,9 +4,10 @@
 //! probes, resources, strategy and grace period.
 //! - The runtime image (`platform-runtime...`) re-executes the platform's own binary as
 //!   `platform runtime`.
-//! - Any other image runs in docker or podman when one is usable (`{engine} info` works), its
-//!   port published on loopback; otherwise a container with a `command` runs that command as a
-//!   host process; otherwise apply fails and says why.
+//! - Any other image runs in docker or podman (`{engine} info` works), its port published on
+//!   loopback; without a usable engine apply fails and says what to install.
+//! - A pod template marked as a host process (an admin's `containerSpec.hostProcess`) runs its
+//!   command as a sandboxed process on this machine, where `allow_host_processes` permits it.
 //!
 //! Each replica listens on its own loopback port (`AIP_HTTP_PORT` and `PORT`), logs to
 //! `{data_dir}/replicas/{deployment}/{replica}.log` and records its pid (with its start time)
@@ -14,12 +15,18 @@
 //! when the platform dies; [`Local::new`] kills whatever a previous run left behind. The
 //! machine type's CPU and memory are accounted against this machine's capacity.
 
+mod cgroup;
 mod cpu;
 mod engine;
+mod gpu;
+mod images;
 mod launch;
+mod logs;
 mod probe;
 mod process;
 mod replica;
+mod sandbox;
+mod start;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -31,11 +38,15 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use tokio::sync::{OnceCell, mpsc};
 
-pub use engine::Engine;
+pub use engine::{Dialect, Engine};
+pub use gpu::{Gpu, GpuDetector, NvidiaSmi};
 
-use super::{Backend, BackendError, DeploymentStatus, ReplicaStatus, Resources};
+use super::{
+    Backend, BackendError, DeploymentStatus, LogEntry, LogRequest, LogStream, ReplicaStatus, Resources,
+};
 use launch::{Launch, ParseContext};
 use replica::{Ctx, Event, Replica};
+use start::HostSetup;
 
 /// Settings of the local backend.
 #[derive(Debug, Clone)]
@@ -48,6 +59,12 @@ pub struct LocalConfig {
     pub runtime_exe: Option<PathBuf>,
     /// Container engines to try, in order; empty disables containers.
     pub container_engines: Vec<String>,
+    /// Whether a pod template marked with `host_process_annotation` may run its command as a
+    /// host process (`platform serve --allow-host-processes`). Without the mark, an image that
+    /// is not the runtime always runs in a container engine.
+    pub allow_host_processes: bool,
+    /// The pod-template annotation that marks a host-process model.
+    pub host_process_annotation: String,
     /// This machine's capacity; default: the CPUs this process may use and `MemTotal`.
     pub capacity: Option<Resources>,
     /// Factor on the CPU capacity (1.0: no overcommit).
@@ -56,11 +73,22 @@ pub struct LocalConfig {
     pub memory_overcommit: f64,
     /// Address replicas listen on and are reached at.
     pub host: IpAddr,
-    /// Host environment variables passed to replicas (`NAME`, or a prefix `NAME_*`).
-    pub inherit_env: Vec<String>,
-    /// Extra host variables passed to runtime replicas only (object-store credentials, the
-    /// runtime's engine, onnxruntime library and shape-cache size).
+    /// Variables of the platform's environment that runtime replicas get (`NAME`, or a prefix
+    /// `NAME_*`): its logging, the object store's credentials to read `s3://` artifacts, the
+    /// runtime's engine, onnxruntime library and shape-cache size.
     pub runtime_inherit_env: Vec<String>,
+    /// Variables the container engine's client gets (to reach its daemon); the container
+    /// itself gets only the pod's variables.
+    pub engine_inherit_env: Vec<String>,
+    /// Credentials passed to custom containers and host processes whose `AIP_STORAGE_URI` is
+    /// `s3://`, as Vertex gives a container access to its artifact (empty: none).
+    pub artifact_env: Vec<String>,
+    /// Files and directories besides the data directory that no replica may read (keys).
+    pub private_paths: Vec<PathBuf>,
+    /// The `nvidia-smi` that lists this machine's GPUs.
+    pub nvidia_smi: PathBuf,
+    /// Arguments every container `run` gets, after the platform's own.
+    pub container_run_args: Vec<String>,
     /// Overrides the period of readiness and startup probes (short in tests).
     pub readiness_period: Option<Duration>,
     /// Overrides the period of liveness probes.
@@ -88,38 +116,37 @@ impl LocalConfig {
             runtime_image: "platform-runtime".into(),
             runtime_exe: None,
             container_engines: names(&["docker", "podman"]),
+            allow_host_processes: false,
+            host_process_annotation: format!("platform.dev/{}", crate::manifests::HOST_PROCESS_ANNOTATION),
             capacity: None,
             cpu_overcommit: 1.0,
             memory_overcommit: 1.0,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            inherit_env: names(&[
-                "PATH",
-                "HOME",
-                "USER",
-                "LOGNAME",
-                "LANG",
-                "LC_*",
-                "TZ",
-                "TMPDIR",
-                "PYENV_ROOT",
-                "PYENV_VERSION",
-                "VIRTUAL_ENV",
-                "CONDA_PREFIX",
-                "SSL_CERT_FILE",
-                "SSL_CERT_DIR",
+            runtime_inherit_env: names(&[
                 "RUST_LOG",
                 "RUST_BACKTRACE",
-                "DOCKER_*",
-                "CONTAINER_HOST",
-                "XDG_RUNTIME_DIR",
-            ]),
-            runtime_inherit_env: names(&[
-                "AWS_*",
                 "PLATFORM_LOG_FORMAT",
                 "PLATFORM_ENGINE",
                 "PLATFORM_ONNXRUNTIME_LIB",
                 "PLATFORM_SHAPE_CACHE_SIZE",
+                "AWS_*",
+                "SSL_CERT_FILE",
+                "SSL_CERT_DIR",
+                "TZ",
             ]),
+            engine_inherit_env: names(&[
+                "PATH",
+                "HOME",
+                "TMPDIR",
+                "XDG_RUNTIME_DIR",
+                "DOCKER_*",
+                "CONTAINER_HOST",
+                "CONTAINERS_*",
+            ]),
+            artifact_env: names(&["AWS_*"]),
+            private_paths: Vec::new(),
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            container_run_args: Vec::new(),
             readiness_period: None,
             liveness_period: None,
             first_ready_poll: Duration::from_millis(500),
@@ -130,14 +157,6 @@ impl LocalConfig {
             die_with_parent: true,
             max_log_bytes: 16 << 20,
         }
-    }
-
-    fn inherits(&self, name: &str, runtime: bool) -> bool {
-        let matches = |pattern: &String| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        };
-        self.inherit_env.iter().any(matches) || (runtime && self.runtime_inherit_env.iter().any(matches))
     }
 }
 
@@ -207,6 +226,13 @@ impl Local {
         for k in &killed {
             tracing::warn!("killed a replica left over by a previous run: {k}");
         }
+        let host = host_setup(&cfg);
+        if let Ok(cgroups) = &host.cgroups {
+            for dir in cgroups.remove_leftovers() {
+                tracing::warn!("removed a replica cgroup left over by a previous run: {dir}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&host.scratch_root);
         let runtime_exe = match &cfg.runtime_exe {
             Some(p) => p.clone(),
             None => std::env::current_exe()
@@ -220,11 +246,28 @@ impl Local {
             cpu_millis: (capacity.cpu_millis as f64 * cfg.cpu_overcommit.max(0.0)) as u64,
             memory_bytes: (capacity.memory_bytes as f64 * cfg.memory_overcommit.max(0.0)) as u64,
         };
+        let detector = NvidiaSmi { program: cfg.nvidia_smi.clone() };
+        let gpus = gpu::GpuPool::new(
+            tokio::task::spawn_blocking(move || detector.detect())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string())),
+        );
+        if gpus.total() > 0 {
+            tracing::info!(gpus = ?gpus.gpus(), "GPUs for replicas");
+        }
+        let host = HostSetup { has_gpus: gpus.total() > 0, ..host };
         let clients = probe::Clients::new().map_err(BackendError::Other)?;
         let (events, rx) = mpsc::unbounded_channel();
         let cfg = Arc::new(cfg);
         let inner = Arc::new(Inner {
-            ctx: Arc::new(Ctx { cfg: cfg.clone(), clients, events }),
+            ctx: Arc::new(Ctx {
+                cfg: cfg.clone(),
+                clients,
+                events,
+                host,
+                images: Arc::new(images::Images::default()),
+                gpus: Mutex::new(gpus),
+            }),
             cfg,
             capacity,
             replicas_dir,
@@ -235,7 +278,21 @@ impl Local {
             _lock: lock_file,
         });
         tokio::spawn(handle_events(Arc::downgrade(&inner), rx));
+        if !inner.cfg.container_engines.is_empty() {
+            // Containers a previous run left behind go before any new one starts.
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                if let Some(inner) = weak.upgrade() {
+                    let _ = inner.engine().await;
+                }
+            });
+        }
         Ok(Local { inner })
+    }
+
+    /// The GPUs this machine gives replicas.
+    pub fn gpus(&self) -> Vec<Gpu> {
+        lock(&self.inner.ctx.gpus).gpus().to_vec()
     }
 
     /// This machine's capacity for replicas (with overcommit applied).
@@ -301,8 +358,18 @@ async fn stop_all(replicas: &[Arc<Replica>]) {
 }
 
 impl Inner {
+    /// The container engine, set up once; the containers a previous run left go first.
     async fn engine(&self) -> &Result<Engine, String> {
-        self.engine.get_or_init(|| engine::detect(&self.cfg.container_engines)).await
+        self.engine
+            .get_or_init(|| async {
+                let engine =
+                    engine::detect(&self.cfg.container_engines, &self.cfg.container_run_args).await?;
+                for name in engine::remove_owned(&engine, &self.ctx.host.owner).await {
+                    tracing::warn!("removed a container left over by a previous run: {name}");
+                }
+                Ok(engine)
+            })
+            .await
     }
 
     fn dir(&self, deployment: &str) -> PathBuf {
@@ -323,12 +390,29 @@ impl Inner {
         &self,
         state: &State,
         name: &str,
-        per_replica: Resources,
+        launch: &Launch,
         replicas: u32,
     ) -> Result<(), BackendError> {
-        let needed = per_replica.times(replicas);
+        let needed = launch.requests.times(replicas);
         let available = self.available_for(state, name);
-        if needed.fits_in(available) { Ok(()) } else { Err(BackendError::Insufficient { needed, available }) }
+        if !needed.fits_in(available) {
+            return Err(BackendError::Insufficient { needed, available });
+        }
+        let held: u32 = state
+            .deployments
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(_, d)| d.launch.gpus.saturating_mul(d.desired))
+            .sum();
+        let shortage = lock(&self.ctx.gpus).shortage(
+            launch.gpus.saturating_mul(replicas),
+            held,
+            launch.accelerator.as_deref(),
+        );
+        match shortage {
+            Some(why) => Err(BackendError::Gpus(why)),
+            None => Ok(()),
+        }
     }
 
     fn new_replica(
@@ -422,17 +506,44 @@ impl Local {
     async fn parse(&self, deployment: &Deployment) -> Result<launch::Parsed, BackendError> {
         let inner = &self.inner;
         let no_engine = Err("not needed".to_string());
-        let engine = if launch::needs_engine(deployment, &inner.cfg.runtime_image) {
-            inner.engine().await
-        } else {
-            &no_engine
-        };
+        let engine =
+            if launch::needs_engine(deployment, &inner.cfg.runtime_image, &inner.cfg.host_process_annotation)
+            {
+                inner.engine().await
+            } else {
+                &no_engine
+            };
         let ctx = ParseContext {
             runtime_image: &inner.cfg.runtime_image,
             runtime_exe: inner.runtime_exe.clone(),
             engine,
+            allow_host_processes: inner.cfg.allow_host_processes,
+            host_process_annotation: &inner.cfg.host_process_annotation,
         };
-        launch::parse(deployment, &ctx)
+        let mut parsed = launch::parse(deployment, &ctx)?;
+        let host = &inner.ctx.host;
+        if let Some(a) = &parsed.launch.artifact
+            && host.is_private(&a.host)
+        {
+            return Err(BackendError::Invalid(format!(
+                "{}: AIP_STORAGE_URI {} is among the platform's private files (its data directory or keys); \
+                 replicas read only uploaded artifacts there",
+                parsed.name,
+                a.host.display()
+            )));
+        }
+        parsed.warnings.extend(host.shortfalls(&parsed.launch.mode));
+        let gpus = lock(&inner.ctx.gpus).gpus().to_vec();
+        if let (Some(wanted), Some(first)) = (&parsed.launch.accelerator, gpus.first())
+            && parsed.launch.gpus > 0
+            && !gpu::is_kind(first, wanted)
+        {
+            parsed.warnings.push(format!(
+                "the machine type asks for {wanted}; this machine's GPUs are {}: replicas get those",
+                first.name
+            ));
+        }
+        Ok(parsed)
     }
 }
 
@@ -449,7 +560,7 @@ impl Backend for Local {
         let parsed = self.parse(deployment).await?;
         let name = parsed.name.clone();
         let mut state = lock(&inner.state);
-        inner.check_fits(&state, &name, parsed.launch.requests, parsed.replicas)?;
+        inner.check_fits(&state, &name, &parsed.launch, parsed.replicas)?;
         match state.deployments.get_mut(&name) {
             Some(dep) if dep.hash == parsed.template_hash => {
                 dep.desired = parsed.replicas;
@@ -504,18 +615,23 @@ impl Backend for Local {
         let dep = state.deployments.get(name).ok_or_else(|| BackendError::NotFound(name.to_string()))?;
         let mut replicas: Vec<ReplicaStatus> = dep.current.iter().map(|r| r.status()).collect();
         replicas.extend(dep.old.iter().map(|r| ReplicaStatus { current: false, ..r.status() }));
-        Ok(DeploymentStatus { replicas, desired: dep.desired })
+        let (mut progress, mut failure) = (None, None);
+        for (waiting, fatal) in dep.current.iter().map(|r| r.waiting_and_fatal()) {
+            progress = progress.or(waiting);
+            failure = failure.or(fatal);
+        }
+        Ok(DeploymentStatus { replicas, desired: dep.desired, progress, failure })
     }
 
     async fn scale(&self, name: &str, replicas: u32) -> Result<(), BackendError> {
         let inner = &self.inner;
         let mut state = lock(&inner.state);
-        let per_replica = state
+        let launch = state
             .deployments
             .get(name)
-            .map(|d| d.per_replica())
+            .map(|d| d.launch.clone())
             .ok_or_else(|| BackendError::NotFound(name.to_string()))?;
-        inner.check_fits(&state, name, per_replica, replicas)?;
+        inner.check_fits(&state, name, &launch, replicas)?;
         if let Some(dep) = state.deployments.get_mut(name) {
             dep.desired = replicas;
         }
@@ -530,24 +646,75 @@ impl Backend for Local {
         true
     }
 
-    /// Measured on the replica processes themselves: the prebuilt runtime and host processes.
-    /// A replica in a container shows only its engine client's CPU.
+    /// Measured on each ready replica's cgroup (every process of it), its container's cgroup,
+    /// or its process.
     async fn cpu_per_replica(&self, name: &str) -> Option<f64> {
-        let pids: Vec<u32> = {
+        let replicas: Vec<Arc<Replica>> = {
             let state = lock(&self.inner.state);
-            state
-                .deployments
-                .get(name)?
-                .current
-                .iter()
-                .filter(|r| r.ready())
-                .filter_map(|r| r.pid())
-                .collect()
+            state.deployments.get(name)?.current.iter().filter(|r| r.ready()).cloned().collect()
         };
-        let counters: Vec<(u32, u64)> =
-            pids.into_iter().filter_map(|pid| Some((pid, process::cpu_ticks(pid)?))).collect();
+        let mut counters = Vec::new();
+        for r in replicas {
+            if let Some(c) = r.cpu_nanos().await {
+                counters.push(c);
+            }
+        }
         let now = std::time::Instant::now();
-        lock(&self.inner.cpu).record(name, now, &counters, process::ticks_per_second())
+        lock(&self.inner.cpu).record(name, now, &counters, 1e9)
+    }
+
+    async fn logs(&self, name: &str, request: &LogRequest) -> Result<LogStream, BackendError> {
+        use futures_util::StreamExt;
+        if !launch::valid_name(name) {
+            return Err(BackendError::NotFound(name.to_string()));
+        }
+        let dir = self.inner.dir(name);
+        let known = lock(&self.inner.state).deployments.contains_key(name);
+        if !known && !dir.exists() {
+            return Err(BackendError::NotFound(name.to_string()));
+        }
+        let mut last: Vec<LogEntry> = logs::in_dir(&dir, request.replica.as_deref())
+            .iter()
+            .flat_map(|(id, path)| logs::last(path, id, request.tail))
+            .collect();
+        last.sort_by(|a, b| a.time.cmp(&b.time));
+        let last: Vec<LogEntry> = last.split_off(last.len().saturating_sub(request.tail));
+        if !request.follow {
+            return Ok(futures_util::stream::iter(last).boxed());
+        }
+        let (tx, rx) = mpsc::channel::<LogEntry>(256);
+        let weak = Arc::downgrade(&self.inner);
+        let name = name.to_string();
+        let only = request.replica.clone();
+        tokio::spawn(async move {
+            let mut followers: std::collections::BTreeMap<String, logs::Follower> = Default::default();
+            for (id, path) in logs::in_dir(&dir, only.as_deref()) {
+                followers.insert(id.clone(), logs::Follower::from_end(&path, &id));
+            }
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let running = lock(&inner.state).deployments.contains_key(&name);
+                drop(inner);
+                // Replicas started since.
+                for (id, path) in logs::in_dir(&dir, only.as_deref()) {
+                    followers.entry(id.clone()).or_insert_with(|| logs::Follower::from_start(&path, &id));
+                }
+                let mut batch: Vec<LogEntry> = followers.values_mut().flat_map(|f| f.poll()).collect();
+                batch.sort_by(|a, b| a.time.cmp(&b.time));
+                for entry in batch {
+                    if tx.send(entry).await.is_err() {
+                        return;
+                    }
+                }
+                if !running {
+                    return;
+                }
+            }
+        });
+        let followed =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        Ok(futures_util::stream::iter(last).chain(followed).boxed())
     }
 }
 
@@ -577,16 +744,35 @@ fn free_port(host: IpAddr, taken: &BTreeSet<u16>) -> Result<u16, BackendError> {
 
 /// The CPUs this process may use and the machine's memory.
 fn detect_capacity() -> Resources {
+    use procfs::Current;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| {
-                l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024)
-            })
-        })
-        .unwrap_or(4 << 30);
+    let memory = procfs::Meminfo::current().map_or(4 << 30, |m| m.mem_total);
     Resources { cpu_millis: cpus * 1000, memory_bytes: memory }
+}
+
+/// What the backend needs to know of this machine to confine replicas.
+fn host_setup(cfg: &LocalConfig) -> HostSetup {
+    let data = sandbox::real(&cfg.data_dir);
+    let owner = format!("{:08x}", crate::manifests::fnv1a(data.as_os_str().as_encoded_bytes()) as u32);
+    let mut hidden = vec![data.clone()];
+    hidden.extend(cfg.private_paths.iter().map(|p| sandbox::real(p)));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let cgroups = cgroup::Cgroups::new(&format!("platform-{owner}"));
+    if let Err(why) = &cgroups {
+        tracing::warn!("replica processes get no cgroups, so their CPU and memory are not limited: {why}");
+    }
+    HostSetup {
+        scratch_root: std::env::temp_dir().join(format!("platform-replicas-{owner}")),
+        owner,
+        hidden,
+        artifact_dir: data.join("artifacts"),
+        cache_dir: data.join("cache").join("runtime"),
+        cgroups,
+        landlock: sandbox::available(),
+        root,
+        has_gpus: false,
+    }
 }
 
 /// Paths a test or tool may want to look at.

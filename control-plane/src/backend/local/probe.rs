@@ -4,16 +4,17 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 
 use tokio::net::TcpStream;
-use tokio::process::Command;
+
+use super::engine::Engine;
 
 use super::launch::{ProbeAction, ProbeSpec};
 
-/// How an exec probe reaches the replica.
+/// How an exec probe reaches the replica (host processes run theirs confined, elsewhere).
 pub(crate) enum ExecTarget<'a> {
-    /// Run the command on this machine with the replica's environment.
-    Host { env: &'a [(String, String)], working_dir: Option<&'a str> },
     /// `{engine} exec {container} command...`.
-    Container { engine: &'a std::path::Path, name: &'a str },
+    Container { engine: &'a Engine, name: &'a str },
+    /// The replica has nowhere to run commands.
+    None,
 }
 
 /// HTTP clients for probes: plain, and one that accepts any certificate (as the kubelet does
@@ -63,22 +64,17 @@ pub(crate) async fn check(
             Err(_) => Err(format!("TCP {addr}: no connection within {:?}", probe.timeout)),
         },
         ProbeAction::Exec(command) => {
-            let Some((program, rest)) = command.split_first() else {
+            let Some(program) = command.first() else {
                 return Err("exec probe without a command".into());
             };
             let mut cmd = match exec {
-                ExecTarget::Host { env, working_dir } => {
-                    let mut cmd = Command::new(program);
-                    cmd.args(rest).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-                    if let Some(dir) = working_dir {
-                        cmd.current_dir(dir);
-                    }
+                ExecTarget::Container { engine, name } => {
+                    let mut cmd = engine.command(["exec"]);
+                    cmd.arg(name).args(command);
                     cmd
                 }
-                ExecTarget::Container { engine, name } => {
-                    let mut cmd = Command::new(engine);
-                    cmd.arg("exec").arg(name).args(command);
-                    cmd
+                ExecTarget::None => {
+                    return Err(format!("exec {program:?}: the replica has nowhere to run commands"));
                 }
             };
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);

@@ -2,10 +2,10 @@
 //! Linux), waiting for them, signalling the group, pid files, and leftovers of a previous run.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
@@ -17,9 +17,27 @@ pub(crate) struct Spawned {
     pub pid: u32,
     /// Completes when the process has exited (its status, or why waiting failed).
     pub exit: oneshot::Receiver<io::Result<ExitStatus>>,
+    /// Its output, when piped.
+    pub stdout: Option<std::process::ChildStdout>,
+    pub stderr: Option<std::process::ChildStderr>,
 }
 
-type Job = (Command, bool, oneshot::Sender<io::Result<Child>>);
+/// How a replica's process is confined: prepared in the platform, applied by the child
+/// between fork and exec.
+#[derive(Debug, Default)]
+pub(crate) struct Confinement {
+    /// The `cgroup.procs` files of the replica's cgroups, open for writing: the child joins.
+    pub cgroups: Vec<File>,
+    /// The user and group the child becomes (the platform runs as root).
+    pub user: Option<(u32, u32)>,
+    /// A Landlock ruleset the child restricts itself with.
+    pub landlock: Option<std::os::fd::OwnedFd>,
+    /// Empty the capability bounding set, so that a child that stays root gets no
+    /// capabilities from exec.
+    pub drop_capabilities: bool,
+}
+
+type Job = (Command, bool, Confinement, oneshot::Sender<io::Result<Child>>);
 
 /// All replicas are forked by one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread*
 /// that forked a child exits, so forking from short-lived runtime threads would kill replicas.
@@ -28,8 +46,8 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
     SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new().name("replica-spawner".into()).spawn(move || {
-            while let Ok((mut cmd, die_with_parent, reply)) = rx.recv() {
-                let _ = reply.send(spawn_here(&mut cmd, die_with_parent));
+            while let Ok((mut cmd, die_with_parent, confinement, reply)) = rx.recv() {
+                let _ = reply.send(spawn_here(&mut cmd, die_with_parent, confinement));
             }
         });
         if let Err(e) = spawned {
@@ -39,14 +57,38 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
     })
 }
 
-fn spawn_here(cmd: &mut Command, die_with_parent: bool) -> io::Result<Child> {
+fn spawn_here(cmd: &mut Command, die_with_parent: bool, confinement: Confinement) -> io::Result<Child> {
+    use std::os::fd::AsRawFd;
+    cmd.process_group(0);
     let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
+    let cgroups: Vec<i32> = confinement.cgroups.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the closure runs between fork and exec and makes only system calls (write,
+    // setgroups, setgid, setuid, prctl, getppid, _exit, landlock_restrict_self); the files and
+    // the ruleset it uses stay open in the platform until the spawn has returned.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
+            let _keep = &confinement;
+            // Join the cgroups while still privileged to write to them.
+            for fd in &cgroups {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if confinement.drop_capabilities {
+                // Capabilities past the kernel's last answer EINVAL: nothing to drop there.
+                for cap in 0..64 {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+                }
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            }
+            if let Some((uid, gid)) = confinement.user
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0)
+            {
                 return Err(io::Error::last_os_error());
             }
+            // After the change of user, which clears the parent-death signal.
             #[cfg(target_os = "linux")]
             if die_with_parent {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
@@ -59,28 +101,38 @@ fn spawn_here(cmd: &mut Command, die_with_parent: bool) -> io::Result<Child> {
             }
             #[cfg(not(target_os = "linux"))]
             let _ = (die_with_parent, parent);
+            if let Some(ruleset) = &confinement.landlock {
+                super::sandbox::restrict_self(ruleset)?;
+            }
             Ok(())
         });
     }
     cmd.spawn()
 }
 
-/// Spawns `cmd` in its own process group from the spawner thread, and a thread that waits for it.
-pub(crate) async fn spawn(cmd: Command, die_with_parent: bool) -> io::Result<Spawned> {
+/// Spawns `cmd` in its own process group, confined, from the spawner thread, and a thread that
+/// waits for it.
+pub(crate) async fn spawn(
+    cmd: Command,
+    die_with_parent: bool,
+    confinement: Confinement,
+) -> io::Result<Spawned> {
     let (tx, rx) = oneshot::channel();
     {
         let sender = spawner().lock().map_err(|_| io::Error::other("the replica spawner is poisoned"))?;
         sender
-            .send((cmd, die_with_parent, tx))
+            .send((cmd, die_with_parent, confinement, tx))
             .map_err(|_| io::Error::other("the replica spawner thread is gone"))?;
     }
     let mut child = rx.await.map_err(|_| io::Error::other("the replica spawner thread is gone"))??;
     let pid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let (exit_tx, exit_rx) = oneshot::channel();
     std::thread::Builder::new().name(format!("replica-wait-{pid}")).spawn(move || {
         let _ = exit_tx.send(child.wait());
     })?;
-    Ok(Spawned { pid, exit: exit_rx })
+    Ok(Spawned { pid, exit: exit_rx, stdout, stderr })
 }
 
 /// Sends `signal` to the process group `pgid`; a group that is gone is not an error.
@@ -97,50 +149,26 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) {
 
 /// Whether a process runs (exists and is not a zombie).
 pub(crate) fn alive(pid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat_fields(&stat)
-                .and_then(|f| f.first().copied())
-                .is_some_and(|state| state != "Z" && state != "X"),
-            Err(_) => false,
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // SAFETY: kill with signal 0 only checks for existence.
-        i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0)
-    }
+    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
-/// The fields of `/proc/{pid}/stat` after the command name: state first.
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    let close = stat.rfind(')')?;
-    Some(stat.get(close + 1..)?.split_whitespace().collect())
+fn stat(pid: u32) -> Option<procfs::process::Stat> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()
 }
 
 /// When the process started (clock ticks since boot), to tell a pid from a reused one.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 of stat; the fields after the name start at field 3.
-    stat_fields(&stat)?.get(22 - 3)?.parse().ok()
+    stat(pid).map(|s| s.starttime)
 }
 
 /// CPU the process has used so far (user and system, in clock ticks).
 pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields = stat_fields(&stat)?;
-    // Fields 14 (utime) and 15 (stime).
-    Some(fields.get(14 - 3)?.parse::<u64>().ok()? + fields.get(15 - 3)?.parse::<u64>().ok()?)
+    stat(pid).map(|s| s.utime + s.stime)
 }
 
 /// Clock ticks per second, the unit of `/proc/{pid}/stat` times.
 pub(crate) fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a system constant.
-    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
-        n if n > 0 => n as f64,
-        _ => 100.0,
-    }
+    procfs::ticks_per_second() as f64
 }
 
 /// What `{replica}.pid` records.
@@ -155,6 +183,9 @@ pub(crate) struct PidRecord {
     pub container: Option<String>,
     #[serde(default)]
     pub engine: Option<PathBuf>,
+    /// The engine's global arguments (`--runtime runc`), which removing the container needs too.
+    #[serde(default)]
+    pub engine_args: Vec<String>,
 }
 
 pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> io::Result<()> {
@@ -168,74 +199,15 @@ pub(crate) fn read_pid_file(path: &Path) -> Option<PidRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Opens a replica's log for appending; rotates it to `.log.1` first when it is too large.
-pub(crate) fn open_log(path: &Path, max_bytes: u64) -> io::Result<(File, u64)> {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > max_bytes) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-    let offset = file.seek(SeekFrom::End(0))?;
-    Ok((file, offset))
-}
-
-/// Writes a line into a replica's log (the platform's own notes, e.g. why it restarts).
-pub(crate) fn log_note(path: &Path, note: &str) {
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "[platform] {note}");
-    }
-}
-
-/// The last `n` non-empty lines written to the log since `offset`.
-pub(crate) fn tail(path: &Path, offset: u64, n: usize) -> Vec<String> {
-    const WINDOW: u64 = 16 * 1024;
-    let Ok(mut file) = File::open(path) else { return Vec::new() };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if len < offset { 0 } else { offset.max(len.saturating_sub(WINDOW)) };
-    if file.seek(SeekFrom::Start(start)).is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    if file.take(WINDOW).read_to_end(&mut buf).is_err() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("[platform]") && !is_stack_frame(l))
-        .map(String::from)
-        .collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
-}
-
-/// A line of a stack trace (Rust's numbered frames and `at` lines, Java's `at`, Go's
-/// goroutine frames): left out of a crash's last lines, so that they keep what the program
-/// said, not where it was.
-fn is_stack_frame(line: &str) -> bool {
-    let t = line.trim_start();
-    let indented = t.len() < line.len();
-    let numbered =
-        t.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    t == "stack backtrace:"
-        || t.starts_with("note: Some details are omitted")
-        || (indented && (t.starts_with("at ") || numbered || t.starts_with("... ")))
-}
-
-/// Stdio for a replica: stdin closed, stdout and stderr appended to its log.
-pub(crate) fn log_stdio(log: &File) -> io::Result<(Stdio, Stdio, Stdio)> {
-    Ok((Stdio::null(), Stdio::from(log.try_clone()?), Stdio::from(log.try_clone()?)))
-}
-
 /// Takes an exclusive lock on `{dir}/.lock` (released when the file is closed, also when the
 /// process dies); `WouldBlock` when another process holds it.
 pub(crate) fn lock_dir(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    Ok(file)
 }
 
 /// Kills what a previous run of the platform left behind in `replicas_dir` (pid files whose
@@ -258,7 +230,7 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
             }
             if let Some(rec) = read_pid_file(&path) {
                 let what = format!("{} (pid {})", path.display(), rec.pid);
-                let exists = std::path::Path::new(&format!("/proc/{}", rec.pid)).exists() || alive(rec.pid);
+                let exists = alive(rec.pid);
                 let ours = match (rec.start_time, start_time(rec.pid)) {
                     (Some(recorded), Some(now)) => recorded == now,
                     // Off Linux nothing tells a reused pid apart: trust the record.
@@ -274,8 +246,14 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
                     // still some group's id cannot have been reused.
                     signal_group(rec.pid, libc::SIGKILL);
                 }
-                if let (Some(name), Some(engine)) = (&rec.container, &rec.engine) {
-                    super::engine::remove_container(engine, name).await;
+                if let (Some(name), Some(program)) = (&rec.container, &rec.engine) {
+                    let engine = super::engine::Engine {
+                        program: program.clone(),
+                        dialect: super::engine::Dialect::Docker,
+                        global_args: rec.engine_args.clone(),
+                        run_args: Vec::new(),
+                    };
+                    super::engine::remove_container(&engine, name).await;
                     killed.push(format!("container {name}"));
                 }
             }
@@ -290,29 +268,4 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
         signal_group(pid, libc::SIGKILL);
     }
     killed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_stack_frame;
-
-    #[test]
-    fn stack_frames_are_told_from_what_a_program_said() {
-        let frames = [
-            "stack backtrace:",
-            "   0: rust_begin_unwind",
-            "             at ./src/main.rs:4:5",
-            "\tat Main.main(Main.java:3)",
-        ];
-        for frame in frames {
-            assert!(is_stack_frame(frame), "{frame}");
-        }
-        for said in [
-            "thread 'main' panicked at src/main.rs:4:5:",
-            "model.onnx: No such file or directory",
-            "Error: 3: bad",
-        ] {
-            assert!(!is_stack_frame(said), "{said}");
-        }
-    }
 }

@@ -1,10 +1,9 @@
 //! One replica: its process, probes, restarts with backoff, and status.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,12 +12,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::LocalConfig;
+use super::cgroup::ReplicaCgroup;
 use super::engine::{self, Engine};
-use super::launch::{EnvSource, Launch, Mode, ProbeSpec};
+use super::gpu::{Gpu, GpuPool};
+use super::images::Images;
+use super::launch::{Launch, Mode, ProbeAction, ProbeSpec};
+use super::logs;
 use super::probe::{self, Clients, ExecTarget};
-use super::process::{self, PidRecord, Spawned};
+use super::process::{self, PidRecord};
+use super::start::{self, HostSetup, StartError, Started};
 use crate::backend::{ReplicaState, ReplicaStatus};
-use crate::manifests::expand::{expand, expand_env};
 
 /// Lines of output kept in `last_error`.
 const TAIL_LINES: usize = 5;
@@ -37,6 +40,9 @@ pub(crate) struct Ctx {
     pub cfg: Arc<LocalConfig>,
     pub clients: Clients,
     pub events: mpsc::UnboundedSender<Event>,
+    pub host: HostSetup,
+    pub images: Arc<Images>,
+    pub gpus: Mutex<GpuPool>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +52,12 @@ struct Status {
     restarts: u32,
     last_error: Option<String>,
     pid: Option<u32>,
+    /// What the replica waits for before it can start (an image pull, a GPU).
+    waiting: Option<String>,
+    /// Why it cannot start whatever happens next.
+    fatal: Option<String>,
+    /// The host pid of its container's main process, once known.
+    container_pid: Option<u32>,
 }
 
 pub(crate) struct Replica {
@@ -58,6 +70,10 @@ pub(crate) struct Replica {
     status: Mutex<Status>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The replica's cgroup while it has one.
+    cgroup: Mutex<Option<ReplicaCgroup>>,
+    /// The container while one runs: engine and name.
+    container: Mutex<Option<(Engine, String)>>,
 }
 
 impl Replica {
@@ -84,9 +100,14 @@ impl Replica {
                 restarts: 0,
                 last_error: None,
                 pid: None,
+                waiting: None,
+                fatal: None,
+                container_pid: None,
             }),
             stop,
             task: Mutex::new(None),
+            cgroup: Mutex::new(None),
+            container: Mutex::new(None),
         });
         let handle = tokio::spawn(supervise(replica.clone(), ctx));
         *lock(&replica.task) = Some(handle);
@@ -106,12 +127,47 @@ impl Replica {
         }
     }
 
+    /// What the replica waits for, and why it cannot start, for the deployment's status.
+    pub fn waiting_and_fatal(&self) -> (Option<String>, Option<String>) {
+        let s = lock(&self.status);
+        (s.waiting.clone(), s.fatal.clone())
+    }
+
+    pub(crate) fn set_waiting(&self, waiting: Option<String>) {
+        lock(&self.status).waiting = waiting;
+    }
+
     pub fn ready(&self) -> bool {
         lock(&self.status).ready
     }
 
     pub fn pid(&self) -> Option<u32> {
         lock(&self.status).pid
+    }
+
+    /// A key and the CPU time (nanoseconds) the replica used so far: its cgroup's, its
+    /// container's, or its process's.
+    pub async fn cpu_nanos(&self) -> Option<(u32, u64)> {
+        let pid = self.pid()?;
+        let cgroup = lock(&self.cgroup).clone();
+        if let Some(c) = cgroup {
+            return Some((pid, c.cpu_nanos()?));
+        }
+        let container = lock(&self.container).clone();
+        if let Some((engine, name)) = container {
+            let known = lock(&self.status).container_pid;
+            let main = match known {
+                Some(p) => p,
+                None => {
+                    let p = engine::container_pid(&engine, &name).await?;
+                    lock(&self.status).container_pid = Some(p);
+                    p
+                }
+            };
+            return Some((main, super::cgroup::cpu_nanos_of(main)?));
+        }
+        let ticks = process::cpu_ticks(pid)?;
+        Some((pid, (ticks as f64 * 1e9 / process::ticks_per_second()) as u64))
     }
 
     /// Asks the supervisor to stop the process (SIGTERM, then SIGKILL after the grace period).
@@ -134,11 +190,24 @@ impl Replica {
         }
     }
 
-    /// Kills the process group at once (when the backend is dropped without a shutdown).
+    /// Kills everything of the replica at once (when the backend is dropped without a
+    /// shutdown): its process group, its cgroup, its container.
     pub fn kill_now(&self) {
         self.stop.send_replace(true);
         if let Some(pid) = self.pid() {
             process::signal_group(pid, libc::SIGKILL);
+        }
+        if let Some(c) = lock(&self.cgroup).as_ref() {
+            c.kill_all();
+        }
+        if let Some((engine, name)) = lock(&self.container).as_ref() {
+            let _ = std::process::Command::new(&engine.program)
+                .args(&engine.global_args)
+                .args(["rm", "-f", name])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 
@@ -146,8 +215,9 @@ impl Replica {
         f(&mut lock(&self.status));
     }
 
-    fn container_name(&self) -> String {
-        format!("platform-{}", self.id)
+    /// The name of the replica's container: the platform's owner hash and the replica id.
+    pub(crate) fn container_name(&self, owner: &str) -> String {
+        format!("platform-{owner}-{}", self.id)
     }
 }
 
@@ -186,9 +256,90 @@ enum Outcome {
     Stop,
 }
 
+/// What a replica holds while its supervisor runs: its scratch directory, cgroup and GPUs.
+struct Held {
+    scratch: PathBuf,
+    cgroup: Option<ReplicaCgroup>,
+    gpus: Vec<Gpu>,
+}
+
+/// Takes the replica's scratch directory, cgroup and GPUs, waiting for GPUs to be free.
+async fn hold(rep: &Replica, ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<Option<Held>, String> {
+    let process = !matches!(rep.launch.mode, Mode::Engine { .. });
+    let scratch = if process {
+        start::make_scratch(&ctx.host, &rep.id, start::process_user(&ctx.host, rep))?
+    } else {
+        PathBuf::new()
+    };
+    let cgroup = match (&ctx.host.cgroups, process) {
+        (Ok(cgroups), true) => Some(cgroups.create(&rep.id, rep.launch.limits_or_requests())?),
+        _ => None,
+    };
+    *lock(&rep.cgroup) = cgroup.clone();
+    let mut gpus = Vec::new();
+    if rep.launch.gpus > 0 {
+        loop {
+            let taken = lock(&ctx.gpus).take(&rep.id, rep.launch.gpus);
+            match taken {
+                Ok(g) => {
+                    rep.set_waiting(None);
+                    gpus = g;
+                    break;
+                }
+                Err(why) => {
+                    rep.set_waiting(Some(why));
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(None),
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(Held { scratch, cgroup, gpus }))
+}
+
 async fn supervise(rep: Arc<Replica>, ctx: Arc<Ctx>) {
-    let cfg = ctx.cfg.clone();
     let mut stop = rep.stop.subscribe();
+    let changed = || {
+        let _ = ctx.events.send(Event::Changed(rep.deployment.clone()));
+    };
+    if let Some(dir) = rep.log_path.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        tracing::warn!(replica = %rep.id, "cannot create {}: {e}", dir.display());
+    }
+    match hold(&rep, &ctx, &mut stop).await {
+        Ok(Some(held)) => run(&rep, &ctx, &held, &mut stop).await,
+        Ok(None) => {}
+        Err(why) => {
+            logs::note(&rep.log_path, &why);
+            rep.update(|s| {
+                s.state = ReplicaState::Failed;
+                s.last_error = Some(why);
+            });
+            changed();
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+    lock(&ctx.gpus).release(&rep.id);
+    if let Some(c) = lock(&rep.cgroup).take() {
+        c.remove();
+    }
+    let _ = std::fs::remove_dir_all(ctx.host.scratch_root.join(&rep.id));
+    rep.update(|s| {
+        s.ready = false;
+        s.pid = None;
+        s.waiting = None;
+    });
+    let _ = std::fs::remove_file(&rep.pid_path);
+    let _ = ctx.events.send(Event::Stopped { port: rep.addr.port() });
+    changed();
+}
+
+/// Starts the replica's process and restarts it with backoff until asked to stop.
+async fn run(rep: &Arc<Replica>, ctx: &Arc<Ctx>, held: &Held, stop: &mut watch::Receiver<bool>) {
+    let cfg = &ctx.cfg;
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let changed = || {
         let _ = ctx.events.send(Event::Changed(rep.deployment.clone()));
@@ -200,41 +351,52 @@ async fn supervise(rep: Arc<Replica>, ctx: Arc<Ctx>) {
         }
         attempt += 1;
         let started = Instant::now();
-        let env = replica_env(&cfg, &rep);
-        match start_process(&rep, &env, &cfg, attempt).await {
-            Err(why) => {
-                process::log_note(&rep.log_path, &why);
+        let env = start::replica_env(cfg, &ctx.host, rep, &held.gpus, &held.scratch);
+        match start::start(rep, ctx, &env, &held.scratch, held.cgroup.as_ref(), &held.gpus, attempt).await {
+            Err(_) if *stop.borrow() => break,
+            Err(e) => {
+                let (why, fatal) = match e {
+                    StartError::Failed(why) => (why, false),
+                    StartError::Fatal(why) => (why, true),
+                };
+                logs::note(&rep.log_path, &why);
                 rep.update(|s| {
                     s.state = ReplicaState::Failed;
                     s.ready = false;
-                    s.last_error = Some(why);
+                    s.last_error = Some(why.clone());
+                    s.fatal = fatal.then_some(why);
+                    s.waiting = None;
                     s.pid = None;
                 });
                 changed();
             }
-            Ok((mut spawned, log_offset)) => {
+            Ok(Started { mut spawned, log_offset, container }) => {
                 let pid = spawned.pid;
+                *lock(&rep.container) = container.clone();
                 rep.update(|s| {
                     s.state = ReplicaState::Starting;
                     s.ready = false;
+                    s.fatal = None;
                     s.pid = Some(pid);
+                    s.container_pid = None;
                 });
                 let record = PidRecord {
                     pid,
                     start_time: process::start_time(pid),
                     port: rep.addr.port(),
-                    container: matches!(rep.launch.mode, Mode::Engine { .. }).then(|| rep.container_name()),
-                    engine: match &rep.launch.mode {
-                        Mode::Engine { engine, .. } => Some(engine.program.clone()),
-                        _ => None,
-                    },
+                    container: container.as_ref().map(|(_, name)| name.clone()),
+                    engine: container.as_ref().map(|(engine, _)| engine.program.clone()),
+                    engine_args: container
+                        .as_ref()
+                        .map(|(engine, _)| engine.global_args.clone())
+                        .unwrap_or_default(),
                 };
                 if let Err(e) = process::write_pid_file(&rep.pid_path, &record) {
                     tracing::warn!(replica = %rep.id, "cannot write {}: {e}", rep.pid_path.display());
                 }
                 let outcome = tokio::select! {
                     status = &mut spawned.exit => Outcome::Exited(describe_exit(status)),
-                    reason = watch_probes(&rep, &ctx, &env.all, started) => Outcome::Unhealthy(reason),
+                    reason = watch_probes(rep, ctx, &env.all, held, started, log_offset) => Outcome::Unhealthy(reason),
                     _ = stop.wait_for(|s| *s) => Outcome::Stop,
                 };
                 let was_ready = rep.ready();
@@ -245,27 +407,26 @@ async fn supervise(rep: Arc<Replica>, ctx: Arc<Ctx>) {
                 let grace = cfg.max_grace.map_or(rep.launch.grace, |m| m.min(rep.launch.grace));
                 let reason = match outcome {
                     Outcome::Stop => {
-                        terminate(&rep, &mut spawned, grace).await;
-                        let _ = std::fs::remove_file(&rep.pid_path);
+                        terminate(rep, Some(&mut spawned), held, grace).await;
                         break;
                     }
                     Outcome::Unhealthy(reason) => {
-                        process::log_note(&rep.log_path, &format!("{reason}; restarting"));
-                        terminate(&rep, &mut spawned, grace).await;
+                        logs::note(&rep.log_path, &format!("{reason}; restarting"));
+                        terminate(rep, Some(&mut spawned), held, grace).await;
                         reason
                     }
                     Outcome::Exited(how) => {
-                        // Whatever else runs in the replica's process group goes with it.
-                        process::signal_group(pid, libc::SIGKILL);
-                        if let Mode::Engine { engine, .. } = &rep.launch.mode {
-                            engine::remove_container(&engine.program, &rep.container_name()).await;
-                        }
-                        process::log_note(&rep.log_path, &how);
+                        // Whatever else the replica started goes with it.
+                        process::signal_group(spawned.pid, libc::SIGKILL);
+                        terminate(rep, None, held, Duration::ZERO).await;
+                        logs::note(&rep.log_path, &how);
                         how
                     }
                 };
                 let _ = std::fs::remove_file(&rep.pid_path);
-                let tail = process::tail(&rep.log_path, log_offset, TAIL_LINES);
+                // The log pump may still be writing the last lines.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let tail = logs::tail_since(&rep.log_path, log_offset, TAIL_LINES);
                 let message = if tail.is_empty() {
                     reason
                 } else {
@@ -289,13 +450,6 @@ async fn supervise(rep: Arc<Replica>, ctx: Arc<Ctx>) {
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    rep.update(|s| {
-        s.ready = false;
-        s.pid = None;
-    });
-    let _ = std::fs::remove_file(&rep.pid_path);
-    let _ = ctx.events.send(Event::Stopped { port: rep.addr.port() });
-    changed();
 }
 
 fn describe_exit(
@@ -312,183 +466,28 @@ fn describe_exit(
     }
 }
 
-/// SIGTERM to the process group, SIGKILL after `grace`; then removes its container, if any.
-async fn terminate(rep: &Replica, spawned: &mut Spawned, grace: Duration) {
-    process::signal_group(spawned.pid, libc::SIGTERM);
-    if tokio::time::timeout(grace, &mut spawned.exit).await.is_err() {
+/// Stops the replica: a container through its engine (SIGTERM, SIGKILL after `grace`); a
+/// process still running by SIGTERM to its process group, SIGKILL after `grace`; then whatever
+/// is left in its group and cgroup.
+async fn terminate(rep: &Replica, running: Option<&mut process::Spawned>, held: &Held, grace: Duration) {
+    let container = lock(&rep.container).take();
+    if let Some((engine, name)) = &container {
+        engine::stop_container(engine, name, grace).await;
+    }
+    if let Some(spawned) = running {
+        if container.is_none() {
+            process::signal_group(spawned.pid, libc::SIGTERM);
+        }
+        if tokio::time::timeout(grace, &mut spawned.exit).await.is_err() {
+            process::signal_group(spawned.pid, libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut spawned.exit).await;
+        }
+        // Children that ignored SIGTERM but outlived the leader.
         process::signal_group(spawned.pid, libc::SIGKILL);
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut spawned.exit).await;
     }
-    // Children that ignored SIGTERM but outlived the leader.
-    process::signal_group(spawned.pid, libc::SIGKILL);
-    if let Mode::Engine { engine, .. } = &rep.launch.mode {
-        engine::remove_container(&engine.program, &rep.container_name()).await;
+    if let Some(c) = &held.cgroup {
+        c.kill_all();
     }
-}
-
-/// The replica's environment: inherited host variables, then the pod's env expanded with the
-/// Kubernetes rules, with the replica's own port.
-fn replica_env(cfg: &LocalConfig, rep: &Replica) -> ReplicaEnv {
-    let launch = &rep.launch;
-    let runtime = matches!(launch.mode, Mode::Runtime { .. });
-    let port = rep.addr.port().to_string();
-    let mut pod: Vec<(String, String)> = launch
-        .env
-        .iter()
-        .map(|(k, src)| {
-            let v = match src {
-                EnvSource::Value(v) => v.clone(),
-                EnvSource::PodName => rep.id.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    if !matches!(launch.mode, Mode::Engine { .. }) {
-        // Each process listens on its own loopback port; earlier references see it too.
-        for name in ["AIP_HTTP_PORT", "PORT"] {
-            let mut found = false;
-            for entry in pod.iter_mut().filter(|(k, _)| k == name) {
-                entry.1 = port.clone();
-                found = true;
-            }
-            if !found {
-                pod.insert(0, (name.to_string(), port.clone()));
-            }
-        }
-    }
-    if runtime {
-        let defaults = [
-            ("PLATFORM_RUNTIME_HOST", cfg.host.to_string()),
-            ("PLATFORM_CACHE_DIR", cfg.data_dir.join("cache").join("runtime").display().to_string()),
-            ("PLATFORM_WORKERS", launch.requests.cpu_millis.div_ceil(1000).max(1).to_string()),
-        ];
-        for (k, v) in defaults {
-            if !pod.iter().any(|(n, _)| n == k) {
-                pod.push((k.to_string(), v));
-            }
-        }
-    }
-    let expanded = expand_env(&HashMap::new(), pod.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut all: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| cfg.inherits(k, runtime) && !expanded.iter().any(|(n, _)| n == k))
-        .collect();
-    all.sort();
-    all.extend(expanded.iter().cloned());
-    ReplicaEnv { all, pod: expanded }
-}
-
-/// A replica's environment.
-struct ReplicaEnv {
-    /// Everything the process gets.
-    all: Vec<(String, String)>,
-    /// The pod's own variables, expanded: what `$(VAR)` in command and args refers to.
-    pod: Vec<(String, String)>,
-}
-
-async fn start_process(
-    rep: &Replica,
-    env: &ReplicaEnv,
-    cfg: &LocalConfig,
-    attempt: u32,
-) -> Result<(Spawned, u64), String> {
-    let launch = &rep.launch;
-    let lookup = |name: &str| env.pod.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let exp = |s: &String| expand(s, lookup);
-    let command: Vec<String> = launch.command.iter().map(exp).collect();
-    let args: Vec<String> = launch.args.iter().map(exp).collect();
-
-    let mut cmd = match &launch.mode {
-        Mode::Runtime { exe } => {
-            let mut cmd = Command::new(exe);
-            cmd.arg("runtime").args(&args);
-            cmd
-        }
-        Mode::Host => {
-            let Some((program, rest)) = command.split_first() else {
-                return Err("the container has no command".into());
-            };
-            let mut cmd = Command::new(program);
-            cmd.args(rest).args(&args);
-            if let Some(dir) = &launch.working_dir {
-                cmd.current_dir(dir);
-            }
-            cmd
-        }
-        Mode::Engine { engine, image } => {
-            engine::remove_container(&engine.program, &rep.container_name()).await;
-            engine_command(engine, image, rep, cfg, &command, &args)
-        }
-    };
-    cmd.env_clear().envs(env.all.iter().map(|(k, v)| (k, v)));
-
-    std::fs::create_dir_all(rep.log_path.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| format!("cannot create the replica directory: {e}"))?;
-    let (log, offset) = process::open_log(&rep.log_path, cfg.max_log_bytes)
-        .map_err(|e| format!("cannot open the log {}: {e}", rep.log_path.display()))?;
-    let (stdin, stdout, stderr) =
-        process::log_stdio(&log).map_err(|e| format!("cannot set up the log: {e}"))?;
-    cmd.stdin(stdin).stdout(stdout).stderr(stderr);
-    let shown = format!("{:?} {:?}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>());
-    process::log_note(
-        &rep.log_path,
-        &format!("start #{attempt} of replica {} on {}: {shown}", rep.id, rep.addr),
-    );
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let spawned = process::spawn(cmd, cfg.die_with_parent).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("cannot start `{program}`: not found"),
-        _ => format!("cannot start `{program}`: {e}"),
-    })?;
-    Ok((spawned, offset))
-}
-
-fn engine_command(
-    engine: &Engine,
-    image: &str,
-    rep: &Replica,
-    cfg: &LocalConfig,
-    command: &[String],
-    args: &[String],
-) -> Command {
-    let launch = &rep.launch;
-    let mut cmd = Command::new(&engine.program);
-    cmd.args(["run", "--rm", "--name", &rep.container_name()]);
-    cmd.args(["--label", &format!("platform.local/replica={}", rep.id)]);
-    cmd.arg("-p").arg(format!("{}:{}:{}", cfg.host, rep.addr.port(), launch.container_port));
-    let limits = if launch.limits.cpu_millis > 0 { launch.limits } else { launch.requests };
-    if limits.cpu_millis > 0 {
-        cmd.arg("--cpus").arg(format!("{:.3}", limits.cpu_millis as f64 / 1000.0));
-    }
-    if limits.memory_bytes > 0 {
-        cmd.arg("--memory").arg(format!("{}b", limits.memory_bytes));
-    }
-    if launch.gpus > 0 {
-        cmd.arg("--gpus").arg(launch.gpus.to_string());
-    }
-    if launch.drop_all_capabilities {
-        cmd.args(["--cap-drop", "ALL"]);
-    }
-    if launch.no_new_privileges {
-        cmd.args(["--security-opt", "no-new-privileges"]);
-    }
-    if launch.read_only_root {
-        cmd.arg("--read-only");
-    }
-    // Values travel in the engine's own environment, not on its command line.
-    for (name, _) in &launch.env {
-        cmd.arg("-e").arg(name);
-    }
-    if let Some(dir) = &launch.working_dir {
-        cmd.arg("-w").arg(dir);
-    }
-    match command.split_first() {
-        Some((entry, rest)) => {
-            cmd.arg("--entrypoint").arg(entry).arg(image).args(rest).args(args);
-        }
-        None => {
-            cmd.arg(image).args(args);
-        }
-    }
-    cmd
 }
 
 async fn run_check(
@@ -496,22 +495,33 @@ async fn run_check(
     rep: &Replica,
     ctx: &Ctx,
     env: &[(String, String)],
-    container: &str,
+    held: &Held,
 ) -> Result<(), String> {
-    let exec = match &rep.launch.mode {
-        Mode::Engine { engine, .. } => ExecTarget::Container { engine: &engine.program, name: container },
-        _ => ExecTarget::Host { env, working_dir: rep.launch.working_dir.as_deref() },
+    if let (ProbeAction::Exec(command), Mode::Host) = (&p.action, &rep.launch.mode) {
+        return start::exec_probe(rep, ctx, command, env, &held.scratch, held.cgroup.as_ref(), p.timeout)
+            .await;
+    }
+    let container = lock(&rep.container).clone();
+    let exec = match &container {
+        Some((engine, name)) => ExecTarget::Container { engine, name },
+        None => ExecTarget::None,
     };
     probe::check(p, rep.addr, &ctx.clients, exec).await
 }
 
 /// Runs the startup probe, then readiness and liveness, until liveness (or startup) fails:
 /// returns why the replica must be restarted. Readiness only changes the ready flag.
-async fn watch_probes(rep: &Replica, ctx: &Ctx, env: &[(String, String)], started: Instant) -> String {
+async fn watch_probes(
+    rep: &Replica,
+    ctx: &Ctx,
+    env: &[(String, String)],
+    held: &Held,
+    started: Instant,
+    log_offset: u64,
+) -> String {
     let launch = &rep.launch;
     let cfg = &ctx.cfg;
-    let container = rep.container_name();
-    let check = |p| run_check(p, rep, ctx, env, &container);
+    let check = |p| run_check(p, rep, ctx, env, held);
 
     if let Some(startup) = &launch.startup {
         tokio::time::sleep_until(started + startup.initial_delay).await;
@@ -563,7 +573,14 @@ async fn watch_probes(rep: &Replica, ctx: &Ctx, env: &[(String, String)], starte
                     failed += 1;
                     if failed >= p.failure_threshold {
                         let was_ready = rep.ready();
-                        let message = format!("{READINESS_FAILED} {failed} times: {why}");
+                        let mut message = format!("{READINESS_FAILED} {failed} times: {why}");
+                        if !ever_ready {
+                            // Why a server is not ready is often in what it printed.
+                            let tail = logs::tail_since(&rep.log_path, log_offset, TAIL_LINES);
+                            if !tail.is_empty() {
+                                message = format!("{message}; last output:\n{}", tail.join("\n"));
+                            }
+                        }
                         rep.update(|s| {
                             if was_ready {
                                 s.ready = false;
