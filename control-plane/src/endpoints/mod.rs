@@ -8,6 +8,8 @@ mod deploy;
 pub use deploy::MutableField;
 mod manifests;
 pub mod rendering;
+mod replicas;
+pub use replicas::Replica;
 pub mod traffic;
 pub mod views;
 
