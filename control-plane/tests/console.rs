@@ -45,6 +45,22 @@ fn chromedriver() -> PathBuf {
     panic!("chromedriver is missing: run scripts/test, which installs Debian's chromium and chromium-driver")
 }
 
+/// A Chrome DevTools command through chromedriver (to emulate a phone's screen: a desktop
+/// window cannot be made that narrow).
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"cmd": self.0, "params": self.1}).to_string()))
+    }
+}
+
+/// A headless Chromium session.
 async fn browser() -> Browser {
     let port = common::free_port();
     let driver = Command::new(chromedriver())
@@ -103,8 +119,23 @@ struct Visit<'a> {
 }
 
 impl Visit<'_> {
+    /// Opens a page; again when Chromium broke the load off because the machine's network
+    /// changed (containers of other tests come and go).
     async fn goto(&self, path: &str) {
-        self.c.goto(&self.p.url(path)).await.expect("navigate");
+        for _ in 0..3 {
+            self.c.goto(&self.p.url(path)).await.expect("navigate");
+            if !self.network_changed().await {
+                return;
+            }
+        }
+        panic!("Chromium could not load {path}: the network kept changing");
+    }
+
+    async fn network_changed(&self) -> bool {
+        match self.c.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default().contains("A network change was detected"),
+            Err(_) => false,
+        }
     }
 
     async fn path(&self) -> String {
@@ -174,8 +205,11 @@ impl Visit<'_> {
     async fn wait_text(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let body =
-                self.c.find(Locator::Css("body")).await.expect("body").text().await.unwrap_or_default();
+            // While a page loads there may be no body yet.
+            let body = match self.c.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if body.contains(needle) {
                 return;
             }
@@ -244,9 +278,17 @@ async fn with_evidence<F: std::future::Future<Output = ()>>(c: &Client, name: &s
 }
 
 async fn sign_in(v: &Visit<'_>, username: &str, password: &str) {
-    v.fill("#username", username).await;
-    v.fill("#password", password).await;
-    v.click("form button[type=submit]").await;
+    let form = v.path().await;
+    for _ in 0..3 {
+        v.fill("#username", username).await;
+        v.fill("#password", password).await;
+        v.click("form button[type=submit]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !v.network_changed().await {
+            return;
+        }
+        v.goto(&form).await;
+    }
 }
 
 /// Imports the MLP through the page (a new model, or a new version of `mlp`).
@@ -357,6 +399,7 @@ async fn story(v: &Visit<'_>) {
     assert_close(&answer["predictions"], &reference["vertex"]["predictions"]);
     assert!(v.text(".latency").await.ends_with(" ms"));
     v.accessible("endpoint").await;
+    v.c.execute("document.getElementById('try-heading').scrollIntoView();", vec![]).await.expect("scroll");
     v.shot("endpoint").await;
     let deployed_id = answer["deployedModelId"].as_str().expect("deployedModelId").to_string();
 
@@ -440,17 +483,27 @@ async fn story(v: &Visit<'_>) {
     let (status, _) = v.p.call_as(&token, "GET", "/v1/auth/tokens", None).await;
     assert_eq!(status, 401, "a revoked token is refused");
 
+    // Admins manage users: a viewer of the default project.
+    v.goto("/console/settings").await;
+    v.fill("#new_username", "vera").await;
+    v.fill("#new_password", "viewer-password").await;
+    v.select("new_role", "viewer").await;
+    v.click("form[action='/console/settings/users'] button").await;
+    v.wait_text("User vera was created.", Duration::from_secs(10)).await;
+    assert!(v.source().await.contains("default: viewer"), "the new user is listed with the role");
+
     // CSRF: the same session's cookie without the token, or from another site, is refused.
     let cookie = v.c.get_named_cookie("platform_session").await.expect("the session cookie");
     assert!(cookie.http_only().unwrap_or(false) && cookie.secure().unwrap_or(false), "HttpOnly and Secure");
-    assert_eq!(cookie.same_site(), Some(fantoccini::cookies::SameSite::Strict));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)", "SameSite=Strict");
     let csrf = v.value("input[name=csrf_token]").await;
     let post = |form: Vec<(&'static str, String)>, origin: Option<&'static str>| {
         let mut req =
             v.p.http
                 .post(v.p.url("/console/settings/tokens"))
                 .header("cookie", format!("platform_session={}", cookie.value()))
-                .form(&form);
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_body(&form));
         if let Some(origin) = origin {
             req = req.header("origin", origin);
         }
@@ -465,16 +518,51 @@ async fn story(v: &Visit<'_>) {
     );
     assert_eq!(post(vec![("description", "same site".into()), ("csrf_token", csrf)], None).await, 200);
 
-    // A phone-sized window: nothing wider than the screen.
-    v.c.set_window_size(390, 844).await.expect("resize");
-    v.goto(&endpoint_page).await;
-    let overflow =
-        v.c.execute("return document.documentElement.scrollWidth - window.innerWidth;", vec![])
-            .await
-            .expect("width");
-    assert!(overflow.as_i64().unwrap_or(1) <= 0, "the page scrolls sideways on a phone: {overflow}");
-    v.shot("endpoint-phone").await;
-    v.c.set_window_size(1280, 900).await.expect("resize");
+    // On a phone's screen nothing is wider than the screen.
+    let phone = browser().await;
+    phone
+        .client
+        .issue_cmd(Cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+        ))
+        .await
+        .expect("emulate a phone's screen");
+    let on_phone = Visit { c: &phone.client, p: v.p, axe: v.axe.clone() };
+    on_phone.goto(&endpoint_page).await;
+    sign_in(&on_phone, "vera", "viewer-password").await;
+    on_phone.wait_text("Deployed models", Duration::from_secs(10)).await;
+    let overflow = phone
+        .client
+        .execute(
+            "return [document.documentElement.clientWidth, document.documentElement.scrollWidth - document.documentElement.clientWidth, \
+             [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391 \
+               && !(e.parentElement && e.parentElement.closest('.table-wrap, pre'))).map(e => e.tagName + '.' + e.className + ':' + Math.round(e.getBoundingClientRect().right))];",
+            vec![],
+        )
+        .await
+        .expect("width");
+    on_phone.shot("endpoint-phone").await;
+    assert_eq!(overflow[0], 390, "the phone screen: {overflow}");
+    assert!(overflow[1].as_i64().unwrap_or(1) <= 0, "the page scrolls sideways on a phone: {overflow}");
+    on_phone.accessible("endpoint on a phone").await;
+
+    // A viewer sees no button that would be refused, and the server refuses it anyway.
+    let page = on_phone.source().await;
+    assert!(!page.contains("Deploy a model") && !page.contains("input class=\"percent\""), "a viewer's page");
+    let refused = phone
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             const body = new URLSearchParams({csrf_token: document.querySelector('input[name=csrf_token]').value});\
+             body.append(arguments[0], '100');\
+             fetch(location.pathname + '/traffic', {method: 'POST', body}).then(r => r.text()).then(done);",
+            vec![json!(format!("traffic_{deployed_id}"))],
+        )
+        .await
+        .expect("post as a viewer");
+    assert!(refused.as_str().unwrap_or_default().contains("lacks the editor role"), "{refused}");
+    phone.client.clone().close().await.expect("close the phone's browser");
 
     // Sign out; a page then leads to the sign-in page, and back to that page after it.
     v.goto(&endpoint_page).await;
@@ -530,12 +618,28 @@ impl CookieClient {
 
     async fn post(&mut self, p: &Platform, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let response =
-            self.http.post(p.url(path)).header("cookie", &self.cookie).form(form).send().await.expect("post");
+            self.http
+                .post(p.url(path))
+                .header("cookie", &self.cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_body(form))
+                .send()
+                .await
+                .expect("post");
         self.keep(&response);
         let location =
             response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
         (response.status().as_u16(), location)
     }
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        body.append_pair(k.as_ref(), v.as_ref());
+    }
+    body.finish()
 }
 
 /// The value of the first hidden `csrf_token` field of a page.
