@@ -617,15 +617,15 @@ impl CookieClient {
     }
 
     async fn post(&mut self, p: &Platform, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let response =
-            self.http
-                .post(p.url(path))
-                .header("cookie", &self.cookie)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form_body(form))
-                .send()
-                .await
-                .expect("post");
+        let response = self
+            .http
+            .post(p.url(path))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .expect("post");
         self.keep(&response);
         let location =
             response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
