@@ -331,7 +331,8 @@ impl Accounts {
         if req.password.is_some() || req.disabled == Some(true) {
             // A new password or a disabled user ends everything the old one opened.
             let revoked = self.store.revoke_user_tokens(user.id).await?;
-            tracing::info!(user = %user.username, revoked, by = %caller.username, "tokens revoked");
+            let sessions = self.store.delete_user_sessions(user.id).await?;
+            tracing::info!(user = %user.username, revoked, sessions, by = %caller.username, "tokens revoked and sessions ended");
         }
         for (project, role) in roles {
             match role {
@@ -475,7 +476,10 @@ mod tests {
         assert_eq!(accounts.session_caller(ana.id).await.unwrap().role_on("ml"), Some(Role::Viewer));
         assert!(matches!(accounts.session_caller(999).await, Err(AuthError::InvalidToken(_))));
         store.set_disabled(ana.id, true).await.unwrap();
-        assert!(matches!(accounts.session_caller(ana.id).await, Err(AuthError::InvalidToken(_))), "a disabled user's session ends");
+        assert!(
+            matches!(accounts.session_caller(ana.id).await, Err(AuthError::InvalidToken(_))),
+            "a disabled user's session ends"
+        );
     }
 
     #[tokio::test]
@@ -518,5 +522,34 @@ mod tests {
         assert_eq!(users[0].roles.get("ml").map(String::as_str), Some("admin"));
         let project_admin = accounts.session_caller(ana.id).await.unwrap();
         assert!(matches!(accounts.list_users(&project_admin).await, Err(AuthError::NotUserAdmin)));
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_the_users_console_sessions() {
+        let (accounts, store) = accounts().await;
+        let root = user(&store, "root", &[("*", Role::Admin)]).await;
+        let ana = user(&store, "ana", &[("ml", Role::Editor)]).await;
+        let far = Timestamp::from_unix_micros(Timestamp::now().unix_micros() + 3_600_000_000).unwrap();
+        let session = crate::store::SessionRecord {
+            id: "s".into(),
+            user_id: Some(ana.id),
+            data: "{}".into(),
+            expires_at: far,
+        };
+        store.create_session(&session).await.unwrap();
+        let admin = accounts.session_caller(root.id).await.unwrap();
+        let roles_only = api::UpdateUserRequest {
+            roles: [("ml".to_string(), "viewer".to_string())].into(),
+            ..Default::default()
+        };
+        accounts.update_user(&admin, "ana", &roles_only).await.unwrap();
+        assert!(
+            store.load_session("s", Timestamp::now()).await.unwrap().is_some(),
+            "a role change keeps the session"
+        );
+        let new_password =
+            api::UpdateUserRequest { password: Some("another-horse".into()), ..Default::default() };
+        accounts.update_user(&admin, "ana", &new_password).await.unwrap();
+        assert!(store.load_session("s", Timestamp::now()).await.unwrap().is_none(), "a new password ends it");
     }
 }

@@ -11,6 +11,10 @@ use tower_sessions::session_store::{self, Error};
 
 use crate::store::{SessionRecord, Store, Timestamp};
 
+/// The session key that holds the signed-in user's id (the console writes it; the store keeps
+/// it in a column of its own, so that a user's sessions can be ended).
+pub const USER_KEY: &str = "user_id";
+
 /// How often expired sessions are deleted.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(600);
 
@@ -53,7 +57,13 @@ impl SessionRecords {
 /// The stored form of a session record.
 fn encode(record: &Record) -> session_store::Result<SessionRecord> {
     let data = serde_json::to_string(record).map_err(|e| Error::Encode(e.to_string()))?;
-    Ok(SessionRecord { id: record.id.to_string(), data, expires_at: Timestamp::from(record.expiry_date) })
+    let user_id = record.data.get(USER_KEY).and_then(serde_json::Value::as_i64);
+    Ok(SessionRecord {
+        id: record.id.to_string(),
+        user_id,
+        data,
+        expires_at: Timestamp::from(record.expiry_date),
+    })
 }
 
 /// A session record from its stored form; one that does not decode is an error, never a
@@ -131,7 +141,12 @@ mod tests {
         let id = Id::default();
         let far = Timestamp::from_unix_micros(Timestamp::now().unix_micros() + 3_600_000_000).unwrap();
         store
-            .save_session(&SessionRecord { id: id.to_string(), data: "not json".into(), expires_at: far })
+            .save_session(&SessionRecord {
+                id: id.to_string(),
+                user_id: None,
+                data: "not json".into(),
+                expires_at: far,
+            })
             .await
             .unwrap();
         let err = SessionRecords::new(store).load(&id).await.unwrap_err();

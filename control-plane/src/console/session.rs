@@ -27,7 +27,7 @@ use super::{ConsoleState, SessionLimits};
 use crate::auth::sessions::SessionRecords;
 use crate::auth::{AuthError, Caller};
 
-const USER: &str = "user_id";
+const USER: &str = crate::auth::sessions::USER_KEY;
 const SIGNED_IN_AT: &str = "signed_in_at";
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
@@ -184,10 +184,13 @@ pub struct LoginForm {
 pub async fn login(
     State(console): State<ConsoleState>,
     session: Session,
+    extensions: axum::http::Extensions,
     axum::extract::Form(form): axum::extract::Form<LoginForm>,
 ) -> Response {
     let next = if safe_next(&form.next) { form.next.clone() } else { "/console".to_string() };
-    match console.accounts.check_password(form.username.trim(), &form.password).await {
+    // Failed sign-ins are throttled per username and per address, as token requests are.
+    let client = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    match console.accounts.check_password(form.username.trim(), &form.password, client).await {
         Ok(user) => {
             let started = async {
                 session.cycle_id().await?;
@@ -203,20 +206,16 @@ pub async fn login(
             Redirect::to(&next).into_response()
         }
         Err(e) => {
-            let status = if matches!(e, AuthError::BadCredentials) {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
+            let failure = page::Failure::from(e);
             let csrf = csrf_token(&session).await.unwrap_or_default();
             let page = LoginPage {
                 csrf,
                 next: form.next,
                 username: form.username,
-                error: Some(e.to_string()),
+                error: Some(failure.message),
                 notice: None,
             };
-            Html::with_status(status, page)
+            Html::with_status(failure.status, page)
         }
     }
 }

@@ -183,7 +183,7 @@ pub async fn update_user(
 ) -> Page {
     let username = form.user.trim().to_string();
     let password = Some(form.password.clone()).filter(|p| !p.is_empty());
-    let req = api::UpdateUserRequest { password, roles: roles_of(&form) };
+    let req = api::UpdateUserRequest { password, roles: roles_of(&form), disabled: None };
     match console.accounts.update_user(&visitor.caller, &username, &req).await {
         Ok(u) => visitor.flash(format!("User {} was updated.", u.username)).await,
         Err(e) => visitor.flash(format!("The user was not changed: {e}")).await,

@@ -12,6 +12,8 @@ use super::{Result, Timestamp};
 pub struct SessionRecord {
     /// The session id (the cookie's value).
     pub id: String,
+    /// The signed-in user, if any.
+    pub user_id: Option<i64>,
     /// The session's data, as the session layer serialised it (JSON).
     pub data: String,
     /// After this the session is gone: never loaded again, deleted by the next sweep.
@@ -29,6 +31,8 @@ pub trait SessionStore: Send + Sync {
     async fn load_session(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>>;
     /// Forgets a session; a missing one is not an error.
     async fn delete_session(&self, id: &str) -> Result<()>;
+    /// Ends every session of a user (a new password, a disabled user); how many.
+    async fn delete_user_sessions(&self, user_id: i64) -> Result<u64>;
     /// Deletes the sessions expired at `now`; how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64>;
 }
@@ -37,6 +41,7 @@ pub trait SessionStore: Send + Sync {
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
     id: String,
+    user_id: Option<i64>,
     data: String,
     expires_at: i64,
 }
@@ -47,6 +52,7 @@ impl SessionRow {
         Ok(SessionRecord {
             expires_at: timestamp(self.expires_at, &row, "expires_at")?,
             id: self.id,
+            user_id: self.user_id,
             data: self.data,
         })
     }
