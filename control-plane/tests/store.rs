@@ -825,8 +825,9 @@ async fn artifacts(store: &dyn Store) {
 async fn sessions(store: &dyn Store) {
     let at = |micros: i64| Timestamp::from_unix_micros(micros).expect("in range");
     let now = Timestamp::now().unix_micros();
+    let alice = store.get_user_by_name("alice").await.expect("alice").id;
     let live =
-        SessionRecord { id: "s1".into(), data: r#"{"user":1}"#.into(), expires_at: at(now + 60_000_000) };
+        SessionRecord { id: "s1".into(), user_id: None, data: "{}".into(), expires_at: at(now + 60_000_000) };
     store.create_session(&live).await.expect("create");
     assert!(store.create_session(&live).await.expect_err("taken id").is_already_exists());
     assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(live.clone()));
@@ -838,7 +839,7 @@ async fn sessions(store: &dyn Store) {
     let old = SessionRecord { id: "s2".into(), user_id: None, data: "{}".into(), expires_at: at(now - 1) };
     store.save_session(&old).await.expect("save new");
     assert_eq!(store.delete_expired_sessions(at(now)).await.expect("sweep"), 1);
-    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(changed));
+    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(changed.clone()));
     let other = SessionRecord { id: "s3".into(), ..changed.clone() };
     store.create_session(&other).await.expect("a second session of alice");
     assert_eq!(store.delete_user_sessions(alice).await.expect("end alice's sessions"), 2);
