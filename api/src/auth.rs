@@ -17,6 +17,19 @@ pub struct TokenRequest {
     pub description: String,
 }
 
+/// `POST /v1/auth/tokens`: a new token for the caller (who is already signed in), for example
+/// for a script or CI. It holds the caller's roles, within the limits of the caller's token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Limit the token to one project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// What the token is for, shown when tokens are listed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
 /// A new token. The token itself is shown only here.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -85,6 +98,13 @@ pub struct User {
     pub create_time: String,
     #[serde(default, skip_serializing_if = "crate::is_false")]
     pub disabled: bool,
+}
+
+/// `GET /v1/users` (admins): every user with their roles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListUsersResponse {
+    pub users: Vec<User>,
 }
 
 /// What a member may do on a project. Each role includes the ones before it, except that

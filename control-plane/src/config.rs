@@ -127,6 +127,20 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_MACHINE_TYPES")]
     pub machine_types: Option<PathBuf>,
 
+    /// Estimated prices of machine types shown in the console (YAML: currency, vcpuHour,
+    /// gibHour, acceleratorHour, machineTypeHour; see docs/console.md). Default: close to
+    /// Vertex AI's list prices in USD.
+    #[arg(long, env = "PLATFORM_MACHINE_PRICES")]
+    pub machine_prices: Option<PathBuf>,
+
+    /// How long a console session lasts without a request.
+    #[arg(long, env = "PLATFORM_SESSION_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// How long a console session lasts at most after signing in.
+    #[arg(long, env = "PLATFORM_SESSION_MAX_AGE", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
+
     /// Factor on this machine's CPUs that replicas may reserve (local backend); 1 = no overcommit.
     #[arg(long, env = "PLATFORM_CPU_OVERCOMMIT", default_value_t = 1.0)]
     pub cpu_overcommit: f64,

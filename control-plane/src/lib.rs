@@ -2,7 +2,8 @@
 //!
 //! The module tree is the architecture (see `docs/architecture.md`). Layers, top to bottom;
 //! imports point down only:
-//! - doors: [`rest`] (the REST API), [`serve`] (the binary's wiring), [`config`];
+//! - doors: [`rest`] (the REST API), [`console`] (the web console), [`serve`] (the binary's
+//!   wiring), [`config`];
 //! - domain services: [`auth`], [`registry`], [`endpoints`], [`operations`], [`controller`],
 //!   [`gateway`];
 //! - pure rendering: [`manifests`], [`machine`];
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod endpoints;
 pub mod gateway;

@@ -105,6 +105,7 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     operations(&*store).await;
     revisions(store.clone()).await;
     artifacts(&*store).await;
+    sessions(&*store).await;
 }
 
 fn model_key(id: &str) -> ModelKey {
@@ -157,6 +158,8 @@ async fn users(store: &dyn Store) {
     let err = store.create_user("alice", "other").await.expect_err("duplicate username");
     assert!(err.is_already_exists(), "{err}");
     assert_eq!(store.count_users().await.expect("count"), 2);
+    let all = store.list_users().await.expect("list users");
+    assert_eq!(all.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
 
     assert_eq!(store.get_user(alice.id).await.expect("get alice"), alice);
     assert_eq!(store.get_user_by_name("bob").await.expect("get bob"), bob);
@@ -816,4 +819,33 @@ async fn artifacts(store: &dyn Store) {
     assert!(store.get_artifact("a2").await.expect_err("missing").is_not_found());
     assert_eq!(store.find_artifact_by_sha256(&"cd".repeat(32)).await.expect("find"), Some(stored));
     assert_eq!(store.find_artifact_by_sha256(&"ef".repeat(32)).await.expect("find"), None);
+}
+
+/// Browser sessions: created once per id, saved over, loaded only while unexpired, swept.
+async fn sessions(store: &dyn Store) {
+    let at = |micros: i64| Timestamp::from_unix_micros(micros).expect("in range");
+    let now = Timestamp::now().unix_micros();
+    let alice = store.get_user_by_name("alice").await.expect("alice").id;
+    let live =
+        SessionRecord { id: "s1".into(), user_id: None, data: "{}".into(), expires_at: at(now + 60_000_000) };
+    store.create_session(&live).await.expect("create");
+    assert!(store.create_session(&live).await.expect_err("taken id").is_already_exists());
+    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(live.clone()));
+    let changed = SessionRecord { user_id: Some(alice), data: r#"{"user":1}"#.into(), ..live.clone() };
+    store.save_session(&changed).await.expect("save over");
+    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(changed.clone()));
+    assert_eq!(store.load_session("s1", at(now + 61_000_000)).await.expect("load later"), None, "expired");
+    assert_eq!(store.load_session("nope", at(now)).await.expect("load"), None);
+    let old = SessionRecord { id: "s2".into(), user_id: None, data: "{}".into(), expires_at: at(now - 1) };
+    store.save_session(&old).await.expect("save new");
+    assert_eq!(store.delete_expired_sessions(at(now)).await.expect("sweep"), 1);
+    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), Some(changed.clone()));
+    let other = SessionRecord { id: "s3".into(), ..changed.clone() };
+    store.create_session(&other).await.expect("a second session of alice");
+    assert_eq!(store.delete_user_sessions(alice).await.expect("end alice's sessions"), 2);
+    assert_eq!(store.load_session("s3", at(now)).await.expect("load"), None);
+    store.save_session(&changed).await.expect("save again");
+    store.delete_session("s1").await.expect("delete");
+    store.delete_session("s1").await.expect("deleting a missing session is fine");
+    assert_eq!(store.load_session("s1", at(now)).await.expect("load"), None);
 }

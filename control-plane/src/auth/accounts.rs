@@ -19,6 +19,10 @@ use crate::store::{ApiToken, Store, Timestamp, User};
 const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
 /// More cached callers than this and the expired ones are dropped.
 const AUTH_CACHE_SWEEP: usize = 10_000;
+/// The `token_id` of callers signed in to the console with a session rather than a token.
+pub const SESSION_TOKEN_ID: &str = "console-session";
+/// The longest token description.
+const MAX_DESCRIPTION: usize = 200;
 /// The shortest password a user may set.
 const MIN_PASSWORD: usize = 8;
 
@@ -108,17 +112,31 @@ impl Accounts {
             api::check_project(project).map_err(|e| AuthError::Invalid(e.to_string()))?;
         }
         api::check_description("description", &req.description).map_err(|e| AuthError::Invalid(e.0))?;
-        if let Some(retry_after) = self.throttle.wait(&req.username, client, Instant::now()) {
+        let user = self.check_password(&req.username, &req.password, client).await?;
+        self.issue(&user, req.project.as_deref(), &req.description, self.token_ttl).await
+    }
+
+    /// The user with this username and password (a token request, or a console sign-in).
+    /// `client` is the caller's address: failed attempts are throttled per username and per
+    /// address. An unknown user, a disabled one and a wrong password get the same answer after
+    /// the same work.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<User, AuthError> {
+        if let Some(retry_after) = self.throttle.wait(username, client, Instant::now()) {
             return Err(AuthError::Throttled { retry_after });
         }
-        let user = match self.store.get_user_by_name(&req.username).await {
+        let user = match self.store.get_user_by_name(username).await {
             Ok(user) => Some(user),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
         // argon2 is deliberately slow: keep it off the async workers. Unknown users are checked
         // against a hash of nothing, so that the answer takes as long.
-        let given = req.password.clone();
+        let given = password.to_string();
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let matches = tokio::task::spawn_blocking(move || match stored {
             Some(hash) => password::verify(&given, &hash),
@@ -131,14 +149,67 @@ impl Accounts {
         .map_err(|e| AuthError::Internal(e.to_string()))?;
         match user {
             Some(user) if matches && !user.disabled => {
-                self.throttle.succeeded(&req.username);
-                self.issue(&user, req.project.as_deref(), &req.description, self.token_ttl).await
+                self.throttle.succeeded(username);
+                Ok(user)
             }
             _ => {
-                self.throttle.failed(&req.username, client, Instant::now());
+                self.throttle.failed(username, client, Instant::now());
                 Err(AuthError::BadCredentials)
             }
         }
+    }
+
+    /// The caller behind a console session of `user_id`, with the user's current roles (a
+    /// role change or a deleted user takes effect on the next page).
+    pub async fn session_caller(&self, user_id: i64) -> Result<Caller, AuthError> {
+        let user = self.store.get_user(user_id).await.map_err(|e| {
+            if e.is_not_found() {
+                AuthError::InvalidToken("the session's user is gone".into())
+            } else {
+                e.into()
+            }
+        })?;
+        if user.disabled {
+            return Err(AuthError::InvalidToken("the session's user is disabled".into()));
+        }
+        let roles =
+            self.store.list_memberships(user.id).await?.into_iter().map(|m| (m.project, m.role)).collect();
+        Ok(Caller {
+            user_id: user.id,
+            username: user.username,
+            token_id: SESSION_TOKEN_ID.to_string(),
+            token_project: None,
+            roles,
+        })
+    }
+
+    /// A new token for the caller, shown once. A caller whose token is limited to a project
+    /// gets a token limited to that project, never a wider one.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        req: &api::CreateTokenRequest,
+    ) -> Result<TokenResponse, AuthError> {
+        let project = match (&caller.token_project, &req.project) {
+            (Some(allowed), Some(asked)) if allowed != asked => {
+                return Err(AuthError::WrongProject { allowed: allowed.clone(), project: asked.clone() });
+            }
+            (Some(allowed), _) => Some(allowed.clone()),
+            (None, asked) => asked.clone(),
+        };
+        if let Some(project) = &project {
+            api::check_project(project).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        }
+        api::check_description("description", &req.description).map_err(|e| AuthError::Invalid(e.0))?;
+        if req.description.chars().count() > MAX_DESCRIPTION {
+            return Err(AuthError::Invalid(format!(
+                "the description has more than {MAX_DESCRIPTION} characters"
+            )));
+        }
+        let user = self.store.get_user(caller.user_id).await?;
+        let token = self.issue(&user, project.as_deref(), &req.description, self.token_ttl).await?;
+        tracing::info!(user = %caller.username, token = %token.token_id, "token created");
+        Ok(token)
     }
 
     /// Issues and records a token for a user, valid for `ttl`.
@@ -221,6 +292,16 @@ impl Accounts {
         self.view(&user).await
     }
 
+    /// Every user with their roles (admins of `*` only).
+    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<api::User>, AuthError> {
+        require_user_admin(caller)?;
+        let mut users = Vec::new();
+        for user in self.store.list_users().await? {
+            users.push(self.view(&user).await?);
+        }
+        Ok(users)
+    }
+
     /// A user with their roles: anyone may read themselves, admins of `*` anyone.
     pub async fn get_user(&self, caller: &Caller, username: &str) -> Result<api::User, AuthError> {
         if username != caller.username {
@@ -250,7 +331,8 @@ impl Accounts {
         if req.password.is_some() || req.disabled == Some(true) {
             // A new password or a disabled user ends everything the old one opened.
             let revoked = self.store.revoke_user_tokens(user.id).await?;
-            tracing::info!(user = %user.username, revoked, by = %caller.username, "tokens revoked");
+            let sessions = self.store.delete_user_sessions(user.id).await?;
+            tracing::info!(user = %user.username, revoked, sessions, by = %caller.username, "tokens revoked and sessions ended");
         }
         for (project, role) in roles {
             match role {
@@ -355,4 +437,119 @@ pub(super) async fn hash_blocking(pw: &str) -> Result<String, AuthError> {
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
         .map_err(|e| AuthError::Internal(format!("cannot hash the password: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accounts() -> (Accounts, Arc<dyn Store>) {
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
+        let keys = TokenKeys::from_secret(&[9u8; 32]);
+        (Accounts::new(store.clone(), keys, Duration::from_secs(3600)), store)
+    }
+
+    async fn user(store: &Arc<dyn Store>, name: &str, roles: &[(&str, Role)]) -> User {
+        let user = store.create_user(name, &hash_blocking("correct-horse").await.unwrap()).await.unwrap();
+        for (project, role) in roles {
+            store.set_role(user.id, project, *role).await.unwrap();
+        }
+        user
+    }
+
+    #[tokio::test]
+    async fn a_session_caller_has_the_users_current_roles() {
+        let (accounts, store) = accounts().await;
+        let ana = user(&store, "ana", &[("ml", Role::Editor)]).await;
+        assert!(matches!(
+            accounts.check_password("ana", "wrong-horse", None).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert!(matches!(
+            accounts.check_password("bob", "correct-horse", None).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert_eq!(accounts.check_password("ana", "correct-horse", None).await.unwrap().id, ana.id);
+        let caller = accounts.session_caller(ana.id).await.unwrap();
+        assert_eq!(caller.role_on("ml"), Some(Role::Editor));
+        store.set_role(ana.id, "ml", Role::Viewer).await.unwrap();
+        assert_eq!(accounts.session_caller(ana.id).await.unwrap().role_on("ml"), Some(Role::Viewer));
+        assert!(matches!(accounts.session_caller(999).await, Err(AuthError::InvalidToken(_))));
+        store.set_disabled(ana.id, true).await.unwrap();
+        assert!(
+            matches!(accounts.session_caller(ana.id).await, Err(AuthError::InvalidToken(_))),
+            "a disabled user's session ends"
+        );
+    }
+
+    #[tokio::test]
+    async fn created_tokens_work_once_shown_and_stay_within_the_callers_project() {
+        let (accounts, store) = accounts().await;
+        let ana = user(&store, "ana", &[("ml", Role::Editor)]).await;
+        let caller = accounts.session_caller(ana.id).await.unwrap();
+        let req = api::CreateTokenRequest { project: None, description: "ci".into() };
+        let created = accounts.create_token(&caller, &req).await.unwrap();
+        let as_token = accounts.authenticate(&created.token).await.unwrap();
+        assert_eq!((as_token.user_id, as_token.role_on("ml")), (ana.id, Some(Role::Editor)));
+        let listed = accounts.list_tokens(&caller).await.unwrap().tokens;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].token_id.as_str(), listed[0].description.as_str()),
+            (created.token_id.as_str(), "ci")
+        );
+
+        // A token limited to `ml` cannot mint one for another project, and mints `ml` ones.
+        let limited = Caller { token_project: Some("ml".into()), ..caller.clone() };
+        let other = api::CreateTokenRequest { project: Some("finance".into()), description: String::new() };
+        assert!(matches!(accounts.create_token(&limited, &other).await, Err(AuthError::WrongProject { .. })));
+        let minted = accounts.create_token(&limited, &req).await.unwrap();
+        assert_eq!(accounts.authenticate(&minted.token).await.unwrap().token_project.as_deref(), Some("ml"));
+        let long = api::CreateTokenRequest { project: None, description: "x".repeat(201) };
+        assert!(matches!(accounts.create_token(&caller, &long).await, Err(AuthError::Invalid(_))));
+
+        accounts.revoke_token(&caller, &created.token_id).await.unwrap();
+        assert!(matches!(accounts.authenticate(&created.token).await, Err(AuthError::Revoked)));
+    }
+
+    #[tokio::test]
+    async fn only_admins_of_every_project_list_users() {
+        let (accounts, store) = accounts().await;
+        let root = user(&store, "root", &[("*", Role::Admin)]).await;
+        let ana = user(&store, "ana", &[("ml", Role::Admin)]).await;
+        let admin = accounts.session_caller(root.id).await.unwrap();
+        let users = accounts.list_users(&admin).await.unwrap();
+        assert_eq!(users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["ana", "root"]);
+        assert_eq!(users[0].roles.get("ml").map(String::as_str), Some("admin"));
+        let project_admin = accounts.session_caller(ana.id).await.unwrap();
+        assert!(matches!(accounts.list_users(&project_admin).await, Err(AuthError::NotUserAdmin)));
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_the_users_console_sessions() {
+        let (accounts, store) = accounts().await;
+        let root = user(&store, "root", &[("*", Role::Admin)]).await;
+        let ana = user(&store, "ana", &[("ml", Role::Editor)]).await;
+        let far = Timestamp::from_unix_micros(Timestamp::now().unix_micros() + 3_600_000_000).unwrap();
+        let session = crate::store::SessionRecord {
+            id: "s".into(),
+            user_id: Some(ana.id),
+            data: "{}".into(),
+            expires_at: far,
+        };
+        store.create_session(&session).await.unwrap();
+        let admin = accounts.session_caller(root.id).await.unwrap();
+        let roles_only = api::UpdateUserRequest {
+            roles: [("ml".to_string(), "viewer".to_string())].into(),
+            ..Default::default()
+        };
+        accounts.update_user(&admin, "ana", &roles_only).await.unwrap();
+        assert!(
+            store.load_session("s", Timestamp::now()).await.unwrap().is_some(),
+            "a role change keeps the session"
+        );
+        let new_password =
+            api::UpdateUserRequest { password: Some("another-horse".into()), ..Default::default() };
+        accounts.update_user(&admin, "ana", &new_password).await.unwrap();
+        assert!(store.load_session("s", Timestamp::now()).await.unwrap().is_none(), "a new password ends it");
+    }
 }

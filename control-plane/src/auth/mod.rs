@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod first_admin;
 pub mod password;
 pub mod private_file;
+pub mod sessions;
 pub mod throttle;
 pub mod token;
 

@@ -293,12 +293,19 @@ impl Controller {
             routing::routing_table(endpoints, deployed, observed, &mut pool, |id| self.gateway.stats(id))
         };
         self.metrics.ready_replicas.reset();
+        let mut ready_by_endpoint: HashMap<String, u32> =
+            endpoints.iter().map(|e| (e.key().name(), 0)).collect();
         for ((key, id), seen) in observed {
             if deployed.iter().any(|d| d.deployed_model_id == *id && d.desired_state.is_live()) {
-                let ready = seen.status.ready_addresses().len() as i64;
-                self.metrics.ready_replicas.with_label_values(&[&key.endpoint_id, id]).set(ready);
+                let ready = seen.status.ready_addresses().len();
+                self.metrics.ready_replicas.with_label_values(&[&key.endpoint_id, id]).set(ready as i64);
+                *ready_by_endpoint.entry(key.name()).or_default() += ready as u32;
             }
         }
+        for (endpoint, ready) in &ready_by_endpoint {
+            self.metrics.history.replicas(endpoint, *ready);
+        }
+        self.metrics.history.retain(&ready_by_endpoint.keys().cloned().collect());
         let live: HashSet<String> = deployed.iter().map(|d| d.deployed_model_id.clone()).collect();
         self.gateway.retain_stats(&live);
         let names: HashSet<String> = deployed

@@ -9,6 +9,8 @@ pub use deploy::MutableField;
 pub mod logs;
 mod manifests;
 pub mod rendering;
+mod replicas;
+pub use replicas::Replica;
 pub mod traffic;
 pub mod views;
 

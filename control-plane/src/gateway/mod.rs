@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 
-use crate::auth::{Accounts, AuthError};
+use crate::auth::{Accounts, AuthError, Caller};
 use crate::telemetry::Metrics;
 
 /// Why a prediction could not be served.
@@ -76,10 +76,20 @@ pub struct PredictRequest<'a> {
     pub raw: bool,
     /// Whether the request came in on the private listener.
     pub private_listener: bool,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
+    /// Who is calling.
+    pub credentials: Credentials<'a>,
     pub content_type: Option<&'a str>,
     pub body: Bytes,
+}
+
+/// Who is calling: the REST door passes the `Authorization` header, the console its signed-in
+/// user. Either way the endpoint's access mode and the predictor role decide.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    /// The `Authorization` header, if any.
+    Header(Option<&'a str>),
+    /// A caller the door authenticated already.
+    Caller(&'a Caller),
 }
 
 /// Settings of the data plane.
@@ -270,13 +280,18 @@ impl Gateway {
         req: PredictRequest<'_>,
     ) -> Result<Forwarded, GatewayError> {
         let started = Instant::now();
-        let endpoint_id = req.endpoint.rsplit('/').next().unwrap_or_default().to_string();
+        let endpoint = req.endpoint.to_string();
+        let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
         let result = self.authorized(accounts, req).await;
         let (code, deployed_model) = match &result {
             Ok(f) => (f.status, f.deployed_model_id.as_str()),
             Err(e) => (api::Coded::http_status(e), ""),
         };
-        self.metrics.prediction(&endpoint_id, deployed_model, code, started.elapsed());
+        let took = started.elapsed();
+        self.metrics.prediction(endpoint_id, deployed_model, code, took);
+        if !matches!(&result, Err(GatewayError::UnknownEndpoint(_))) {
+            self.metrics.history.prediction(&endpoint, code, took);
+        }
         result
     }
 
@@ -291,10 +306,12 @@ impl Gateway {
             Access::Private if !req.private_listener => {
                 return Err(GatewayError::Private(req.endpoint.to_string()));
             }
-            Access::Private | Access::Authenticated => {
-                let caller = accounts.authenticate_header(req.authorization).await?;
-                caller.require(Role::Predictor, &route.project)?;
-            }
+            Access::Private | Access::Authenticated => match req.credentials {
+                Credentials::Header(header) => {
+                    accounts.authenticate_header(header).await?.require(Role::Predictor, &route.project)?
+                }
+                Credentials::Caller(caller) => caller.require(Role::Predictor, &route.project)?,
+            },
         }
         if req.raw {
             let content_type = req.content_type.unwrap_or("application/octet-stream");

@@ -21,10 +21,14 @@
 //!     attachableAccelerators: [NVIDIA_TESLA_T4]
 //! ```
 
+pub mod prices;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use prices::PriceTable;
 
 use crate::manifests::quantity;
 

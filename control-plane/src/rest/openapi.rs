@@ -16,8 +16,8 @@ use utoipa::{Modify, OpenApi};
         license(name = "Apache-2.0"),
     ),
     paths(
-        super::tokens::create_token, super::tokens::list_tokens, super::tokens::revoke_token,
-        super::users::create, super::users::get, super::users::update,
+        super::tokens::create_token, super::tokens::create_caller_token, super::tokens::list_tokens,
+        super::tokens::revoke_token, super::users::create, super::users::list, super::users::get, super::users::update,
         super::artifacts::upload,
         super::models::upload, super::models::list, super::models::get, super::models::patch,
         super::models::delete, super::models::post_verb,

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, App};
-use crate::gateway::PredictRequest;
+use crate::gateway::{Credentials, PredictRequest};
 
 /// Serves one prediction request on `endpoint`.
 pub async fn serve(
@@ -23,7 +23,9 @@ pub async fn serve(
         endpoint: &name,
         raw,
         private_listener,
-        authorization: headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default()),
+        credentials: Credentials::Header(
+            headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default()),
+        ),
         content_type: header_text(header::CONTENT_TYPE),
         body,
     };

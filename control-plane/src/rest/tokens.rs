@@ -24,6 +24,19 @@ pub async fn create_token(
     Ok(Json(app.accounts.login(&req, client).await?))
 }
 
+/// `POST /v1/auth/tokens`: a new token for the caller (shown once), within the limits of the
+/// caller's own token.
+#[utoipa::path(post, path = "/v1/auth/tokens", tag = "auth", request_body = api::CreateTokenRequest,
+    responses((status = 200, body = api::TokenResponse), (status = 401, body = api::ErrorBody)))]
+pub async fn create_caller_token(
+    caller: Caller,
+    State(app): State<AppState>,
+    body: Result<Json<api::CreateTokenRequest>, JsonRejection>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let req = super::request::json(body)?;
+    Ok(Json(app.accounts.create_token(&caller, &req).await?))
+}
+
 /// `GET /v1/auth/tokens`: the caller's tokens.
 #[utoipa::path(get, path = "/v1/auth/tokens", tag = "auth",
     responses((status = 200, body = api::ListTokensResponse), (status = 401, body = api::ErrorBody)))]

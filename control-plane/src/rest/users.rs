@@ -1,4 +1,5 @@
-//! Users and their roles per project: `POST /v1/users`, `GET` and `PATCH /v1/users/{username}`.
+//! Users and their roles per project: `POST` and `GET /v1/users`, `GET` and `PATCH
+//! /v1/users/{username}`.
 //! Only admins of every project (`*`) manage users; anyone may read themselves.
 
 use axum::Json;
@@ -18,6 +19,15 @@ pub async fn create(
 ) -> Result<Json<api::User>, ApiError> {
     let req = request::json(body)?;
     Ok(Json(app.accounts.create_user(&caller, &req).await?))
+}
+
+/// `GET /v1/users`: every user with their roles (admins of every project).
+#[utoipa::path(get, path = "/v1/users", tag = "auth", responses((status = 200, body = api::ListUsersResponse)))]
+pub async fn list(
+    caller: Caller,
+    State(app): State<AppState>,
+) -> Result<Json<api::ListUsersResponse>, ApiError> {
+    Ok(Json(api::ListUsersResponse { users: app.accounts.list_users(&caller).await? }))
 }
 
 #[utoipa::path(get, path = "/v1/users/{username}", tag = "auth", params(("username" = String, Path)),

@@ -1,5 +1,5 @@
-//! `platform serve`: the embedded default in one process: REST API, controller, gateway and
-//! the local backend.
+//! `platform serve`: the embedded default in one process: REST API, web console, controller,
+//! gateway and the local backend.
 
 pub mod listener;
 pub mod tls;
@@ -10,14 +10,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
+use crate::auth::sessions::SessionRecords;
 use crate::auth::token::TokenKeys;
 use crate::auth::{Accounts, first_admin};
 use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
 use crate::config::{BackendKind, ServeConfig, ServeRole};
+use crate::console::{self, Console, SessionLimits};
 use crate::controller::{Controller, ControllerConfig, Mode, Wake};
 use crate::endpoints::Endpoints;
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::machine::Catalog;
+use crate::machine::{Catalog, PriceTable};
 use crate::manifests::RenderConfig;
 use crate::operations::Operations;
 use crate::registry::{ArtifactStore, Registry};
@@ -54,6 +56,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read the machine types {}", path.display()))?;
             Catalog::from_yaml(&text)
                 .with_context(|| format!("invalid machine types in {}", path.display()))?
+        }
+    };
+    let prices = match &config.machine_prices {
+        None => PriceTable::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the machine prices {}", path.display()))?;
+            PriceTable::from_yaml(&text)
+                .with_context(|| format!("invalid machine prices in {}", path.display()))?
         }
     };
     let artifacts = ArtifactStore::open(&config.artifact_store())
@@ -115,11 +126,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         wake.clone(),
         config.public_url(),
     ));
+    let operations = Arc::new(Operations::new(store.clone(), wake.clone()));
+    let console = Arc::new(Console {
+        accounts: accounts.clone(),
+        registry: registry.clone(),
+        endpoints: endpoints.clone(),
+        operations: operations.clone(),
+        gateway: gateway.clone(),
+        history: metrics.history.clone(),
+        catalog: catalog.clone(),
+        prices,
+        public_url: config.public_url(),
+        sessions: SessionLimits { idle: config.session_idle_timeout, absolute: config.session_max_age },
+        max_request_bytes: config.max_request_bytes,
+    });
     let app = Arc::new(App {
         accounts: accounts.clone(),
         registry,
         endpoints,
-        operations: Arc::new(Operations::new(store.clone(), wake.clone())),
+        operations,
         gateway: gateway.clone(),
         metrics: metrics.clone(),
         body_limits: rest::body::BodyLimits {
@@ -170,6 +195,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
+    let sessions = SessionRecords::new(store.clone());
+    if config.role != ServeRole::Gateway {
+        tokio::spawn(sessions.clone().sweep(stopped(stop_rx.clone())));
+    }
 
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -201,7 +230,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let router = rest::router(app, false);
+    // The console is served with the API (on the public listener only), not by gateways.
+    let router = if config.role == ServeRole::Gateway {
+        rest::router(app, false)
+    } else {
+        rest::router(app, false).merge(console::router(console, sessions))
+    };
     let served = if config.insecure_http {
         tracing::info!(address = %config.listen, "serving plain HTTP (--insecure-http)");
         let mut server = axum_server::bind(config.listen).acceptor(guard).handle(handle);

@@ -1,9 +1,9 @@
 //! Persistent state of the control plane: users, models, endpoints, operations, revisions,
-//! artifacts.
+//! artifacts, browser sessions.
 //!
 //! Storage sits behind the [`Store`] trait, the sum of one trait per domain ([`UserStore`],
 //! [`ModelStore`], [`EndpointStore`], [`OperationStore`], [`RevisionStore`],
-//! [`ArtifactIndex`]), each declared with its records in a file of its own. There is one
+//! [`ArtifactIndex`], [`SessionStore`]), each declared with its records in a file of its own. There is one
 //! implementation per database: [`SqliteStore`] (the embedded default, a file in the data
 //! directory) and [`PostgresStore`] (production). [`open`] picks one by URL scheme and runs that
 //! database's migrations (`migrations/sqlite/`, `migrations/postgres/`, embedded in the binary).
@@ -41,6 +41,7 @@ mod operations;
 mod postgres;
 mod revisions;
 mod rules;
+mod sessions;
 mod sqlite;
 mod time;
 mod users;
@@ -60,6 +61,7 @@ pub use operations::{GenericMetadata, Operation, OperationKind, OperationMetadat
 pub use postgres::PostgresStore;
 pub use revisions::{Revision, RevisionSource, RevisionStore};
 pub use rules::new_numeric_id;
+pub use sessions::{SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use time::Timestamp;
 pub use users::{ApiToken, Membership, User, UserStore};
@@ -97,7 +99,7 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>> {
 /// etag check.
 #[async_trait]
 pub trait Store:
-    UserStore + ModelStore + EndpointStore + OperationStore + RevisionStore + ArtifactIndex
+    UserStore + ModelStore + EndpointStore + OperationStore + RevisionStore + ArtifactIndex + SessionStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

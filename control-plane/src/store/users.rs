@@ -49,6 +49,8 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: i64) -> Result<User>;
     async fn get_user_by_name(&self, username: &str) -> Result<User>;
     async fn count_users(&self) -> Result<i64>;
+    /// Every user, by username.
+    async fn list_users(&self) -> Result<Vec<User>>;
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<()>;
     async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<()>;
 

@@ -15,6 +15,8 @@ pub struct Metrics {
     predictions: IntCounterVec,
     predict_latency: HistogramVec,
     pub ready_replicas: IntGaugeVec,
+    /// The last hour of each endpoint, for the console's charts.
+    pub history: std::sync::Arc<super::History>,
 }
 
 impl Default for Metrics {
@@ -64,7 +66,14 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, api_requests, predictions, predict_latency, ready_replicas }
+        Metrics {
+            registry,
+            api_requests,
+            predictions,
+            predict_latency,
+            ready_replicas,
+            history: Default::default(),
+        }
     }
 
     pub fn api_request(&self, method: &str, code: u16) {

@@ -68,6 +68,7 @@ mod endpoints;
 mod models;
 mod operations;
 mod revisions;
+mod sessions;
 mod users;
 
 use async_trait::async_trait;

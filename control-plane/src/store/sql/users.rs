@@ -48,6 +48,14 @@ impl UserStore for ThisStore {
         Ok(n)
     }
 
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> =
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"))
+                .fetch_all(&self.pool)
+                .await?;
+        decode_all(rows, UserRow::decode)
+    }
+
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<()> {
         let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
             .bind(user_id)
