@@ -89,6 +89,17 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_MAX_ARTIFACT_BYTES", default_value_t = 10 << 30)]
     pub max_artifact_bytes: u64,
 
+    /// Allow `http://` artifact URIs (by default only `https://`): checked when a model is
+    /// registered and by the runtime when it fetches the model.
+    #[arg(long, env = runtime::fetch_policy::ALLOW_HTTP_ENV)]
+    pub artifact_allow_http: bool,
+
+    /// Allow artifact URIs that reach loopback, link-local (cloud metadata), private or other
+    /// non-public addresses (by default refused: a model URL must not reach the platform's own
+    /// network).
+    #[arg(long, env = runtime::fetch_policy::ALLOW_PRIVATE_ENV)]
+    pub artifact_allow_private_networks: bool,
+
     /// Most connections open at once on all listeners; one more is closed on arrival. 0: three
     /// quarters of the file descriptors this process may open.
     #[arg(long, env = "PLATFORM_MAX_CONNECTIONS", default_value_t = 0)]
@@ -268,6 +279,7 @@ impl ServeConfig {
             spot,
             artifact_credentials_secret: self.model_secret.clone().filter(|s| !s.is_empty()),
             platform_service_account: self.service_account.clone().filter(|s| !s.is_empty()),
+            artifact_fetch: self.fetch_policy(),
             ..RenderConfig::default()
         };
         cfg.ingress.host_pattern = self.endpoint_host_pattern.clone();
@@ -276,6 +288,14 @@ impl ServeConfig {
         cfg.ingress.cert_manager_annotation = (!issuer.is_empty() && issuer != "none")
             .then(|| (CLUSTER_ISSUER_ANNOTATION.to_string(), issuer.to_string()));
         Ok(cfg)
+    }
+
+    /// Where models may be fetched from over HTTP.
+    pub fn fetch_policy(&self) -> runtime::fetch_policy::FetchPolicy {
+        runtime::fetch_policy::FetchPolicy {
+            allow_http: self.artifact_allow_http,
+            allow_private: self.artifact_allow_private_networks,
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -182,6 +182,7 @@ impl DeployForm {
                 machine_type: self.machine_type.trim().to_string(),
                 accelerator_type: self.accelerator_type.trim().to_string(),
                 accelerator_count: number(&self.accelerator_count, "accelerator count")?,
+                ..Default::default()
             },
             min_replica_count: number(&self.min_replicas, "minimum replicas")?,
             max_replica_count: number(&self.max_replicas, "maximum replicas")?,
@@ -514,7 +515,7 @@ async fn live(
             replica_list,
         });
     }
-    let ops = console.operations.list(&visitor.caller, &name.parent, "").await.unwrap_or_default();
+    let ops = console.operations.list(&visitor.caller, &name.parent, None, "").await.unwrap_or_default();
     let target = name.to_string();
     let latest_deploy = ops.iter().find(|o| {
         o.metadata.as_ref().is_some_and(|m| {

@@ -34,7 +34,7 @@ pub async fn list(
 ) -> Page {
     let loc = page::location(&project, &location)?;
     let layout = Layout::new(&visitor, &loc, Nav::Operations, "Operations").await;
-    let ops = console.operations.list(&visitor.caller, &loc, "").await.map_err(page::fail(&layout))?;
+    let ops = console.operations.list(&visitor.caller, &loc, None, "").await.map_err(page::fail(&layout))?;
     let operations = ops
         .iter()
         .take(200)

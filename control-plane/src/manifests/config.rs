@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Toleration;
 
 use crate::machine::MachineType;
+use runtime::fetch_policy::FetchPolicy;
 
 use super::naming::image_repository;
 
@@ -46,6 +47,9 @@ pub struct RenderConfig {
     pub termination_grace_period_seconds: i64,
     /// How endpoints are exposed (Ingress) and who may reach private ones (NetworkPolicy).
     pub ingress: IngressConfig,
+    /// Where the prebuilt runtime may fetch models from; a relaxed policy reaches the runtime
+    /// as its `PLATFORM_ARTIFACT_ALLOW_*` environment.
+    pub artifact_fetch: FetchPolicy,
 }
 
 /// Where a kind of pod may run: clusters label and taint their GPU and spot nodes differently.
@@ -203,6 +207,7 @@ impl Default for RenderConfig {
             platform_service_account: None,
             termination_grace_period_seconds: 30,
             ingress: IngressConfig::default(),
+            artifact_fetch: FetchPolicy::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ use super::objects::deployment::PodTemplate;
 use super::objects::{autoscaler, container, deployment, disruption, probes, security, service};
 use super::spec::{ModelContainerSpec, container_port};
 use crate::machine::MachineType;
+use runtime::fetch_policy::{ALLOW_HTTP_ENV, ALLOW_PRIVATE_ENV};
 
 /// Name of the serving container in every rendered pod.
 pub const CONTAINER_NAME: &str = "model";
@@ -179,6 +180,16 @@ fn pod_spec(input: &RenderInput, cfg: &RenderConfig) -> PodSpec {
     let mut env: Vec<K8sEnvVar> =
         aip_env(input).iter().map(|(name, value)| container::env(name, value)).collect();
     env.extend(spec.env.iter().map(|v| container::env(&v.name, &v.value)));
+    if image == cfg.runtime_image {
+        let policy = cfg.artifact_fetch;
+        for (name, allowed) in
+            [(ALLOW_HTTP_ENV, policy.allow_http), (ALLOW_PRIVATE_ENV, policy.allow_private)]
+        {
+            if allowed {
+                env.push(container::env(name, "true"));
+            }
+        }
+    }
 
     let readiness = match &spec.health_probe {
         Some(p) => probes::from_vertex(p, port),

@@ -48,6 +48,10 @@ const LOADER_VARIABLES: [&str; 9] = [
     "RESOLV_HOST_CONF",
 ];
 
+/// Prefix of the runtime's fetch-policy variables (`PLATFORM_ARTIFACT_ALLOW_HTTP`, ...): a user
+/// who could set them could point a model URL at the cluster's own network.
+const ARTIFACT_POLICY_PREFIX: &str = "PLATFORM_ARTIFACT_";
+
 /// Whether `name` changes how programs are loaded: `LD_*`, `DYLD_*` and glibc's other
 /// loader variables.
 pub fn is_loader_variable(name: &str) -> bool {
@@ -64,6 +68,10 @@ pub fn env_name_problem(name: &str) -> Option<String> {
         ))
     } else if is_loader_variable(name) {
         Some(format!("{name} changes how programs are loaded and may not be set"))
+    } else if name.starts_with(ARTIFACT_POLICY_PREFIX) {
+        Some(format!(
+            "{name} is the operator's: where the runtime may fetch models from is set by the platform's --artifact-allow-* flags"
+        ))
     } else {
         None
     }

@@ -437,6 +437,7 @@ mod tests {
         assert_eq!(policy::env_name_problem("GREETING"), None);
         assert!(policy::env_name_problem("DYLD_INSERT_LIBRARIES").is_some());
         assert!(policy::env_name_problem("GLIBC_TUNABLES").is_some());
+        assert!(policy::env_name_problem("PLATFORM_ARTIFACT_ALLOW_PRIVATE_NETWORKS").is_some());
     }
 
     #[test]

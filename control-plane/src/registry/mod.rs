@@ -85,6 +85,8 @@ pub struct Registry {
     runtime_image: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// Whether admins may run a model's command as a host process (`--allow-host-processes`).
     host_processes_allowed: bool,
+    /// Where model URLs may point (`--artifact-allow-*`).
+    fetch_policy: runtime::fetch_policy::FetchPolicy,
 }
 
 impl Registry {
@@ -94,12 +96,25 @@ impl Registry {
         max_artifact_bytes: u64,
         runtime_image: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     ) -> Registry {
-        Registry { store, artifacts, max_artifact_bytes, runtime_image, host_processes_allowed: false }
+        Registry {
+            store,
+            artifacts,
+            max_artifact_bytes,
+            runtime_image,
+            host_processes_allowed: false,
+            fetch_policy: Default::default(),
+        }
     }
 
     /// Lets admins upload models whose command runs as a host process.
     pub fn allow_host_processes(mut self, allowed: bool) -> Registry {
         self.host_processes_allowed = allowed;
+        self
+    }
+
+    /// Where model URLs may point.
+    pub fn fetch_policy(mut self, policy: runtime::fetch_policy::FetchPolicy) -> Registry {
+        self.fetch_policy = policy;
         self
     }
 
@@ -133,7 +148,8 @@ impl Registry {
         for alias in &m.version_aliases {
             api::check_alias(alias)?;
         }
-        artifact_uris::check(&self.artifacts, caller, &loc.project, &m.artifact_uri)?;
+        artifact_uris::check(&self.artifacts, &self.fetch_policy, caller, &loc.project, &m.artifact_uri)
+            .await?;
         let container =
             container::check(m.container_spec.as_ref(), &m.artifact_uri, |i| (self.runtime_image)(i))?;
         if let Some(spec) = &container {

@@ -114,7 +114,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let registry = Arc::new(
         Registry::new(store.clone(), artifacts, config.max_artifact_bytes, runtime_image)
-            .allow_host_processes(config.allow_host_processes),
+            .allow_host_processes(config.allow_host_processes)
+            .fetch_policy(config.fetch_policy()),
     );
     let endpoints = Arc::new(Endpoints::new(
         store.clone(),
