@@ -161,6 +161,7 @@ fn rendered(min_replicas: u32, cpu: bool) -> Rendered {
         },
         spot: false,
         service_account: None,
+        disable_container_logging: false,
     };
     render(&input, &RenderConfig { namespace: "models".into(), ..RenderConfig::default() })
 }

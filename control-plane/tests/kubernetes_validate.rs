@@ -104,7 +104,11 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
     let mut machines: Vec<_> = catalog.iter().cloned().collect();
     machines.push(catalog.resolve("n1-standard-4", Some("NVIDIA_TESLA_T4"), 2).unwrap());
     for (i, machine) in machines.into_iter().enumerate() {
-        let metric = [METRIC_CPU, METRIC_REQUESTS][i % 2];
+        let metric = match (i % 2, &machine.accelerator) {
+            (0, _) => METRIC_CPU,
+            (_, Some(_)) => api::METRIC_GPU,
+            _ => METRIC_REQUESTS,
+        };
         let input = RenderInput {
             project: "my-project".into(),
             location: "europe-west4".into(),
@@ -127,6 +131,7 @@ fn every_machine_type_access_and_metric_renders_valid_manifests() {
             autoscaling: vec![AutoscalingMetricSpec { metric_name: metric.into(), target: 0 }],
             spot: i % 2 == 1,
             service_account: (i % 3 == 1).then(|| "model-reader".to_string()),
+            disable_container_logging: i % 2 == 0,
         };
         let rendered = render(&input, &cfg);
         // The restricted Pod Security Standard, by the same policy edits are checked with.

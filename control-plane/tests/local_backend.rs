@@ -76,6 +76,7 @@ fn input(
         autoscaling: vec![],
         spot: false,
         service_account: None,
+        disable_container_logging: false,
     }
 }
 
@@ -443,6 +444,28 @@ async fn a_crashing_command_is_reported_as_crash_loop_with_its_last_output() {
     assert!(!r.ready);
     let err = r.last_error.unwrap_or_default();
     assert!(err.contains("status 3") && err.contains("fatal: cannot open /models/missing.onnx"), "{err}");
+    local.delete(&name).await.unwrap();
+
+    // `disableContainerLogging`: the same output is not kept, in the log or in the crash message.
+    let spec = ModelContainerSpec {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        host_process: true,
+        ..Default::default()
+    };
+    let mut quiet = input("quiet", spec, None, machine("e2-micro"), 1);
+    quiet.disable_container_logging = true;
+    let deployment = render(&quiet, &RenderConfig::default()).deployment;
+    let name = name_of(&deployment);
+    local.apply(&deployment).await.unwrap();
+    let r = wait_for("a crash loop", Duration::from_secs(60), || async {
+        let r = status(&local, &name).await.replicas[0].clone();
+        if r.state == ReplicaState::CrashLoop && r.restarts >= 2 { Ok(r) } else { Err(format!("{r:?}")) }
+    })
+    .await;
+    let err = r.last_error.unwrap_or_default();
+    assert!(err.contains("status 3") && !err.contains("missing.onnx"), "{err}");
+    let log = std::fs::read_to_string(local.log_path(&name, &r.id)).unwrap();
+    assert!(log.contains("disableContainerLogging") && !log.contains("starting up"), "{log}");
     local.delete(&name).await.unwrap();
 }
 

@@ -47,6 +47,13 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Whether a deployed model may autoscale on the GPU duty cycle here: on Kubernetes a
+    /// HorizontalPodAutoscaler reads it from a metrics adapter (the DCGM exporter's
+    /// `DCGM_FI_DEV_GPU_UTIL`); a backend that cannot measure it refuses the metric.
+    fn scales_on_gpu_duty_cycle(&self) -> bool {
+        false
+    }
+
     /// Make every object of a deployed model true. A backend that runs only the Deployment
     /// (the default) says which objects it left aside.
     async fn apply_rendered(&self, rendered: &Rendered) -> Result<Vec<String>, BackendError> {

@@ -120,6 +120,19 @@ pub fn resolve(spec: &DeploymentSpec, catalog: &Catalog) -> Result<Compute, Comp
     Ok(Compute { machine, min_replicas: min as u32, max_replicas: max as u32, autoscaling })
 }
 
+/// Refuses autoscaling metrics the backend cannot measure: the GPU duty cycle needs the
+/// Kubernetes backend (an HPA on the DCGM exporter's metric); on this machine nothing measures it.
+pub fn check_measurable(compute: &Compute, gpu_duty_cycle: bool) -> Result<(), ComputeError> {
+    if !gpu_duty_cycle && compute.autoscaling.iter().any(|(m, _)| m == METRIC_GPU) {
+        return Err(ComputeError(format!(
+            "autoscaling on {METRIC_GPU} (gpu-duty-cycle) needs the kubernetes backend, where a \
+             HorizontalPodAutoscaler reads the GPU duty cycle from the DCGM exporter; the local \
+             backend cannot measure it. Autoscale on {METRIC_CPU} or {METRIC_REQUESTS} instead"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +185,16 @@ mod tests {
         );
         let none = resolve(&DeploymentSpec::default(), &catalog).unwrap();
         assert_eq!(none.machine.name, "n1-standard-2");
+    }
+
+    #[test]
+    fn the_gpu_duty_cycle_is_refused_where_nothing_measures_it() {
+        let catalog = Catalog::builtin();
+        let gpu = resolve(&dm("g2-standard-4", 1, 2, &[(METRIC_GPU, 70)]), &catalog).unwrap();
+        assert_eq!(check_measurable(&gpu, true), Ok(()));
+        let refused = check_measurable(&gpu, false).unwrap_err().0;
+        assert!(refused.contains("kubernetes backend") && refused.contains("cannot measure"), "{refused}");
+        let cpu = resolve(&dm("g2-standard-4", 1, 2, &[(METRIC_CPU, 70)]), &catalog).unwrap();
+        assert_eq!(check_measurable(&cpu, false), Ok(()));
     }
 }

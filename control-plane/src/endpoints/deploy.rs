@@ -59,6 +59,7 @@ impl Endpoints {
             disable_container_logging: dm.disable_container_logging,
         };
         let compute = compute::resolve(&requested, &self.catalog)?;
+        compute::check_measurable(&compute, self.backend.scales_on_gpu_duty_cycle())?;
         // What the cluster can place: GPUs it has a device resource for, spot nodes, a service
         // account other than the platform's.
         let spot = requested.dedicated_resources.as_ref().is_some_and(|d| d.spot);
@@ -191,6 +192,7 @@ impl Endpoints {
         }
         spec.dedicated_resources = Some(resources.clone());
         let compute = compute::resolve(&spec, &self.catalog)?;
+        compute::check_measurable(&compute, self.backend.scales_on_gpu_duty_cycle())?;
         spec.dedicated_resources = Some(compute.dedicated_resources(resources));
         let updated = self.store.update_deployed_model_spec(&key, id, &spec).await?;
         let latest = self.store.latest_revision(&key, id).await?;

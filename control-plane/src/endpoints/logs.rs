@@ -45,30 +45,37 @@ impl Endpoints {
         }
         let key = EndpointKey::of(name);
         self.store.get_endpoint(&key).await?;
-        let mut deployed: Vec<String> = self
+        let mut deployed: Vec<(String, bool)> = self
             .store
             .list_deployed_models(&key)
             .await?
             .into_iter()
             .filter(|d| d.desired_state != DesiredState::Undeploying)
-            .map(|d| d.deployed_model_id)
+            .map(|d| (d.deployed_model_id, d.spec.disable_container_logging))
             .collect();
         if let Some(id) = &query.deployed_model_id {
-            if !deployed.contains(id) {
+            if !deployed.iter().any(|(d, _)| d == id) {
                 return Err(EndpointError::NotFound(format!(
                     "endpoint {} has no deployed model {id}",
                     name.endpoint_id
                 )));
             }
-            deployed.retain(|d| d == id);
+            deployed.retain(|(d, _)| d == id);
         }
         let request = LogRequest { replica: query.replica.clone(), tail: query.tail, follow: query.follow };
         let mut streams = Vec::new();
-        for id in deployed {
+        let mut notices = Vec::new();
+        for (id, output_disabled) in deployed {
+            if output_disabled {
+                notices.push(output_not_kept(&id));
+            }
             let deployment = manifests::deployment_name(&key.endpoint_id, &id);
             match self.backend.logs(&deployment, &request).await {
                 Ok(stream) => streams.push(
                     stream
+                        // Where the backend still holds the output (the kubelet keeps it on
+                        // Kubernetes), only the platform's notes are shown.
+                        .filter(move |e| std::future::ready(!output_disabled || e.stream == "platform"))
                         .map(move |e| api::LogEntry {
                             time: e.time,
                             deployed_model_id: id.clone(),
@@ -84,11 +91,27 @@ impl Endpoints {
             }
         }
         if query.follow {
-            return Ok(futures_util::stream::select_all(streams).boxed());
+            let notices = futures_util::stream::iter(notices);
+            return Ok(notices.chain(futures_util::stream::select_all(streams)).boxed());
         }
         let mut all: Vec<api::LogEntry> = futures_util::stream::iter(streams).flatten().collect().await;
         all.sort_by(|a, b| a.time.cmp(&b.time));
-        let last = all.split_off(all.len().saturating_sub(query.tail));
+        let mut last = all.split_off(all.len().saturating_sub(query.tail));
+        last.extend(notices);
         Ok(futures_util::stream::iter(last).boxed())
+    }
+}
+
+/// What the logs say of a deployed model with `disableContainerLogging`.
+fn output_not_kept(deployed_model_id: &str) -> api::LogEntry {
+    api::LogEntry {
+        time: crate::store::Timestamp::now().to_string(),
+        deployed_model_id: deployed_model_id.to_string(),
+        replica: String::new(),
+        stream: "platform".into(),
+        text: format!(
+            "container logging is disabled for deployed model {deployed_model_id} (disableContainerLogging): \
+             its replicas' stdout and stderr are not kept; only the platform's notes are shown"
+        ),
     }
 }

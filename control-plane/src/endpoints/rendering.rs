@@ -68,6 +68,7 @@ pub fn render(
             .unwrap_or_default(),
         spot: dm.spec.dedicated_resources.as_ref().is_some_and(|d| d.spot),
         service_account: Some(dm.spec.service_account.clone()).filter(|s| !s.is_empty()),
+        disable_container_logging: dm.spec.disable_container_logging,
     };
     config.check_placement(&input.machine, input.spot, input.service_account.as_deref())?;
     let rendered = manifests::render(&input, config);

@@ -1,10 +1,10 @@
 //! Rendering of a DeployedModel: its Deployment and Service, a HorizontalPodAutoscaler when it
-//! scales on CPU and a PodDisruptionBudget from two replicas. Pure and deterministic: the same
+//! scales on CPU or the GPU duty cycle and a PodDisruptionBudget from two replicas. Pure and deterministic: the same
 //! input always gives the same objects (and the same YAML).
 
 use std::collections::BTreeMap;
 
-use api::{AutoscalingMetricSpec, METRIC_CPU};
+use api::{AutoscalingMetricSpec, METRIC_CPU, METRIC_GPU};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
@@ -29,6 +29,10 @@ pub const CONTAINER_NAME: &str = "model";
 /// The pod-template annotation (`{prefix}/host-process: "true"`) of a model whose command runs
 /// as a host process on the local backend (`containerSpec.hostProcess`).
 pub const HOST_PROCESS_ANNOTATION: &str = "host-process";
+/// The pod-template annotation (`"true"`) of a DeployedModel with `disableContainerLogging`:
+/// its stdout and stderr are not kept. Fluent Bit (`K8S-Logging.Exclude On`) and the log shippers
+/// that follow its convention skip the pod on Kubernetes; the local backend discards the lines.
+pub const EXCLUDE_LOGS_ANNOTATION: &str = "fluentbit.io/exclude";
 /// CPU utilisation target (percent) of a CPU metric without one (Vertex's default).
 pub const DEFAULT_CPU_TARGET: i32 = 60;
 
@@ -51,12 +55,15 @@ pub struct RenderInput {
     pub min_replicas: u32,
     pub max_replicas: u32,
     /// The DeployedModel's autoscaling metrics (`dedicatedResources.autoscalingMetricSpecs`).
-    /// A CPU metric is delegated to a HorizontalPodAutoscaler; the others are the platform's.
+    /// CPU and GPU duty cycle are delegated to a HorizontalPodAutoscaler; the others are the
+    /// platform's.
     pub autoscaling: Vec<AutoscalingMetricSpec>,
     /// `dedicatedResources.spot`: run on the installation's spot nodes.
     pub spot: bool,
     /// `serviceAccount`: the service account the pods run as (the namespace's default when None).
     pub service_account: Option<String>,
+    /// `disableContainerLogging`: the replicas' stdout and stderr are not kept.
+    pub disable_container_logging: bool,
 }
 
 /// The rendered objects of one DeployedModel.
@@ -130,10 +137,15 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         ..Default::default()
     };
 
-    let annotations = input
-        .container
-        .host_process
-        .then(|| BTreeMap::from([(cfg.label(HOST_PROCESS_ANNOTATION), "true".to_string())]));
+    let annotations: BTreeMap<String, String> = [
+        input.container.host_process.then(|| cfg.label(HOST_PROCESS_ANNOTATION)),
+        input.disable_container_logging.then(|| EXCLUDE_LOGS_ANNOTATION.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|key| (key, "true".to_string()))
+    .collect();
+    let annotations = (!annotations.is_empty()).then_some(annotations);
     let template = PodTemplate { labels, annotations, spec: pod_spec(input, cfg) };
     let mut deployment = deployment::rolling(
         metadata.clone(),
@@ -147,14 +159,19 @@ pub fn render(input: &RenderInput, cfg: &RenderConfig) -> Rendered {
         spec.revision_history_limit = Some(3);
     }
 
-    let hpa = cpu_target(&input.autoscaling).map(|target| {
-        autoscaler::cpu(
+    let metrics: Vec<_> = percent_target(&input.autoscaling, METRIC_CPU)
+        .map(autoscaler::cpu_metric)
+        .into_iter()
+        .chain(percent_target(&input.autoscaling, METRIC_GPU).map(autoscaler::gpu_duty_cycle_metric))
+        .collect();
+    let hpa = (!metrics.is_empty()).then(|| {
+        autoscaler::scale(
             metadata.clone(),
             &name,
             // An HPA cannot scale to zero (that needs an alpha feature gate): at least one.
             replicas_i32(input.min_replicas.max(1)),
             replicas_i32(input.max_replicas.max(input.min_replicas).max(1)),
-            target,
+            metrics,
         )
     });
     let pdb =
@@ -290,11 +307,11 @@ fn pod_spec(input: &RenderInput, cfg: &RenderConfig) -> PodSpec {
     }
 }
 
-/// The CPU utilisation target when a DeployedModel autoscales on CPU.
-fn cpu_target(metrics: &[AutoscalingMetricSpec]) -> Option<i32> {
+/// The target (percent) of a utilisation metric the DeployedModel autoscales on.
+fn percent_target(metrics: &[AutoscalingMetricSpec], name: &str) -> Option<i32> {
     metrics
         .iter()
-        .find(|m| m.metric_name == METRIC_CPU)
+        .find(|m| m.metric_name == name)
         .map(|m| if m.target > 0 { m.target.min(100) } else { DEFAULT_CPU_TARGET })
 }
 
@@ -340,6 +357,7 @@ mod tests {
             autoscaling: vec![AutoscalingMetricSpec { metric_name: METRIC_CPU.into(), target: 70 }],
             spot: false,
             service_account: None,
+            disable_container_logging: false,
         }
     }
 
@@ -382,6 +400,7 @@ mod tests {
             autoscaling: vec![],
             spot: false,
             service_account: None,
+            disable_container_logging: false,
         }
     }
 
@@ -555,6 +574,17 @@ mod tests {
         assert!(render(&input, &RenderConfig::default()).hpa.is_none(), "request metrics are the platform's");
         input.autoscaling = vec![];
         assert!(render(&input, &RenderConfig::default()).hpa.is_none());
+
+        // The GPU duty cycle is a per-pod metric from the DCGM exporter, next to CPU.
+        input.autoscaling = vec![
+            AutoscalingMetricSpec { metric_name: METRIC_CPU.into(), target: 80 },
+            AutoscalingMetricSpec { metric_name: METRIC_GPU.into(), target: 70 },
+        ];
+        let metrics = render(&input, &RenderConfig::default()).hpa.unwrap().spec.unwrap().metrics.unwrap();
+        assert_eq!(metrics.len(), 2);
+        let pods = metrics[1].pods.as_ref().unwrap();
+        assert_eq!((metrics[1].type_.as_str(), pods.metric.name.as_str()), ("Pods", "DCGM_FI_DEV_GPU_UTIL"));
+        assert_eq!(pods.target.average_value, Some(Quantity("70".into())));
     }
 
     #[test]
@@ -633,7 +663,7 @@ mod tests {
     }
 
     #[test]
-    fn spot_and_service_account_reach_the_pod() {
+    fn spot_service_account_and_disabled_logging_reach_the_pod() {
         let mut input = custom_input();
         input.spot = true;
         input.service_account = Some("model-reader".into());
@@ -651,6 +681,12 @@ mod tests {
         assert_eq!(keys, [GPU_RESOURCE, "cloud.google.com/gke-spot"]);
         let on_demand = render(&runtime_input(), &cfg);
         assert!(pod(&on_demand).node_selector.is_none() && pod(&on_demand).service_account_name.is_none());
+        let annotations =
+            |r: &Rendered| r.deployment.spec.as_ref().unwrap().template.metadata.clone().unwrap().annotations;
+        assert_eq!(annotations(&on_demand), None);
+        input.disable_container_logging = true;
+        let quiet = annotations(&render(&input, &RenderConfig::default())).unwrap();
+        assert_eq!(quiet.get(EXCLUDE_LOGS_ANNOTATION).map(String::as_str), Some("true"));
     }
 
     #[test]

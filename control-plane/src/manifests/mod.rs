@@ -28,7 +28,8 @@ pub mod validate;
 pub use config::{GATEWAY_NAME, GPU_RESOURCE, IngressConfig, Placement, RenderConfig};
 pub use contract::{aip_env, default_health_route, default_predict_route};
 pub use deployed_model::{
-    CONTAINER_NAME, HOST_PROCESS_ANNOTATION, RenderInput, Rendered, render, selector_labels,
+    CONTAINER_NAME, EXCLUDE_LOGS_ANNOTATION, HOST_PROCESS_ANNOTATION, RenderInput, Rendered, render,
+    selector_labels,
 };
 pub use diff::diff;
 pub use expand::{expand, expand_env};

@@ -126,6 +126,7 @@ mod tests {
             autoscaling: vec![AutoscalingMetricSpec { metric_name: METRIC_CPU.into(), target: 60 }],
             spot: false,
             service_account: None,
+            disable_container_logging: false,
         };
         render(&input, &RenderConfig { namespace: "models".into(), ..RenderConfig::default() })
     }

@@ -224,6 +224,11 @@ impl Kubernetes {
 
 #[async_trait]
 impl Backend for Kubernetes {
+    /// The rendered HorizontalPodAutoscaler reads it from the custom metrics API.
+    fn scales_on_gpu_duty_cycle(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, deployment: &Deployment) -> Result<Vec<String>, BackendError> {
         self.apply_object(deployment).await?;
         Ok(vec![])

@@ -101,6 +101,9 @@ pub(crate) struct Launch {
     pub object_store_artifact: bool,
     /// The Vertex accelerator type the machine type asks for (`AIP_ACCELERATOR_TYPE`).
     pub accelerator: Option<String>,
+    /// Whether the replica's stdout and stderr are kept in its log (not when the pod template
+    /// has [`crate::manifests::EXCLUDE_LOGS_ANNOTATION`]: `disableContainerLogging`).
+    pub keep_output: bool,
 }
 
 impl Launch {
@@ -208,6 +211,11 @@ pub(crate) fn is_runtime_image(image: &str, runtime_image: &str) -> bool {
 
 /// Whether the pod template asks to run its command as a host process.
 fn wants_host_process(deployment: &Deployment, annotation: &str) -> bool {
+    template_flag(deployment, annotation)
+}
+
+/// Whether the pod template's annotation `annotation` is `"true"`.
+fn template_flag(deployment: &Deployment, annotation: &str) -> bool {
     deployment
         .spec
         .as_ref()
@@ -513,6 +521,7 @@ pub(crate) fn parse(deployment: &Deployment, ctx: &ParseContext<'_>) -> Result<P
             artifact,
             object_store_artifact,
             accelerator,
+            keep_output: !template_flag(deployment, crate::manifests::EXCLUDE_LOGS_ANNOTATION),
         },
         warnings: w.into_vec(),
     })

@@ -93,10 +93,17 @@ pub(crate) fn note(path: &Path, text: &str) {
     }
 }
 
+/// The platform's note in the log of a replica whose output is not kept.
+pub(crate) const OUTPUT_NOT_KEPT: &str =
+    "container logging is disabled (disableContainerLogging): this replica's stdout and stderr are not kept";
+
 /// Copies a process's stdout and stderr into its log, line by line, until both are closed.
+/// Unless `keep`, the lines are read (so that the process never blocks on a full pipe) and
+/// dropped.
 pub(crate) async fn pump(
     path: PathBuf,
     max_bytes: u64,
+    keep: bool,
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
 ) {
@@ -116,6 +123,7 @@ pub(crate) async fn pump(
             line = next(&mut err) => (STDERR, line),
         };
         match line {
+            Some(_) if !keep => {}
             Some(text) => {
                 if let Err(e) = writer.line(stream, &text) {
                     tracing::warn!("cannot write the replica log {}: {e}", path.display());

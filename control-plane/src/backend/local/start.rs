@@ -356,9 +356,13 @@ pub(crate) async fn start(
             _ => format!("cannot start `{program}`: {e}"),
         })
     })?;
+    if !launch.keep_output {
+        logs::note(&rep.log_path, logs::OUTPUT_NOT_KEPT);
+    }
     tokio::spawn(logs::pump(
         rep.log_path.clone(),
         cfg.max_log_bytes,
+        launch.keep_output,
         spawned.stdout.take(),
         spawned.stderr.take(),
     ));
