@@ -86,6 +86,11 @@ pub struct DeployedModel {
     pub enable_access_logging: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub disable_container_logging: bool,
+    /// The most requests one replica is given at once, like Cloud Run's `containerConcurrency`
+    /// (an extension of this platform): 1 to 1000, default 80. More requests wait in the
+    /// deployed model's bounded queue; when it is full the gateway answers 429 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_concurrency: Option<i32>,
     /// Output only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DeployedModelStatus>,

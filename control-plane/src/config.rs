@@ -123,6 +123,12 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_PREDICT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub predict_timeout: Duration,
 
+    /// How many predictions may wait per deployed model while each of its replicas serves its
+    /// `containerConcurrency` requests; more are answered 429 with `Retry-After`. A queued request
+    /// waits at most the predict timeout.
+    #[arg(long, env = "PLATFORM_MAX_QUEUED_REQUESTS", default_value_t = 100)]
+    pub max_queued_requests: usize,
+
     /// How long a deploy may take to get its minimum replicas ready, unless the model's
     /// `containerSpec.deploymentTimeout` says otherwise; then it fails and is cleaned up.
     #[arg(long, env = "PLATFORM_DEPLOY_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]

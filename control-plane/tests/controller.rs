@@ -148,7 +148,11 @@ impl Platform {
         };
         let registry = Arc::new(Registry::new(store.clone(), artifacts, 1 << 20, runtime));
         let gateway = Arc::new(Gateway::new(
-            GatewayConfig { timeout: Duration::from_secs(5), cold_start_timeout: Duration::ZERO },
+            GatewayConfig {
+                timeout: Duration::from_secs(5),
+                cold_start_timeout: Duration::ZERO,
+                max_queued: 10,
+            },
             Metrics::new(),
         ));
         let wake = Wake::default();

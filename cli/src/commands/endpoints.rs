@@ -256,6 +256,10 @@ pub struct DeployArgs {
     /// Do not collect the container's stdout and stderr.
     #[arg(long)]
     pub disable_container_logging: bool,
+    /// The most requests one replica is given at once (1 to 1000; default 80). More wait in a
+    /// bounded queue; past it callers get 429 with Retry-After.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub container_concurrency: Option<i32>,
     /// Use spot capacity where the backend has it.
     #[arg(long)]
     pub spot: bool,
@@ -343,6 +347,7 @@ pub fn deploy_request(
             service_account: args.service_account.clone().unwrap_or_default(),
             enable_access_logging: args.enable_access_logging,
             disable_container_logging: args.disable_container_logging,
+            container_concurrency: args.container_concurrency,
             ..Default::default()
         },
         // Like gcloud: without a split the new model takes all the traffic.

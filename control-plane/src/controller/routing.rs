@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::backend::DeploymentStatus;
+use crate::endpoints::compute::container_concurrency;
 use crate::gateway::route::split_indices;
 use crate::gateway::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 use crate::store::{DeployedModel, DesiredState, Endpoint, EndpointKey};
@@ -36,7 +37,7 @@ pub fn routing_table(
     let mut table = RoutingTable::default();
     for e in endpoints {
         let key = e.key();
-        let models: Vec<ModelRoute> = deployed
+        let models: Vec<Arc<ModelRoute>> = deployed
             .iter()
             .filter(|d| d.endpoint_key() == key && d.desired_state != DesiredState::Undeploying)
             .filter_map(|d| {
@@ -50,15 +51,17 @@ pub fn routing_table(
                         replicas.entry(a).or_insert_with(|| Arc::new(Replica::new(a))).clone()
                     })
                     .collect();
-                Some(ModelRoute {
+                Some(Arc::new(ModelRoute {
                     deployed_model_id: d.deployed_model_id.clone(),
                     model: crate::store::ModelKey::new(&d.project, &d.location, &d.model_id).name(),
                     model_version_id: d.version_id.to_string(),
                     model_display_name: d.display_name.clone(),
                     predict_route: seen.predict_route.clone(),
                     replicas: ready,
+                    concurrency: usize::try_from(container_concurrency(&d.spec)).unwrap_or(1).max(1),
+                    access_logging: d.spec.enable_access_logging,
                     stats: stats(&d.deployed_model_id),
-                })
+                }))
             })
             .collect();
         let split: HashMap<String, u32> =

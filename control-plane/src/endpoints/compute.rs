@@ -11,6 +11,10 @@ use crate::store::DeploymentSpec;
 pub const MAX_REPLICAS: i32 = 1000;
 /// Vertex's default utilisation target.
 pub const DEFAULT_TARGET: i32 = 60;
+/// Requests one replica is given at once when a deployed model does not say (Cloud Run's default).
+pub const DEFAULT_CONTAINER_CONCURRENCY: i32 = 80;
+/// The most `containerConcurrency` may be (Cloud Run's limit).
+pub const MAX_CONTAINER_CONCURRENCY: i32 = 1000;
 
 /// A deployed model's compute that breaks a rule; the message says which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +35,8 @@ pub struct Compute {
     pub max_replicas: u32,
     /// Metric name and target, defaults filled in.
     pub autoscaling: Vec<(String, i32)>,
+    /// Requests one replica is given at once (`containerConcurrency`).
+    pub concurrency: i32,
 }
 
 impl Compute {
@@ -117,7 +123,20 @@ pub fn resolve(spec: &DeploymentSpec, catalog: &Catalog) -> Result<Compute, Comp
         }
         autoscaling.push((spec.metric_name.clone(), target));
     }
-    Ok(Compute { machine, min_replicas: min as u32, max_replicas: max as u32, autoscaling })
+    let concurrency = container_concurrency(spec);
+    if !(1..=MAX_CONTAINER_CONCURRENCY).contains(&concurrency) {
+        return fail(format!(
+            "containerConcurrency is {concurrency}; it must be 1 to {MAX_CONTAINER_CONCURRENCY} requests per replica \
+             (default {DEFAULT_CONTAINER_CONCURRENCY})"
+        ));
+    }
+    Ok(Compute { machine, min_replicas: min as u32, max_replicas: max as u32, autoscaling, concurrency })
+}
+
+/// Requests one replica of the deployed model is given at once: its `containerConcurrency`, or
+/// the default.
+pub fn container_concurrency(spec: &DeploymentSpec) -> i32 {
+    spec.container_concurrency.unwrap_or(DEFAULT_CONTAINER_CONCURRENCY)
 }
 
 /// Refuses autoscaling metrics the backend cannot measure: the GPU duty cycle needs the
@@ -184,7 +203,13 @@ mod tests {
                 .contains("not supported")
         );
         let none = resolve(&DeploymentSpec::default(), &catalog).unwrap();
-        assert_eq!(none.machine.name, "n1-standard-2");
+        assert_eq!((none.machine.name.as_str(), none.concurrency), ("n1-standard-2", 80));
+        for bad in [0, -1, 1001] {
+            let spec = DeploymentSpec { container_concurrency: Some(bad), ..Default::default() };
+            assert!(resolve(&spec, &catalog).unwrap_err().0.contains("containerConcurrency"), "{bad}");
+        }
+        let one = DeploymentSpec { container_concurrency: Some(1), ..Default::default() };
+        assert_eq!(resolve(&one, &catalog).unwrap().concurrency, 1);
     }
 
     #[test]

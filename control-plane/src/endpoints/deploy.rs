@@ -57,6 +57,7 @@ impl Endpoints {
             service_account: dm.service_account.clone(),
             enable_access_logging: dm.enable_access_logging,
             disable_container_logging: dm.disable_container_logging,
+            container_concurrency: dm.container_concurrency,
         };
         let compute = compute::resolve(&requested, &self.catalog)?;
         compute::check_measurable(&compute, self.backend.scales_on_gpu_duty_cycle())?;
@@ -88,6 +89,7 @@ impl Endpoints {
                 compute.dedicated_resources(dm.dedicated_resources.clone().unwrap_or_default()),
             ),
             automatic_resources: None,
+            container_concurrency: Some(compute.concurrency),
             ..requested
         };
         let record = DeployedModel {

@@ -22,6 +22,7 @@ pub fn deployed_model(dm: &DeployedModel) -> api::DeployedModel {
         service_account: dm.spec.service_account.clone(),
         enable_access_logging: dm.spec.enable_access_logging,
         disable_container_logging: dm.spec.disable_container_logging,
+        container_concurrency: Some(super::compute::container_concurrency(&dm.spec)),
         status: Some(status),
         unmodelled: api::Unmodelled,
     }

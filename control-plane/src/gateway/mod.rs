@@ -2,6 +2,11 @@
 //! mode and the caller's role), reads the routing snapshot (never the database), picks a
 //! deployed model by traffic split and a replica by load, forwards over pooled keep-alive
 //! connections, adds which deployed model answered, and counts every prediction.
+//!
+//! Overload: each replica is given at most its deployed model's `containerConcurrency`
+//! requests at once; more wait in a bounded queue per deployed model, and past it the caller
+//! gets 429 with `Retry-After` (memory stays bounded). A replica that refuses the connection is
+//! left out for a moment and the request goes once to another ready replica.
 
 pub mod route;
 
@@ -14,6 +19,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::Value;
 
+use route::{Admission, InFlight};
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 
 use crate::auth::{Accounts, AuthError, Caller};
@@ -36,6 +42,12 @@ pub enum GatewayError {
     Timeout(String, Duration),
     #[error("deployed model {0} failed: {1}")]
     Upstream(String, String),
+    #[error("deployed model {0} could not be reached: {1}")]
+    Unreachable(String, String),
+    #[error(
+        "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once and the queue is full; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
+    )]
+    Overloaded(String),
     #[error("endpoint {0} is private: it is served only on the private listener (--private-listen)")]
     Private(String),
     #[error(transparent)]
@@ -48,7 +60,10 @@ impl api::Coded for GatewayError {
             GatewayError::UnknownEndpoint(_) | GatewayError::Private(_) => Code::NotFound,
             GatewayError::BadRequest(_) => Code::InvalidArgument,
             GatewayError::NoTraffic(_) => Code::FailedPrecondition,
-            GatewayError::NoReadyReplica(_) | GatewayError::Upstream(..) => Code::Unavailable,
+            GatewayError::NoReadyReplica(_) | GatewayError::Upstream(..) | GatewayError::Unreachable(..) => {
+                Code::Unavailable
+            }
+            GatewayError::Overloaded(_) => Code::ResourceExhausted,
             GatewayError::Timeout(..) => Code::DeadlineExceeded,
             GatewayError::Auth(e) => e.code(),
         }
@@ -57,15 +72,34 @@ impl api::Coded for GatewayError {
     fn http_status(&self) -> u16 {
         match self {
             GatewayError::NoTraffic(_) => 503,
-            GatewayError::Upstream(..) => 502,
+            GatewayError::Upstream(..) | GatewayError::Unreachable(..) => 502,
+            GatewayError::Overloaded(_) => 429,
             _ => self.code().http_status(),
         }
     }
 
     fn retry_after(&self) -> Option<u32> {
-        matches!(self, GatewayError::NoReadyReplica(_)).then_some(1)
+        matches!(self, GatewayError::NoReadyReplica(_) | GatewayError::Overloaded(_)).then_some(1)
     }
 }
+
+impl GatewayError {
+    /// The deployed model the request had reached, if it had.
+    fn deployed_model(&self) -> Option<&str> {
+        match self {
+            GatewayError::NoReadyReplica(id)
+            | GatewayError::Timeout(id, _)
+            | GatewayError::Upstream(id, _)
+            | GatewayError::Unreachable(id, _)
+            | GatewayError::Overloaded(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// How long a replica that refused a connection is left out of routing, unless the controller
+/// sees it fail and pass its readiness probe sooner (about one probe period).
+const REFUSED_EJECTION: Duration = Duration::from_secs(5);
 
 /// One prediction request as it reached the platform.
 #[derive(Debug)]
@@ -100,6 +134,9 @@ pub struct GatewayConfig {
     /// How long a request may wait for a replica of a deployed model that has none ready
     /// (scaled to zero, or starting); zero answers 503 at once.
     pub cold_start_timeout: Duration,
+    /// How many requests may wait per deployed model while its replicas are at their
+    /// concurrency limit; more are answered 429.
+    pub max_queued: usize,
 }
 
 /// An answer from a replica, ready to return to the caller.
@@ -107,8 +144,60 @@ pub struct GatewayConfig {
 pub struct Forwarded {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The replica's `Retry-After`, passed on (a runtime's own 429 or 503).
+    pub retry_after: Option<String>,
     pub body: Bytes,
     pub deployed_model_id: String,
+}
+
+/// An answer on its way back from a replica: its slot stays taken until the body is read.
+struct Sent {
+    model: Arc<ModelRoute>,
+    response: reqwest::Response,
+    _slot: Slot,
+}
+
+impl Sent {
+    /// Reads the whole answer.
+    async fn read(self) -> Result<Forwarded, GatewayError> {
+        let status = self.response.status().as_u16();
+        let content_type = header_text(&self.response, reqwest::header::CONTENT_TYPE);
+        let retry_after = header_text(&self.response, reqwest::header::RETRY_AFTER);
+        let body = self
+            .response
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::Upstream(self.model.deployed_model_id.clone(), e.to_string()))?;
+        Ok(Forwarded {
+            status,
+            content_type,
+            retry_after,
+            body,
+            deployed_model_id: self.model.deployed_model_id.clone(),
+        })
+    }
+}
+
+/// A request's place on a replica: counted in flight there and in its deployed model's stats;
+/// when it ends, a queued request of the deployed model may take it.
+struct Slot {
+    in_flight: InFlight,
+    stats: Arc<ModelStats>,
+}
+
+impl Slot {
+    fn new(in_flight: InFlight, stats: Arc<ModelStats>) -> Slot {
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Slot { in_flight, stats }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.freed.notify_one();
+    }
 }
 
 /// The gateway: the current routing snapshot and a pooled HTTP client.
@@ -201,21 +290,15 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownEndpoint(name.to_string()))
     }
 
-    /// Picks the deployed model (traffic split) and its least loaded ready replica. When the
-    /// model has no ready replica, waits up to the cold-start timeout for one, asking the
-    /// autoscaler for it.
-    async fn select(
-        &self,
-        name: &str,
-        route: Arc<EndpointRoute>,
-    ) -> Result<(Arc<EndpointRoute>, usize, Arc<Replica>), GatewayError> {
+    /// Picks the deployed model (traffic split). When it has no ready replica, waits up to the
+    /// cold-start timeout for one, asking the autoscaler for it.
+    async fn select(&self, name: &str, route: Arc<EndpointRoute>) -> Result<Arc<ModelRoute>, GatewayError> {
         let roll = rand::random_range(0..100);
         let ix =
             route::pick_model(&route.split, roll).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
-        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        if let Some(replica) = route::pick_replica(&model.replicas, start).cloned() {
-            return Ok((route.clone(), ix, replica));
+        if !model.replicas.is_empty() {
+            return Ok(model.clone());
         }
         let id = model.deployed_model_id.clone();
         if self.config.cold_start_timeout.is_zero() {
@@ -231,31 +314,111 @@ impl Gateway {
             if tokio::time::timeout_at(deadline, published.changed()).await.is_err() {
                 return Err(GatewayError::NoReadyReplica(id));
             }
-            let current = self.endpoint(name)?;
-            if let Some((ix, model)) =
-                current.models.iter().enumerate().find(|(_, m)| m.deployed_model_id == id)
-            {
-                if let Some(replica) = route::pick_replica(&model.replicas, start).cloned() {
-                    return Ok((current.clone(), ix, replica));
-                }
-            } else {
-                return Err(GatewayError::NoTraffic(name.to_string()));
+            let model = self.current_model(name, &id)?;
+            if !model.replicas.is_empty() {
+                return Ok(model);
             }
+        }
+    }
+
+    /// A deployed model of an endpoint in the current snapshot.
+    fn current_model(&self, name: &str, id: &str) -> Result<Arc<ModelRoute>, GatewayError> {
+        self.endpoint(name)?
+            .models
+            .iter()
+            .find(|m| m.deployed_model_id == id)
+            .cloned()
+            .ok_or_else(|| GatewayError::NoTraffic(name.to_string()))
+    }
+
+    /// A slot on a replica of `model` below its concurrency limit: at once, or after waiting in
+    /// the deployed model's queue (bounded in length and by the request timeout) for a request to
+    /// finish or for more replicas.
+    async fn admit(
+        &self,
+        name: &str,
+        model: Arc<ModelRoute>,
+    ) -> Result<(Arc<ModelRoute>, Slot), GatewayError> {
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let try_admit = |model: &ModelRoute| match route::admit(
+            &model.replicas,
+            start,
+            model.concurrency,
+            std::time::Instant::now(),
+        ) {
+            Admission::Go(in_flight) => Ok(Some(Slot::new(in_flight, model.stats.clone()))),
+            Admission::Full => Ok(None),
+            Admission::NoReplica => Err(GatewayError::NoReadyReplica(model.deployed_model_id.clone())),
+        };
+        if let Some(slot) = try_admit(&model)? {
+            return Ok((model, slot));
+        }
+        let id = model.deployed_model_id.clone();
+        let stats = model.stats.clone();
+        let ahead = stats.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Decrement(&stats.queued);
+        if usize::try_from(ahead).unwrap_or(usize::MAX) >= self.config.max_queued {
+            return Err(GatewayError::Overloaded(id));
+        }
+        let mut published = self.published.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut model = model;
+        loop {
+            let freed = stats.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = try_admit(&model)? {
+                return Ok((model, slot));
+            }
+            let woken = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = freed => {}
+                    _ = published.changed() => {}
+                }
+            });
+            if woken.await.is_err() {
+                return Err(GatewayError::Overloaded(id));
+            }
+            // More replicas may have become ready.
+            model = self.current_model(name, &id)?;
+        }
+    }
+
+    /// Sends a request to a replica of a deployed model picked by the traffic split. When the
+    /// replica refuses the connection (nothing was sent), it is left out for a moment and the
+    /// request goes once to another ready replica.
+    async fn send(
+        &self,
+        name: &str,
+        route: Arc<EndpointRoute>,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Sent, GatewayError> {
+        let model = self.select(name, route).await?;
+        let (model, slot) = self.admit(name, model).await?;
+        match self.forward(&model, &slot, content_type, body.clone()).await {
+            Err(GatewayError::Unreachable(id, why)) => {
+                slot.in_flight.replica().eject(std::time::Instant::now(), REFUSED_EJECTION);
+                tracing::warn!(deployed_model = %id, replica = %slot.in_flight.replica().address, error = %why,
+                    "replica refused the connection; retrying on another");
+                drop(slot);
+                let (model, slot) = self.admit(name, model).await?;
+                let response = self.forward(&model, &slot, content_type, body).await?;
+                Ok(Sent { model, response, _slot: slot })
+            }
+            Ok(response) => Ok(Sent { model, response, _slot: slot }),
+            Err(e) => Err(e),
         }
     }
 
     async fn forward(
         &self,
         model: &ModelRoute,
-        replica: &Arc<Replica>,
+        slot: &Slot,
         content_type: &str,
         body: Bytes,
     ) -> Result<reqwest::Response, GatewayError> {
-        let _in_flight = replica.begin();
-        model.stats.requests.fetch_add(1, Ordering::Relaxed);
-        model.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _counted = Decrement(&model.stats.in_flight);
-        let url = format!("http://{}{}", replica.address, model.predict_route);
+        let url = format!("http://{}{}", slot.in_flight.replica().address, model.predict_route);
         self.client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -264,10 +427,13 @@ impl Gateway {
             .send()
             .await
             .map_err(|e| {
+                let id = model.deployed_model_id.clone();
                 if e.is_timeout() {
-                    GatewayError::Timeout(model.deployed_model_id.clone(), self.config.timeout)
+                    GatewayError::Timeout(id, self.config.timeout)
+                } else if e.is_connect() {
+                    GatewayError::Unreachable(id, e.to_string())
                 } else {
-                    GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string())
+                    GatewayError::Upstream(id, e.to_string())
                 }
             })
     }
@@ -282,6 +448,7 @@ impl Gateway {
         let started = Instant::now();
         let endpoint = req.endpoint.to_string();
         let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
+        let request_bytes = req.body.len();
         let result = self.authorized(accounts, req).await;
         let (code, deployed_model) = match &result {
             Ok(f) => (f.status, f.deployed_model_id.as_str()),
@@ -292,7 +459,24 @@ impl Gateway {
         if !matches!(&result, Err(GatewayError::UnknownEndpoint(_))) {
             self.metrics.history.prediction(&endpoint, code, took);
         }
+        let reached = match &result {
+            Ok(f) => Some(f.deployed_model_id.as_str()),
+            Err(e) => e.deployed_model(),
+        };
+        if let Some(id) = reached
+            && self.access_logging(&endpoint, id)
+        {
+            let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
+            access_log(&endpoint, id, code, took, request_bytes, response_bytes);
+        }
         result
+    }
+
+    /// Whether a deployed model has `enableAccessLogging`.
+    fn access_logging(&self, endpoint: &str, deployed_model_id: &str) -> bool {
+        self.snapshot().endpoints.get(endpoint).is_some_and(|route| {
+            route.models.iter().any(|m| m.deployed_model_id == deployed_model_id && m.access_logging)
+        })
     }
 
     async fn authorized(
@@ -330,23 +514,13 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Forwarded, GatewayError> {
         check_predict_body(&body)?;
-        let (route, ix, replica) = self.select(name, route).await?;
-        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
-        let response = self.forward(model, &replica, "application/json", body).await?;
-        let status = response.status().as_u16();
-        let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
-        if !(200..300).contains(&status) {
-            return Ok(Forwarded {
-                status,
-                content_type,
-                body: bytes,
-                deployed_model_id: model.deployed_model_id.clone(),
-            });
+        let sent = self.send(name, route, "application/json", body).await?;
+        let model = sent.model.clone();
+        let answer = sent.read().await?;
+        if !(200..300).contains(&answer.status) {
+            return Ok(answer);
         }
+        let (status, retry_after, bytes) = (answer.status, answer.retry_after, answer.body);
         let mut answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
             GatewayError::Upstream(
                 model.deployed_model_id.clone(),
@@ -369,6 +543,7 @@ impl Gateway {
         Ok(Forwarded {
             status,
             content_type: Some("application/json".into()),
+            retry_after,
             body,
             deployed_model_id: model.deployed_model_id.clone(),
         })
@@ -383,16 +558,7 @@ impl Gateway {
         content_type: &str,
         body: Bytes,
     ) -> Result<Forwarded, GatewayError> {
-        let (route, ix, replica) = self.select(name, route).await?;
-        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
-        let response = self.forward(model, &replica, content_type, body).await?;
-        let status = response.status().as_u16();
-        let content_type = header_text(&response, reqwest::header::CONTENT_TYPE);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| GatewayError::Upstream(model.deployed_model_id.clone(), e.to_string()))?;
-        Ok(Forwarded { status, content_type, body, deployed_model_id: model.deployed_model_id.clone() })
+        self.send(name, route, content_type, body).await?.read().await
     }
 }
 
@@ -403,6 +569,28 @@ impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// One access-log line (`enableAccessLogging`): who answered, how and how fast; never the
+/// payload. Target `platform::access`, so that it can be filtered or routed on its own.
+fn access_log(
+    endpoint: &str,
+    deployed_model: &str,
+    status: u16,
+    took: Duration,
+    request_bytes: usize,
+    response_bytes: usize,
+) {
+    tracing::info!(
+        target: "platform::access",
+        endpoint,
+        deployed_model,
+        status,
+        latency_ms = took.as_secs_f64() * 1000.0,
+        request_bytes,
+        response_bytes,
+        "prediction"
+    );
 }
 
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -432,5 +620,206 @@ mod tests {
         assert!(check_predict_body(br#"{"instances": []}"#).unwrap_err().to_string().contains("empty"));
         assert!(check_predict_body(br#"{"inputs": []}"#).unwrap_err().to_string().contains("instances"));
         assert!(check_predict_body(b"nope").is_err());
+    }
+
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+
+    use api::Coded;
+    use axum::http::{HeaderMap, StatusCode};
+
+    const ENDPOINT: &str = "projects/p/locations/l/endpoints/e";
+
+    /// A model server: `/slow` answers once the test lets it through `gate`; `/busy` is a
+    /// runtime at its own limit (429 with `Retry-After: 7`).
+    async fn upstream(gate: Arc<tokio::sync::Semaphore>) -> SocketAddr {
+        let app = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::post(move || async move {
+                    let _ = gate.acquire().await.map(|p| p.forget());
+                    axum::Json(serde_json::json!({"predictions": [1]}))
+                }),
+            )
+            .route(
+                "/busy",
+                axum::routing::post(|| async {
+                    let headers = HeaderMap::from_iter([
+                        (axum::http::header::RETRY_AFTER, "7".parse().unwrap()),
+                        (axum::http::header::CONTENT_TYPE, "application/json".parse().unwrap()),
+                    ]);
+                    (StatusCode::TOO_MANY_REQUESTS, headers, r#"{"error": "busy"}"#)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// A gateway with one public endpoint of one deployed model (with `enableAccessLogging`
+    /// when `access_logging`: only the test that captures the log turns it on, as `tracing`
+    /// caches whether a call site is wanted at its first use).
+    fn gateway(
+        max_queued: usize,
+        route: &str,
+        concurrency: usize,
+        replicas: &[SocketAddr],
+        access_logging: bool,
+    ) -> Gateway {
+        let g = Gateway::new(
+            GatewayConfig {
+                timeout: Duration::from_secs(20),
+                cold_start_timeout: Duration::ZERO,
+                max_queued,
+            },
+            Metrics::new(),
+        );
+        let model = ModelRoute {
+            deployed_model_id: "7".into(),
+            model: "projects/p/locations/l/models/m".into(),
+            model_version_id: "1".into(),
+            model_display_name: "m".into(),
+            predict_route: route.into(),
+            replicas: replicas.iter().map(|a| Arc::new(Replica::new(*a))).collect(),
+            concurrency,
+            access_logging,
+            stats: g.stats("7"),
+        };
+        let endpoint = EndpointRoute {
+            project: "p".into(),
+            access: Access::Public,
+            models: vec![Arc::new(model)],
+            split: vec![(0, 100)],
+        };
+        g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(endpoint))].into() });
+        g
+    }
+
+    async fn accounts() -> Arc<Accounts> {
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
+        Arc::new(Accounts::new(
+            store,
+            crate::auth::token::TokenKeys::from_secret(&[7; 32]),
+            Duration::from_secs(60),
+        ))
+    }
+
+    async fn predict(g: &Gateway, accounts: &Accounts) -> Result<Forwarded, GatewayError> {
+        let req = PredictRequest {
+            endpoint: ENDPOINT,
+            raw: false,
+            private_listener: false,
+            credentials: Credentials::Header(None),
+            content_type: Some("application/json"),
+            body: Bytes::from_static(br#"{"instances": [[1]]}"#),
+        };
+        g.serve(accounts, req).await
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Captures what `tracing` writes, as JSON lines.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_concurrency_limit_and_the_queue_callers_get_429_with_retry_after() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let addr = upstream(gate.clone()).await;
+        let g = Arc::new(gateway(1, "/slow", 1, &[addr], true));
+        let accounts = accounts().await;
+        let stats = g.stats("7");
+        let spawn = || {
+            let (g, accounts) = (g.clone(), accounts.clone());
+            tokio::spawn(async move { predict(&g, &accounts).await })
+        };
+        // One request on the replica (its limit), one in the queue: the next is refused at once.
+        let first = spawn();
+        until("the first request on the replica", || stats.in_flight.load(Ordering::Relaxed) == 1).await;
+        let second = spawn();
+        until("the second request in the queue", || stats.queued.load(Ordering::Relaxed) == 1).await;
+        let refused = predict(&g, &accounts).await.unwrap_err();
+        assert!(matches!(refused, GatewayError::Overloaded(_)), "{refused}");
+        assert_eq!((refused.http_status(), refused.retry_after()), (429, Some(1)));
+        assert!(refused.to_string().contains("containerConcurrency"), "{refused}");
+        // Both held requests are answered once the replica is free.
+        gate.add_permits(2);
+        for held in [first, second] {
+            let answer = held.await.unwrap().unwrap();
+            assert_eq!(answer.status, 200);
+        }
+        assert_eq!((stats.queued.load(Ordering::Relaxed), stats.in_flight.load(Ordering::Relaxed)), (0, 0));
+
+        // A runtime's own 429 keeps its Retry-After and content type on the way out.
+        let busy = gateway(1, "/busy", 1, &[addr], true);
+        let answer = predict(&busy, &accounts).await.unwrap();
+        assert_eq!((answer.status, answer.retry_after.as_deref()), (429, Some("7")));
+        assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+
+        // enableAccessLogging: one line per prediction, without the payload.
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["target"] == "platform::access")
+            .collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let statuses: Vec<i64> = lines.iter().filter_map(|l| l["fields"]["status"].as_i64()).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+        let ok = lines.iter().find(|l| l["fields"]["status"] == 200).unwrap();
+        assert_eq!(ok["fields"]["endpoint"], ENDPOINT);
+        assert_eq!(ok["fields"]["deployed_model"], "7");
+        assert_eq!(ok["fields"]["request_bytes"], 20);
+        assert!(ok["fields"]["response_bytes"].as_u64().unwrap() > 0 && ok["fields"]["latency_ms"].is_f64());
+        assert!(!text.contains("instances"), "no payload in the access log: {text}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_on_another_replica_which_then_takes_the_traffic() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let live = upstream(gate).await;
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let g = gateway(10, "/slow", 10, &[dead, live], false);
+        let accounts = accounts().await;
+        for _ in 0..4 {
+            assert_eq!(predict(&g, &accounts).await.unwrap().status, 200);
+        }
+        let route = g.endpoint(ENDPOINT).unwrap();
+        let replicas = &route.models[0].replicas;
+        let now = std::time::Instant::now();
+        assert!(replicas[0].is_ejected(now) && !replicas[1].is_ejected(now));
+        // With no replica left to take it, the caller is told to come back.
+        let g = gateway(10, "/slow", 10, &[dead], false);
+        for _ in 0..2 {
+            let err = predict(&g, &accounts).await.unwrap_err();
+            assert_eq!((err.http_status(), err.retry_after()), (503, Some(1)), "{err}");
+        }
     }
 }

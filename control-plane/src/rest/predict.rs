@@ -36,6 +36,9 @@ pub async fn serve(
     if let Some(ct) = forwarded.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(header::CONTENT_TYPE, ct);
     }
+    if let Some(after) = forwarded.retry_after.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::RETRY_AFTER, after);
+    }
     if let Ok(v) = HeaderValue::from_str(&endpoint.endpoint_id) {
         h.insert("x-vertex-ai-endpoint-id", v);
     }

@@ -103,7 +103,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     let gateway = Arc::new(Gateway::new(
-        GatewayConfig { timeout: config.predict_timeout, cold_start_timeout: config.cold_start_timeout },
+        GatewayConfig {
+            timeout: config.predict_timeout,
+            cold_start_timeout: config.cold_start_timeout,
+            max_queued: config.max_queued_requests,
+        },
         metrics.clone(),
     ));
     let wake = Wake::default();

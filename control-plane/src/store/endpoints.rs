@@ -119,6 +119,9 @@ pub struct DeploymentSpec {
     pub enable_access_logging: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_container_logging: bool,
+    /// Requests one replica is given at once (`containerConcurrency`); the default when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_concurrency: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
