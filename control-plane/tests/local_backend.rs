@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use control_plane::backend::local::replica_dir;
 use control_plane::backend::{
-    Backend, BackendError, DeploymentStatus, Local, LocalConfig, ReplicaState, Resources,
+    Backend, BackendError, DeploymentStatus, Drain, Drainer, Local, LocalConfig, ReplicaState, Resources,
 };
 use control_plane::machine::{Catalog, MachineType};
 use control_plane::manifests::{EnvVar, ModelContainerSpec, RenderConfig, RenderInput, render};
@@ -43,6 +44,18 @@ fn config(data_dir: &Path) -> LocalConfig {
     cfg.backoff_max = Duration::from_secs(2);
     cfg.max_grace = Some(Duration::from_secs(5));
     cfg
+}
+
+/// Records the drains the backend asks for, and whether the replica still listened then.
+#[derive(Default)]
+struct Drains(Mutex<Vec<(SocketAddr, bool)>>);
+
+#[async_trait::async_trait]
+impl Drain for Drains {
+    async fn drain(&self, address: SocketAddr, _grace: Duration) {
+        let listening = tokio::net::TcpStream::connect(address).await.is_ok();
+        self.0.lock().unwrap().push((address, listening));
+    }
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -245,16 +258,28 @@ async fn runtime_replicas_serve_predictions_and_come_back_after_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_a_changed_template_replace_replicas_without_downtime() {
     let dir = tempfile::tempdir().unwrap();
-    let local = Local::new(config(dir.path())).await.unwrap();
+    let drains = Arc::new(Drains::default());
+    let mut cfg = config(dir.path());
+    cfg.drain = Some(Drainer(drains.clone()));
+    let local = Local::new(cfg).await.unwrap();
     let mut deployment = mlp_deployment("scale", 2);
     let name = name_of(&deployment);
     local.apply(&deployment).await.unwrap();
-    wait_settled(&local, &name, 2).await;
+    let two = wait_settled(&local, &name, 2).await;
     assert_eq!(local.list().await.unwrap(), vec![name.clone()]);
 
     local.scale(&name, 1).await.unwrap();
     let one = wait_settled(&local, &name, 1).await;
     assert_eq!(one.desired, 1);
+    // The replica that went was drained first, while it still served (before SIGTERM).
+    let gone: Vec<SocketAddr> =
+        two.ready_addresses().into_iter().filter(|a| !one.ready_addresses().contains(a)).collect();
+    let drained = wait_for("the drain", Duration::from_secs(20), || async {
+        let d = drains.0.lock().unwrap().clone();
+        if d.is_empty() { Err("none yet".to_string()) } else { Ok(d) }
+    })
+    .await;
+    assert_eq!(drained, vec![(gone[0], true)]);
     local.scale(&name, 3).await.unwrap();
     let three = wait_settled(&local, &name, 3).await;
     assert_eq!(local.allocated(), Resources { cpu_millis: 750, memory_bytes: 3 << 30 });

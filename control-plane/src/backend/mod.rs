@@ -85,6 +85,25 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Who must let go of a replica before it is stopped: the gateway, which stops routing to it
+/// and waits for its requests in flight. A backend calls it before SIGTERM (the drain).
+#[async_trait]
+pub trait Drain: Send + Sync {
+    /// Returns once nothing is sent to `address` any more and its requests in flight finished,
+    /// or after `grace`.
+    async fn drain(&self, address: SocketAddr, grace: std::time::Duration);
+}
+
+/// A [`Drain`] in a backend's settings.
+#[derive(Clone)]
+pub struct Drainer(pub std::sync::Arc<dyn Drain>);
+
+impl fmt::Debug for Drainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Drainer")
+    }
+}
+
 /// Which log lines of a deployment to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRequest {

@@ -562,6 +562,38 @@ impl Gateway {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::backend::Drain for Gateway {
+    /// Leaves the replica at `address` out of routing (for the grace period and a little more,
+    /// by when the controller's tables no longer have it) and waits until its requests in flight
+    /// are answered, or the grace period ends.
+    async fn drain(&self, address: std::net::SocketAddr, grace: Duration) {
+        let now = std::time::Instant::now();
+        let replicas: Vec<Arc<Replica>> = self
+            .snapshot()
+            .endpoints
+            .values()
+            .flat_map(|e| e.models.iter())
+            .flat_map(|m| m.replicas.iter())
+            .filter(|r| r.address == address)
+            .cloned()
+            .collect();
+        for r in &replicas {
+            r.eject(now, grace + REFUSED_EJECTION);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while replicas.iter().any(|r| r.outstanding() > 0) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        if !replicas.is_empty() {
+            tracing::debug!(replica = %address, waited = ?now.elapsed(), "drained");
+        }
+    }
+}
+
+/// How often a drain looks whether the replica's requests are answered.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// Decrements a counter when dropped.
 struct Decrement<'a>(&'a std::sync::atomic::AtomicU64);
 
@@ -796,6 +828,42 @@ mod tests {
         assert_eq!(ok["fields"]["request_bytes"], 20);
         assert!(ok["fields"]["response_bytes"].as_u64().unwrap() > 0 && ok["fields"]["latency_ms"].is_f64());
         assert!(!text.contains("instances"), "no payload in the access log: {text}");
+    }
+
+    #[tokio::test]
+    async fn a_replica_being_stopped_takes_no_new_requests_and_is_let_go_when_its_own_are_answered() {
+        use crate::backend::Drain;
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let addr = upstream(gate.clone()).await;
+        let g = Arc::new(gateway(10, "/slow", 10, &[addr], false));
+        let accounts = accounts().await;
+        let held = {
+            let (g, accounts) = (g.clone(), accounts.clone());
+            tokio::spawn(async move { predict(&g, &accounts).await })
+        };
+        let stats = g.stats("7");
+        until("the request on the replica", || stats.in_flight.load(Ordering::Relaxed) == 1).await;
+        let drained = {
+            let g = g.clone();
+            tokio::spawn(async move { g.drain(addr, Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!drained.is_finished(), "the drain waits for the request in flight");
+        let err = predict(&g, &accounts).await.unwrap_err();
+        assert_eq!(err.http_status(), 503, "no new request goes to a draining replica: {err}");
+        gate.add_permits(1);
+        assert_eq!(held.await.unwrap().unwrap().status, 200, "the request in flight is answered");
+        drained.await.unwrap();
+        // A request that does not finish holds the drain for the grace period only.
+        let g = Arc::new(gateway(10, "/slow", 10, &[addr], false));
+        let _stuck = {
+            let (g, accounts) = (g.clone(), accounts.clone());
+            tokio::spawn(async move { predict(&g, &accounts).await })
+        };
+        until("the stuck request", || g.stats("7").in_flight.load(Ordering::Relaxed) == 1).await;
+        tokio::time::timeout(Duration::from_secs(10), g.drain(addr, Duration::from_millis(200)))
+            .await
+            .expect("the drain ends with the grace period");
     }
 
     #[tokio::test]

@@ -70,6 +70,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let artifacts = ArtifactStore::open(&config.artifact_store())
         .await
         .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
+    let metrics = Metrics::new();
+    let gateway = Arc::new(Gateway::new(
+        GatewayConfig {
+            timeout: config.predict_timeout,
+            cold_start_timeout: config.cold_start_timeout,
+            max_queued: config.max_queued_requests,
+        },
+        metrics.clone(),
+    ));
     let render = config.render_config()?;
     let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
     {
@@ -80,6 +89,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             local.allow_host_processes = config.allow_host_processes;
             local.host_process_annotation = render.label(crate::manifests::HOST_PROCESS_ANNOTATION);
             local.container_run_args = config.container_run_args.clone();
+            local.drain = Some(crate::backend::Drainer(gateway.clone()));
             local.nvidia_smi = config.nvidia_smi.clone();
             // Keys kept outside the data directory are no replica's business either.
             local.private_paths =
@@ -101,15 +111,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let metrics = Metrics::new();
-    let gateway = Arc::new(Gateway::new(
-        GatewayConfig {
-            timeout: config.predict_timeout,
-            cold_start_timeout: config.cold_start_timeout,
-            max_queued: config.max_queued_requests,
-        },
-        metrics.clone(),
-    ));
     let wake = Wake::default();
     let accounts = Arc::new(Accounts::new(store.clone(), keys, config.token_ttl));
     let runtime_image = {

@@ -106,6 +106,9 @@ pub struct LocalConfig {
     pub die_with_parent: bool,
     /// A replica log larger than this is rotated to `.log.1` when the replica (re)starts.
     pub max_log_bytes: u64,
+    /// Told before a replica is stopped, so that it leaves routing and its requests in flight
+    /// finish before SIGTERM (the gateway); the grace period bounds both together.
+    pub drain: Option<super::Drainer>,
 }
 
 impl LocalConfig {
@@ -156,6 +159,7 @@ impl LocalConfig {
             max_grace: None,
             die_with_parent: true,
             max_log_bytes: 16 << 20,
+            drain: None,
         }
     }
 }

@@ -338,6 +338,9 @@ async fn supervise(rep: Arc<Replica>, ctx: Arc<Ctx>) {
 }
 
 /// Starts the replica's process and restarts it with backoff until asked to stop.
+/// The time SIGTERM still gets when draining took the whole grace period.
+const DRAIN_OVERRUN: Duration = Duration::from_secs(2);
+
 async fn run(rep: &Arc<Replica>, ctx: &Arc<Ctx>, held: &Held, stop: &mut watch::Receiver<bool>) {
     let cfg = &ctx.cfg;
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
@@ -407,7 +410,15 @@ async fn run(rep: &Arc<Replica>, ctx: &Arc<Ctx>, held: &Held, stop: &mut watch::
                 let grace = cfg.max_grace.map_or(rep.launch.grace, |m| m.min(rep.launch.grace));
                 let reason = match outcome {
                     Outcome::Stop => {
-                        terminate(rep, Some(&mut spawned), held, grace).await;
+                        // Out of routing first, SIGTERM once its requests are answered; the
+                        // grace period covers both, as a pod's preStop hook and SIGTERM share it
+                        // (and, as the kubelet, 2 s more for SIGTERM when the drain used it up).
+                        let draining = Instant::now();
+                        if let Some(drain) = &cfg.drain {
+                            drain.0.drain(rep.addr, grace).await;
+                        }
+                        let left = grace.saturating_sub(draining.elapsed()).max(DRAIN_OVERRUN.min(grace));
+                        terminate(rep, Some(&mut spawned), held, left).await;
                         break;
                     }
                     Outcome::Unhealthy(reason) => {
