@@ -171,6 +171,9 @@ pub const METRIC_CPU: &str = "aiplatform.googleapis.com/prediction/online/cpu/ut
 pub const METRIC_GPU: &str = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle";
 /// Autoscale on requests per minute per replica.
 pub const METRIC_REQUESTS: &str = "aiplatform.googleapis.com/prediction/online/request_count";
+/// Autoscale on requests in flight per replica, as the gateway measures them (an extension of
+/// this platform, like Knative's concurrency target).
+pub const METRIC_CONCURRENCY: &str = "concurrency";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -111,10 +111,11 @@ pub fn accelerator_type(value: &str) -> Result<String, FlagError> {
 }
 
 /// gcloud's keys for autoscaling metrics and the API's metric names.
-pub const METRIC_KEYS: [(&str, &str); 3] = [
+pub const METRIC_KEYS: [(&str, &str); 4] = [
     ("cpu-usage", api::METRIC_CPU),
     ("gpu-duty-cycle", api::METRIC_GPU),
     ("request-counts-per-minute", api::METRIC_REQUESTS),
+    ("concurrency", api::METRIC_CONCURRENCY),
 ];
 
 /// `--autoscaling-metric-specs cpu-usage=60,request-counts-per-minute=600`.

@@ -238,7 +238,8 @@ pub struct DeployArgs {
     /// Replicas at most (default: the minimum, and at least 1).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_replica_count: Option<i32>,
-    /// Metrics and targets to autoscale on: cpu-usage=60,gpu-duty-cycle=60,request-counts-per-minute=600.
+    /// Metrics and targets to autoscale on: cpu-usage=60,gpu-duty-cycle=60,request-counts-per-minute=600,
+    /// concurrency=10 (requests in flight per replica).
     #[arg(long, value_parser = metric_specs)]
     pub autoscaling_metric_specs: Option<::std::vec::Vec<api::AutoscalingMetricSpec>>,
     /// The endpoint's new traffic split; `0` is the model being deployed (default 0=100).

@@ -233,8 +233,9 @@ struct DeployPage {
     metrics: Vec<(&'static str, &'static str)>,
 }
 
-const METRICS: [(&str, &str); 3] = [
+const METRICS: [(&str, &str); 4] = [
     (api::METRIC_REQUESTS, "Requests per minute per replica"),
+    (api::METRIC_CONCURRENCY, "Requests in flight per replica"),
     (api::METRIC_CPU, "CPU utilisation (%)"),
     (api::METRIC_GPU, "GPU duty cycle (%)"),
 ];

@@ -3,6 +3,9 @@
 //! - Scale on request rate when the deployed model has the request-count metric (target:
 //!   requests per minute per replica): the rate over a stable window (60 s), or over a short
 //!   panic window (6 s) when that asks for at least twice the current replicas.
+//! - Scale on concurrency (target: requests in flight per replica, as the gateway counts them
+//!   with those queued or held for a replica) the same way, on its mean over the windows, as
+//!   Knative's autoscaler. With both, the larger count wins.
 //! - Up at once; down only to the highest count recommended during the scale-down delay, so a
 //!   short lull does not take replicas away (as the HorizontalPodAutoscaler's stabilization).
 //! - With `minReplicaCount` 0: to zero after the scale-down delay without requests; a request
@@ -54,6 +57,8 @@ pub struct Bounds {
     pub max: u32,
     /// Requests per minute per replica, when scaling on request rate.
     pub target_rpm: Option<u32>,
+    /// Requests in flight per replica, when scaling on concurrency.
+    pub target_concurrency: Option<u32>,
     /// CPU utilization in percent, when scaling on CPU.
     pub target_cpu: Option<u32>,
 }
@@ -65,6 +70,8 @@ const CPU_TOLERANCE: f64 = 0.1;
 #[derive(Debug, Default)]
 pub struct Autoscaler {
     samples: VecDeque<(Instant, u64)>,
+    /// Requests in flight, queued or held at each observation.
+    concurrency: VecDeque<(Instant, u64)>,
     recommendations: VecDeque<(Instant, u32)>,
     last_active: Option<Instant>,
 }
@@ -86,6 +93,10 @@ impl Autoscaler {
         {
             self.samples.pop_front();
         }
+        self.concurrency.push_back((now, seen.in_flight + seen.waiting));
+        while self.concurrency.front().is_some_and(|(t, _)| now.duration_since(*t) > tuning.stable_window) {
+            self.concurrency.pop_front();
+        }
         // Busy replicas are activity too, requests or not.
         let busy = bounds
             .target_cpu
@@ -99,14 +110,24 @@ impl Autoscaler {
             self.last_active = Some(now);
         }
         let max = bounds.max.max(bounds.min).max(1);
-        let wanted = match bounds.target_rpm {
-            Some(target) if target > 0 => {
-                let per = |rpm: f64| (rpm / f64::from(target)).ceil().min(f64::from(max)) as u32;
-                let stable = per(self.rate_per_minute(now, tuning.stable_window));
-                let panic = per(self.rate_per_minute(now, tuning.panic_window));
-                if panic >= current.saturating_mul(2).max(1) { stable.max(panic) } else { stable }
-            }
-            _ => match (bounds.target_cpu, seen.cpu_percent) {
+        // The stable window's count, or the panic window's when it asks for twice as many.
+        let windowed = |target: u32, measure: &dyn Fn(Duration) -> f64| {
+            let per = |value: f64| (value / f64::from(target)).ceil().min(f64::from(max)) as u32;
+            let stable = per(measure(tuning.stable_window));
+            let panic = per(measure(tuning.panic_window));
+            if panic >= current.saturating_mul(2).max(1) { stable.max(panic) } else { stable }
+        };
+        let by_rate = bounds
+            .target_rpm
+            .filter(|t| *t > 0)
+            .map(|t| windowed(t, &|window| self.rate_per_minute(now, window)));
+        let by_concurrency = bounds
+            .target_concurrency
+            .filter(|t| *t > 0)
+            .map(|t| windowed(t, &|window| self.mean_concurrency(now, window)));
+        let wanted = match by_rate.max(by_concurrency) {
+            Some(n) => n,
+            None => match (bounds.target_cpu, seen.cpu_percent) {
                 (Some(target), Some(used)) if target > 0 => {
                     let ratio = used / f64::from(target);
                     let from = current.max(1);
@@ -142,6 +163,17 @@ impl Autoscaler {
             return bounds.min;
         }
         stabilized.max(1).clamp(bounds.min, max)
+    }
+
+    /// Mean requests in flight (with those queued or held) over the last `window`.
+    fn mean_concurrency(&self, now: Instant, window: Duration) -> f64 {
+        let inside: Vec<u64> = self
+            .concurrency
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= window)
+            .map(|(_, n)| *n)
+            .collect();
+        if inside.is_empty() { 0.0 } else { inside.iter().sum::<u64>() as f64 / inside.len() as f64 }
     }
 
     /// Requests per minute over the last `window` (from the oldest sample inside it).
@@ -187,7 +219,7 @@ mod tests {
 
     #[test]
     fn request_rate_sets_replicas_up_at_once_and_down_after_the_delay() {
-        let b = Bounds { min: 1, max: 10, target_rpm: Some(600), target_cpu: None };
+        let b = Bounds { min: 1, max: 10, target_rpm: Some(600), target_concurrency: None, target_cpu: None };
         let (mut a, mut t, mut total, mut n) = (Autoscaler::default(), Instant::now(), 0, 1);
         run(&mut a, &mut t, &mut total, 600, 60, &mut n, b);
         assert_eq!(n, 1, "600 rpm fits one replica");
@@ -204,8 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn concurrency_sets_replicas_from_the_requests_in_flight() {
+        let b = Bounds { min: 1, max: 8, target_rpm: None, target_concurrency: Some(4), target_cpu: None };
+        let (mut a, mut t, mut n) = (Autoscaler::default(), Instant::now(), 1);
+        let step = |a: &mut Autoscaler, t: &mut Instant, n: &mut u32, in_flight: u64, secs: u32| {
+            for _ in 0..secs {
+                *t += Duration::from_secs(1);
+                *n = a.decide(*t, Observation { in_flight, ..Default::default() }, *n, b, tuning());
+            }
+        };
+        step(&mut a, &mut t, &mut n, 4, 60);
+        assert_eq!(n, 1, "4 in flight fit one replica at a target of 4");
+        step(&mut a, &mut t, &mut n, 20, 10);
+        assert!(n >= 4, "a burst scales up within seconds (panic window): {n}");
+        step(&mut a, &mut t, &mut n, 20, 60);
+        assert_eq!(n, 5, "20 in flight at 4 per replica");
+        step(&mut a, &mut t, &mut n, 12, 60);
+        assert_eq!(n, 5, "no scale-down within the delay");
+        step(&mut a, &mut t, &mut n, 12, 121);
+        assert_eq!(n, 3, "then the stable mean: ceil(12 / 4)");
+        // Requests held for a replica count too.
+        let held = Observation { waiting: 9, ..Default::default() };
+        assert_eq!(Autoscaler::default().decide(t, held, 1, b, tuning()), 3);
+    }
+
+    #[test]
     fn idle_models_with_min_zero_go_to_zero_and_demand_brings_one_back() {
-        let b = Bounds { min: 0, max: 3, target_rpm: None, target_cpu: None };
+        let b = Bounds { min: 0, max: 3, target_rpm: None, target_concurrency: None, target_cpu: None };
         let (mut a, mut t) = (Autoscaler::default(), Instant::now());
         let mut n = a.decide(t, Observation::default(), 1, b, tuning());
         assert_eq!(n, 1, "a new deployment keeps its replica for the delay");
@@ -220,13 +277,13 @@ mod tests {
         t += Duration::from_secs(1);
         n = a.decide(t, Observation { waiting: 1, ..Default::default() }, n, b, tuning());
         assert_eq!(n, 1, "a held request brings a replica");
-        let fixed = Bounds { min: 2, max: 2, target_rpm: None, target_cpu: None };
+        let fixed = Bounds { min: 2, max: 2, target_rpm: None, target_concurrency: None, target_cpu: None };
         assert_eq!(Autoscaler::default().decide(t, Observation::default(), 0, fixed, tuning()), 2);
     }
 
     #[test]
     fn cpu_scales_like_the_hpa_within_bounds_and_down_after_the_delay() {
-        let b = Bounds { min: 1, max: 6, target_rpm: None, target_cpu: Some(60) };
+        let b = Bounds { min: 1, max: 6, target_rpm: None, target_concurrency: None, target_cpu: Some(60) };
         let (mut a, mut t) = (Autoscaler::default(), Instant::now());
         // Busy replicas: requests keep coming, so the model is active.
         let mut requests = 0;

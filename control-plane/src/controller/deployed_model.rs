@@ -183,7 +183,9 @@ impl Controller {
         };
         let seen = Observation {
             requests: stats.requests.load(std::sync::atomic::Ordering::Relaxed),
-            in_flight: stats.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            // Requests queued for a slot on a replica are demand as much as those on one.
+            in_flight: stats.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+                + stats.queued.load(std::sync::atomic::Ordering::Relaxed),
             waiting: stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
             cpu_percent,
         };

@@ -39,6 +39,7 @@ pub fn plan(rendering: &Rendering, latest: Option<&Revision>, default_timeout: D
         min: rendering.compute.min_replicas,
         max: rendering.compute.max_replicas,
         target_rpm: target(api::METRIC_REQUESTS),
+        target_concurrency: target(api::METRIC_CONCURRENCY),
         target_cpu: target(api::METRIC_CPU),
     };
     let mut objects = rendering.rendered.clone();
@@ -52,7 +53,13 @@ pub fn plan(rendering: &Rendering, latest: Option<&Revision>, default_timeout: D
                     if let Some(n) =
                         rendering::replicas(&edited).filter(|n| Some(*n) != rendering::replicas(&objects))
                     {
-                        bounds = Bounds { min: n, max: n, target_rpm: None, target_cpu: None };
+                        bounds = Bounds {
+                            min: n,
+                            max: n,
+                            target_rpm: None,
+                            target_concurrency: None,
+                            target_cpu: None,
+                        };
                     }
                     objects = edited;
                 }

@@ -2,7 +2,7 @@
 //! bounds and autoscaling metrics. Pure; the API checks a deploy with it and the controller
 //! renders from it.
 
-use api::{AutoscalingMetricSpec, METRIC_CPU, METRIC_GPU, METRIC_REQUESTS};
+use api::{AutoscalingMetricSpec, METRIC_CONCURRENCY, METRIC_CPU, METRIC_GPU, METRIC_REQUESTS};
 
 use crate::machine::{Catalog, MachineType};
 use crate::store::DeploymentSpec;
@@ -91,9 +91,21 @@ pub fn resolve(spec: &DeploymentSpec, catalog: &Catalog) -> Result<Compute, Comp
     if max > MAX_REPLICAS {
         return fail(format!("maxReplicaCount {max} is above the limit of {MAX_REPLICAS}"));
     }
+    let concurrency = container_concurrency(spec);
+    if !(1..=MAX_CONTAINER_CONCURRENCY).contains(&concurrency) {
+        return fail(format!(
+            "containerConcurrency is {concurrency}; it must be 1 to {MAX_CONTAINER_CONCURRENCY} requests per replica \
+             (default {DEFAULT_CONTAINER_CONCURRENCY})"
+        ));
+    }
     let mut autoscaling = Vec::new();
     for spec in metrics {
-        let target = if spec.target == 0 { DEFAULT_TARGET } else { spec.target };
+        let target = match (spec.target, spec.metric_name.as_str()) {
+            // Knative's default: 70% of what a replica may take at once.
+            (0, METRIC_CONCURRENCY) => (concurrency * 7 + 9) / 10,
+            (0, _) => DEFAULT_TARGET,
+            (t, _) => t,
+        };
         match spec.metric_name.as_str() {
             METRIC_CPU => {}
             METRIC_GPU if machine.accelerator.is_none() => {
@@ -104,31 +116,31 @@ pub fn resolve(spec: &DeploymentSpec, catalog: &Catalog) -> Result<Compute, Comp
             }
             METRIC_GPU => {}
             METRIC_REQUESTS => {}
+            METRIC_CONCURRENCY if target > concurrency => {
+                return fail(format!(
+                    "autoscaling target {target} for {METRIC_CONCURRENCY} is above containerConcurrency {concurrency}: \
+                     a replica never has more requests in flight; lower the target or raise containerConcurrency"
+                ));
+            }
+            METRIC_CONCURRENCY => {}
             other => {
                 return fail(format!(
-                    "autoscaling metric `{other}` is not supported; use {METRIC_CPU}, {METRIC_GPU} or {METRIC_REQUESTS}"
+                    "autoscaling metric `{other}` is not supported; use {METRIC_CPU}, {METRIC_GPU}, {METRIC_REQUESTS} or {METRIC_CONCURRENCY}"
                 ));
             }
         }
-        let percent = spec.metric_name != METRIC_REQUESTS;
+        let percent = ![METRIC_REQUESTS, METRIC_CONCURRENCY].contains(&spec.metric_name.as_str());
         if target < 1 || (percent && target > 100) {
             return fail(format!(
                 "autoscaling target {target} for {} is out of range ({})",
                 spec.metric_name,
-                if percent { "1 to 100 percent" } else { "at least 1 request per minute" }
+                if percent { "1 to 100 percent" } else { "at least 1" }
             ));
         }
         if autoscaling.iter().any(|(name, _)| name == &spec.metric_name) {
             return fail(format!("autoscaling metric {} is given twice", spec.metric_name));
         }
         autoscaling.push((spec.metric_name.clone(), target));
-    }
-    let concurrency = container_concurrency(spec);
-    if !(1..=MAX_CONTAINER_CONCURRENCY).contains(&concurrency) {
-        return fail(format!(
-            "containerConcurrency is {concurrency}; it must be 1 to {MAX_CONTAINER_CONCURRENCY} requests per replica \
-             (default {DEFAULT_CONTAINER_CONCURRENCY})"
-        ));
     }
     Ok(Compute { machine, min_replicas: min as u32, max_replicas: max as u32, autoscaling, concurrency })
 }
@@ -210,6 +222,12 @@ mod tests {
         }
         let one = DeploymentSpec { container_concurrency: Some(1), ..Default::default() };
         assert_eq!(resolve(&one, &catalog).unwrap().concurrency, 1);
+        // The concurrency target defaults to 70% of containerConcurrency and stays below it.
+        let c = resolve(&dm("e2-small", 1, 3, &[(METRIC_CONCURRENCY, 0)]), &catalog).unwrap();
+        assert_eq!(c.autoscaling, [(METRIC_CONCURRENCY.to_string(), 56)]);
+        let mut over = dm("e2-small", 1, 3, &[(METRIC_CONCURRENCY, 20)]);
+        over.container_concurrency = Some(10);
+        assert!(resolve(&over, &catalog).unwrap_err().0.contains("above containerConcurrency 10"));
     }
 
     #[test]
