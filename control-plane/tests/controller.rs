@@ -281,6 +281,39 @@ async fn a_deploy_finishes_once_its_replicas_are_ready_and_routed() {
 }
 
 #[tokio::test]
+async fn the_gateway_gets_the_concurrency_limit_and_unmeasurable_metrics_are_refused() {
+    let p = platform(Duration::from_secs(600)).await;
+    let op = p.deploy("mlp", "1", &[]).await;
+    p.pass().await;
+    let done = p.operation(&op).await.response.unwrap();
+    assert_eq!(done["deployedModel"]["containerConcurrency"], 80, "Cloud Run's default, shown");
+    let table = p.gateway.snapshot();
+    assert_eq!(table.endpoints[&endpoint_name().to_string()].models[0].concurrency, 80);
+
+    // Nothing measures the GPU duty cycle here: refused, with what to use instead.
+    let req = api::DeployModelRequest {
+        deployed_model: api::DeployedModel {
+            model: "mlp".into(),
+            dedicated_resources: Some(api::DedicatedResources {
+                machine_spec: api::MachineSpec { machine_type: "g2-standard-4".into(), ..Default::default() },
+                min_replica_count: 1,
+                max_replica_count: 2,
+                autoscaling_metric_specs: vec![api::AutoscalingMetricSpec {
+                    metric_name: api::METRIC_GPU.into(),
+                    target: 60,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        traffic_split: Default::default(),
+    };
+    let err = p.endpoints.deploy(&admin(), &endpoint_name(), &req).await.unwrap_err();
+    assert_eq!(api::Coded::http_status(&err), 400);
+    assert!(err.to_string().contains("needs the kubernetes backend"), "{err}");
+}
+
+#[tokio::test]
 async fn a_crashing_deploy_fails_with_the_replicas_output_and_gives_its_traffic_back() {
     let p = platform(Duration::ZERO).await;
     p.deploy("mlp", "1", &[]).await;
