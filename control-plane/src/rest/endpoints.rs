@@ -129,7 +129,9 @@ pub async fn delete(
     params(("project" = String, Path), ("location" = String, Path),
         ("endpoint" = String, Path, description = "`{id}:deployModel`, `{id}:undeployModel` or `{id}:mutateDeployedModel`")),
     request_body = api::DeployModelRequest,
-    responses((status = 200, body = api::Operation), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
+    responses((status = 200, body = api::Operation), (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody),
+        (status = 429, description = "`:predict`, `:rawPredict`: every replica serves its `containerConcurrency` requests and the deployed model's queue is full; retry after `Retry-After` seconds (a model server's own 429 passes through with its `Retry-After`)", body = api::ErrorBody),
+        (status = 503, description = "`:predict`, `:rawPredict`: no ready replica yet; retry after `Retry-After` seconds", body = api::ErrorBody)))]
 pub async fn post_verb(
     State(app): State<AppState>,
     Path((project, location, segment)): Path<(String, String, String)>,
