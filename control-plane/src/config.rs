@@ -266,6 +266,12 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
 
+    /// How long the controllers' lead lasts unless renewed (a Lease on the kubernetes backend, a
+    /// PostgreSQL advisory lock otherwise): when the leading API process stops, another takes
+    /// over within this time. It is renewed every third of it.
+    #[arg(long, env = "PLATFORM_LEADER_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_lease_duration: Duration,
+
     /// How often the controller checks replicas without being asked.
     #[arg(long, env = "PLATFORM_RECONCILE_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
     pub reconcile_period: Duration,

@@ -3,6 +3,9 @@
 //! Each test is a story of a deployed model: a deploy that succeeds, one that crashes, a
 //! restart of the platform, an undeploy while deploying, an edited revision and a rollback.
 
+#[allow(dead_code)] // the fake serves other tests too
+mod fake_kube;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,9 @@ use std::time::Duration;
 use api::{Access, Code, Role};
 use async_trait::async_trait;
 use control_plane::auth::Caller;
+use control_plane::backend::kubernetes::lease::LeaseLock;
 use control_plane::backend::{Backend, BackendError, DeploymentStatus, ReplicaState, ReplicaStatus};
+use control_plane::controller::leader::{self, LEASE_NAME, Lead, Leadership};
 use control_plane::controller::{Controller, ControllerConfig, Mode, Wake};
 use control_plane::endpoints::Endpoints;
 use control_plane::gateway::{Gateway, GatewayConfig};
@@ -111,6 +116,8 @@ struct Platform {
     registry: Arc<Registry>,
     controller: Controller,
     gateway: Arc<Gateway>,
+    /// Whether this platform's controller leads (it does unless a test elects).
+    lead: Lead,
     _artifacts: tempfile::TempDir,
 }
 
@@ -175,9 +182,11 @@ impl Platform {
             autoscale: Default::default(),
             mode: Mode::Full,
         };
+        let lead = Lead::new(true);
         let controller =
-            Controller::new(store.clone(), backend.clone(), gateway.clone(), config, wake, Metrics::new());
-        Platform { store, backend, endpoints, registry, controller, gateway, _artifacts: artifacts_dir }
+            Controller::new(store.clone(), backend.clone(), gateway.clone(), config, wake, Metrics::new())
+                .led_by(lead.clone());
+        Platform { store, backend, endpoints, registry, controller, gateway, lead, _artifacts: artifacts_dir }
     }
 
     async fn upload(&self, model_id: &str) {
@@ -408,4 +417,66 @@ async fn an_edited_revision_runs_and_a_rollback_restores_the_rendering() {
     let revisions = p.store.list_revisions(&EndpointKey::new("p", "l", "ep"), "1").await.unwrap();
     let sources: Vec<RevisionSource> = revisions.iter().map(|r| r.source).collect();
     assert_eq!(sources, [RevisionSource::Rendered, RevisionSource::Edited, RevisionSource::Rollback]);
+}
+
+/// Two API replicas on one database and one cluster: both run a controller, the Lease elects one.
+#[tokio::test]
+async fn of_two_controllers_only_the_leader_acts_and_the_other_takes_over_when_it_dies() {
+    let cluster = fake_kube::FakeCluster::start(|_, _, _| None).await;
+    let url = format!("http://{}", cluster.address).parse().unwrap();
+    let client = kube::Client::try_from(kube::Config::new(url)).unwrap();
+    let lease = Duration::from_secs(2);
+    let first = platform(Duration::from_secs(600)).await;
+    let second =
+        Platform::start(first.store.clone(), Arc::new(ScriptedBackend::default()), Duration::from_secs(600))
+            .await;
+    let mut keepers = Vec::new();
+    for (p, who) in [(&first, "api-0"), (&second, "api-1")] {
+        p.lead.set(false);
+        let claim: Arc<dyn Leadership> =
+            Arc::new(LeaseLock::new(client.clone(), "ml", LEASE_NAME, who, lease));
+        let (lead, forever) = (p.lead.clone(), std::future::pending::<()>());
+        keepers.push(tokio::spawn(leader::keep(claim, lead, lease / 4, || {}, forever)));
+    }
+    let one_leads = || async {
+        for _ in 0..50 {
+            if first.lead.leads() != second.lead.leads() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no single leader: {} {}", first.lead.leads(), second.lead.leads());
+    };
+    one_leads().await;
+    let (leader, follower, leader_keeper) =
+        if first.lead.leads() { (&first, &second, 0) } else { (&second, &first, 1) };
+
+    leader.backend.behave(Behaviour::Starting);
+    follower.backend.behave(Behaviour::Ready);
+    let op = leader.deploy("mlp", "1", &[]).await;
+    for _ in 0..2 {
+        leader.pass().await;
+        follower.pass().await;
+    }
+    assert!(leader.backend.replicas_of(&deployment("1")).is_some(), "the leader applies");
+    assert!(follower.backend.names().is_empty(), "the other controller applies nothing");
+
+    // The leader dies without giving the Lease up: the other takes over once it lapses.
+    keepers[leader_keeper].abort();
+    let died = std::time::Instant::now();
+    while !follower.lead.leads() {
+        assert!(died.elapsed() < lease * 3, "nobody took over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    follower.pass().await;
+    follower.pass().await;
+    assert_eq!(follower.backend.replicas_of(&deployment("1")), Some(1), "the new leader runs the deploy");
+    let done = follower.operation(&op).await;
+    assert!(done.done && done.error.is_none(), "the deploy is not lost: {done:?}");
+    let revisions = follower.store.list_revisions(&EndpointKey::new("p", "l", "ep"), "1").await.unwrap();
+    assert_eq!(revisions.len(), 1, "nor doubled");
+    let lease_object = cluster
+        .object("/apis/coordination.k8s.io/v1/namespaces/ml/leases/platform-controller")
+        .expect("the Lease");
+    assert_eq!(lease_object["spec"]["leaseTransitions"], 1, "{lease_object}");
 }

@@ -267,7 +267,7 @@ async fn an_admins_host_process_serves_predictions() {
         command.extend(extra.iter().map(|s| s.to_string()));
         json!({"modelId": id, "model": {"displayName": id, "containerSpec": {
             "imageUri": "example.com/custom-server:1", "command": command, "hostProcess": true,
-            "predictRoute": "/score", "healthRoute": "/ping", "deploymentTimeout": "4s"}}})
+            "predictRoute": "/score", "healthRoute": "/ping", "deploymentTimeout": "120s"}}})
     };
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("custom", &[]))).await;
     p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(json!({"displayName": "c"})))
@@ -293,8 +293,9 @@ async fn an_admins_host_process_serves_predictions() {
     assert_eq!(status, 504, "{answer}");
     assert_eq!(answer["error"]["status"], "DEADLINE_EXCEEDED");
 
-    // A server that exits at once: the deploy fails after its timeout, says why, and leaves
-    // the endpoint as it was.
+    // A server that exits at once: the deploy fails after its replica crashed
+    // --deploy-max-restarts times (long before its timeout), says why, and leaves the endpoint
+    // as it was.
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("broken", &["--fail"]))).await;
     let mut bad = body.clone();
     bad["deployedModel"]["model"] = json!("broken");
@@ -302,7 +303,8 @@ async fn an_admins_host_process_serves_predictions() {
     let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(bad)).await;
     let done = p.wait(&op).await;
     let message = done["error"]["message"].as_str().unwrap_or_default();
-    assert_eq!(done["error"]["status"], "DEADLINE_EXCEEDED", "{done}");
+    assert_eq!(done["error"]["status"], "FAILED_PRECONDITION", "{done}");
+    assert!(message.contains("crashed 3 times before it became ready"), "{message}");
     assert!(
         message.contains("cannot load the model (on purpose)"),
         "the replica's output is in the error: {message}"

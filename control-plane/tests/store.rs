@@ -56,6 +56,23 @@ async fn store_suite_on_postgres() {
     store.close().await;
 }
 
+/// Several platforms on one PostgreSQL: the advisory lock lets one controller lead; when its
+/// connection goes (the platform stops or dies), another takes the lock.
+#[tokio::test]
+async fn one_advisory_lock_holder_at_a_time_on_postgres() {
+    let url = common::fresh_postgres("platform_leader_test").await;
+    let key = control_plane::controller::leader::ADVISORY_LOCK_KEY;
+    let first = store::AdvisoryLock::new(&url, key).expect("first");
+    let second = store::AdvisoryLock::new(&url, key).expect("second");
+    assert!(first.try_hold().await.expect("first claims"));
+    assert!(!second.try_hold().await.expect("second claims"), "held by the first");
+    assert!(first.try_hold().await.expect("first renews"), "its connection still holds it");
+    first.release().await;
+    assert!(second.try_hold().await.expect("second claims again"), "free once the first is gone");
+    assert!(!first.try_hold().await.expect("first claims again"));
+    assert!(store::AdvisoryLock::new("postgres://u@127.0.0.1:1/db", key).unwrap().try_hold().await.is_err());
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_works_for_throwaway_use() {
     let store = store::open("sqlite::memory:").await.expect("open an in-memory store");

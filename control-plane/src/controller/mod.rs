@@ -11,6 +11,7 @@
 
 pub mod autoscale;
 mod deployed_model;
+pub mod leader;
 pub mod revision;
 pub mod rollout;
 pub mod routing;
@@ -92,6 +93,8 @@ pub struct Controller {
     autoscalers: Mutex<HashMap<String, Autoscaler>>,
     /// The endpoint objects (Ingress, NetworkPolicy) last applied, by endpoint id.
     endpoint_objects: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Whether this controller leads (acts) or only publishes routes.
+    lead: leader::Lead,
 }
 
 impl Controller {
@@ -113,7 +116,14 @@ impl Controller {
             replicas: Mutex::new(HashMap::new()),
             autoscalers: Mutex::new(HashMap::new()),
             endpoint_objects: tokio::sync::Mutex::new(HashMap::new()),
+            lead: leader::Lead::new(true),
         }
+    }
+
+    /// Acts only while `lead` says so (kept by [`leader::keep`]); publishes routes otherwise.
+    pub fn led_by(mut self, lead: leader::Lead) -> Controller {
+        self.lead = lead;
+        self
     }
 
     /// Reconciles until `shutdown` resolves.
@@ -134,7 +144,7 @@ impl Controller {
 
     /// One pass over every deployed model and endpoint.
     pub async fn reconcile(&self) -> Result<(), ControllerError> {
-        if self.config.mode == Mode::RouteOnly {
+        if self.config.mode == Mode::RouteOnly || !self.lead.leads() {
             return self.route_only().await;
         }
         // Operations first: a service records a deployed model before its operation, so every

@@ -16,6 +16,7 @@ use crate::auth::{Accounts, first_admin};
 use crate::backend::{Backend, Kubernetes, Local, LocalConfig};
 use crate::config::{BackendKind, ServeConfig, ServeRole};
 use crate::console::{self, Console, SessionLimits};
+use crate::controller::leader::{self, Lead, Leadership, Sole};
 use crate::controller::{Controller, ControllerConfig, Mode, Wake};
 use crate::endpoints::Endpoints;
 use crate::gateway::{Gateway, GatewayConfig};
@@ -24,6 +25,7 @@ use crate::manifests::RenderConfig;
 use crate::operations::Operations;
 use crate::registry::{ArtifactStore, Registry};
 use crate::rest::{self, App};
+use crate::store::AdvisoryLock;
 use crate::telemetry::Metrics;
 
 /// Runs the platform until SIGTERM or Ctrl-C.
@@ -80,6 +82,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     let render = config.render_config()?;
+    let identity = leader_identity();
+    let mut claim: Arc<dyn Leadership> = Arc::new(Sole);
+    if config.database_url().starts_with("postgres") {
+        claim = Arc::new(AdvisoryLock::new(&config.database_url(), leader::ADVISORY_LOCK_KEY)?);
+    }
     let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
     {
         BackendKind::Local => {
@@ -107,11 +114,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 .await
                 .context("cannot start the kubernetes backend")?;
             let render = k8s.render_config().clone();
+            // Several API replicas on a cluster: the Lease decides which controller acts.
+            claim = Arc::new(k8s.lease(leader::LEASE_NAME, &identity, config.leader_lease_duration));
             (Arc::new(k8s), render, None)
         }
     };
 
     let wake = Wake::default();
+    let lead = Lead::new(false);
     let accounts = Arc::new(Accounts::new(store.clone(), keys, config.token_ttl));
     let runtime_image = {
         let render = render.clone();
@@ -173,33 +183,46 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         println!("  {}", admin.token);
     }
 
-    let controller = Arc::new(Controller::new(
-        store.clone(),
-        backend.clone(),
-        gateway,
-        ControllerConfig {
-            period: config.reconcile_period,
-            deploy_timeout: config.deploy_timeout,
-            max_deploy_restarts: config.deploy_max_restarts,
-            render,
-            catalog,
-            mode: match config.role {
-                ServeRole::All => Mode::Full,
-                ServeRole::Api => Mode::NoRequestAutoscaling,
-                ServeRole::Gateway => Mode::RouteOnly,
+    let controller = Arc::new(
+        Controller::new(
+            store.clone(),
+            backend.clone(),
+            gateway,
+            ControllerConfig {
+                period: config.reconcile_period,
+                deploy_timeout: config.deploy_timeout,
+                max_deploy_restarts: config.deploy_max_restarts,
+                render,
+                catalog,
+                mode: match config.role {
+                    ServeRole::All => Mode::Full,
+                    ServeRole::Api => Mode::NoRequestAutoscaling,
+                    ServeRole::Gateway => Mode::RouteOnly,
+                },
+                autoscale: crate::controller::autoscale::Tuning {
+                    scale_down_delay: config.scale_down_delay,
+                    ..Default::default()
+                },
             },
-            autoscale: crate::controller::autoscale::Tuning {
-                scale_down_delay: config.scale_down_delay,
-                ..Default::default()
-            },
-        },
-        wake,
-        metrics,
-    ));
+            wake.clone(),
+            metrics,
+        )
+        .led_by(lead.clone()),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    if config.role != ServeRole::Gateway {
+        tracing::info!(claim = %claim.describe(), "controller leader election");
+        tokio::spawn(leader::keep(
+            claim,
+            lead,
+            config.leader_lease_duration / 3,
+            move || wake.wake(),
+            stopped(stop_rx.clone()),
+        ));
+    }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let sessions = SessionRecords::new(store.clone());
     if config.role != ServeRole::Gateway {
@@ -284,6 +307,17 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Who this process is in the controllers' election: the pod's (or machine's) name, made unique
+/// per start.
+fn leader_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "platform".into());
+    format!("{host}-{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub use endpoints::{
 pub use error::StoreError;
 pub use models::{DEFAULT_ALIAS, Model, ModelKey, ModelStore, ModelVersion};
 pub use operations::{GenericMetadata, Operation, OperationKind, OperationMetadata, OperationStore};
-pub use postgres::PostgresStore;
+pub use postgres::{AdvisoryLock, PostgresStore};
 pub use revisions::{Revision, RevisionSource, RevisionStore};
 pub use rules::new_numeric_id;
 pub use sessions::{SessionRecord, SessionStore};

@@ -40,3 +40,60 @@ const BEGIN_WRITE: &str = "BEGIN";
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
+
+/// A session-level advisory lock on its own connection: the controllers' claim when several
+/// platforms share one PostgreSQL. The lock lasts as long as the connection, so a platform that
+/// dies (even `kill -9`) gives it up when PostgreSQL notices the connection is gone.
+pub struct AdvisoryLock {
+    options: PgConnectOptions,
+    key: i64,
+    /// The connection, and whether it holds the lock.
+    held: tokio::sync::Mutex<Option<(sqlx::PgConnection, bool)>>,
+}
+
+impl AdvisoryLock {
+    /// The lock `key` on the database of `database_url`.
+    pub fn new(database_url: &str, key: i64) -> Result<AdvisoryLock> {
+        let options = PgConnectOptions::from_str(database_url)?;
+        Ok(AdvisoryLock { options, key, held: tokio::sync::Mutex::new(None) })
+    }
+
+    /// Takes the lock, or checks that its connection still holds it; whether it is held now.
+    pub async fn try_hold(&self) -> Result<bool> {
+        use sqlx::Connection;
+        let mut guard = self.held.lock().await;
+        if let Some((conn, true)) = guard.as_mut() {
+            if let Err(e) = conn.ping().await {
+                *guard = None;
+                return Err(e.into());
+            }
+            return Ok(true);
+        }
+        if guard.is_none() {
+            *guard = Some((sqlx::PgConnection::connect_with(&self.options).await?, false));
+        }
+        let Some((conn, held)) = guard.as_mut() else { return Ok(false) };
+        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+            .bind(self.key)
+            .fetch_one(conn)
+            .await
+        {
+            Ok(got) => {
+                *held = got;
+                Ok(got)
+            }
+            Err(e) => {
+                *guard = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Gives the lock up by closing its connection.
+    pub async fn release(&self) {
+        use sqlx::Connection;
+        if let Some((conn, _)) = self.held.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+}

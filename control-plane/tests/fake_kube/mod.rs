@@ -81,7 +81,11 @@ impl FakeCluster {
 }
 
 fn status(code: u16, message: &str) -> (u16, Value) {
-    let reason = if code == 404 { "NotFound" } else { "Invalid" };
+    let reason = match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        _ => "Invalid",
+    };
     (
         code,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}),
@@ -130,13 +134,22 @@ fn store(state: &mut State, method: &Method, path: &str, body: Option<Value>) ->
         ),
         Method::PATCH | Method::PUT | Method::POST => {
             let Some(mut object) = body else { return status(400, "no body") };
-            state.resource_version += 1;
-            object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
             let key = if *method == Method::POST {
                 format!("{path}/{}", object["metadata"]["name"].as_str().unwrap_or_default())
             } else {
                 path.to_string()
             };
+            // Optimistic concurrency: a create of what exists, or an update from a stale read,
+            // conflicts (what leader election relies on).
+            let stored = state.objects.get(&key).map(|o| o["metadata"]["resourceVersion"].clone());
+            let read = &object["metadata"]["resourceVersion"];
+            if (*method == Method::POST && stored.is_some())
+                || (*method == Method::PUT && !read.is_null() && stored.as_ref() != Some(read))
+            {
+                return status(409, &format!("{key} was changed or exists; read it again"));
+            }
+            state.resource_version += 1;
+            object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
             state.objects.insert(key, object.clone());
             (200, object)
         }

@@ -4,6 +4,7 @@
 //! it created by label.
 
 pub mod check;
+pub mod lease;
 pub mod status;
 pub mod watch;
 
@@ -74,6 +75,11 @@ impl Kubernetes {
         render.namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
         tracing::info!(namespace = %render.namespace, "kubernetes backend connected");
         Ok(Kubernetes::new(client, render))
+    }
+
+    /// The controllers' Lease in this backend's namespace, claimed as `identity`.
+    pub fn lease(&self, name: &str, identity: &str, duration: std::time::Duration) -> lease::LeaseLock {
+        lease::LeaseLock::new(self.client.clone(), &self.render.namespace, name, identity, duration)
     }
 
     /// How objects must be rendered for this backend (namespace, labels).
