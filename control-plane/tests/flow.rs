@@ -258,7 +258,15 @@ async fn the_whole_path_on_postgres_and_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_host_process_serves_predictions() {
     let dir = tempfile::tempdir().expect("dir");
-    let flags = ["--cpu-overcommit", "4", "--predict-timeout", "1s", "--allow-host-processes"];
+    let flags = [
+        "--cpu-overcommit",
+        "4",
+        "--predict-timeout",
+        "1s",
+        "--allow-host-processes",
+        "--max-queued-requests",
+        "0",
+    ];
     let p = start(&dir.path().join("data"), &flags, &[]).await;
     let python = common::system_python();
     let app = common::root().join("tests/apps/custom_server.py");
@@ -272,7 +280,7 @@ async fn an_admins_host_process_serves_predictions() {
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("custom", &[]))).await;
     p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(json!({"displayName": "c"})))
         .await;
-    let body = json!({"deployedModel": {"model": "custom",
+    let body = json!({"deployedModel": {"model": "custom", "containerConcurrency": 1,
         "dedicatedResources": {"machineSpec": {"machineType": "e2-micro"}, "minReplicaCount": 1}}});
     let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(body.clone())).await;
     let done = p.wait(&op).await;
@@ -287,11 +295,39 @@ async fn an_admins_host_process_serves_predictions() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["predictions"], json!([{"sum": 3, "by": "custom"}, {"sum": 7, "by": "custom"}]));
     assert_eq!(answer["modelDisplayName"], "custom");
-    let (status, answer) = p
-        .call("POST", &format!("{LOC}/endpoints/custom:predict"), Some(json!({"instances": ["slow"]})))
-        .await;
-    assert_eq!(status, 504, "{answer}");
+    // containerConcurrency 1 and no queue: while the replica works on a slow request (cut at the
+    // 1 s predict timeout: 504), another caller is told to come back (429 with Retry-After).
+    let predict = |instances: Value| {
+        p.http
+            .post(p.url(&format!("{LOC}/endpoints/custom:predict")))
+            .bearer_auth(&p.token)
+            .json(&json!({"instances": instances}))
+            .send()
+    };
+    let slow = predict(json!(["slow"]));
+    let others = async {
+        let mut seen = Vec::new();
+        for _ in 0..50 {
+            let r = predict(json!([[1]])).await.expect("predict");
+            let status = r.status().as_u16();
+            seen.push((status, r.headers().get("retry-after").cloned()));
+            if status == 429 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    };
+    let (slow, seen) = tokio::join!(slow, others);
+    let slow = slow.expect("slow predict");
+    assert_eq!(slow.status(), 504);
+    let answer: Value = slow.json().await.expect("json");
     assert_eq!(answer["error"]["status"], "DEADLINE_EXCEEDED");
+    let last = seen.last().expect("a request");
+    assert_eq!(last.0, 429, "{seen:?}");
+    assert_eq!(last.1.as_ref().and_then(|v| v.to_str().ok()), Some("1"), "{seen:?}");
+    let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/custom"), None).await;
+    assert_eq!(endpoint["deployedModels"][0]["containerConcurrency"], 1, "{endpoint}");
 
     // A server that exits at once: the deploy fails after its replica crashed
     // --deploy-max-restarts times (long before its timeout), says why, and leaves the endpoint
