@@ -124,8 +124,9 @@ pub struct ServeConfig {
     pub predict_timeout: Duration,
 
     /// How many predictions may wait per deployed model while each of its replicas serves its
-    /// `containerConcurrency` requests; more are answered 429 with `Retry-After`. A queued request
-    /// waits at most the predict timeout.
+    /// `containerConcurrency` requests (more are answered 429 with `Retry-After`; a queued request
+    /// waits at most the predict timeout), and how many may be held while it has no ready replica
+    /// (more are answered 503 with `Retry-After`).
     #[arg(long, env = "PLATFORM_MAX_QUEUED_REQUESTS", default_value_t = 100)]
     pub max_queued_requests: usize,
 

@@ -135,7 +135,8 @@ pub struct GatewayConfig {
     /// (scaled to zero, or starting); zero answers 503 at once.
     pub cold_start_timeout: Duration,
     /// How many requests may wait per deployed model while its replicas are at their
-    /// concurrency limit; more are answered 429.
+    /// concurrency limit (more are answered 429), and how many may be held while it has no
+    /// ready replica (more are answered 503).
     pub max_queued: usize,
 }
 
@@ -305,9 +306,13 @@ impl Gateway {
             return Err(GatewayError::NoReadyReplica(id));
         }
         let stats = model.stats.clone();
-        stats.waiting.fetch_add(1, Ordering::Relaxed);
+        let ahead = stats.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Decrement(&stats.waiting);
         self.demand.notify_one();
+        // Held requests are bounded in number as in time.
+        if usize::try_from(ahead).unwrap_or(usize::MAX) >= self.config.max_queued {
+            return Err(GatewayError::NoReadyReplica(id));
+        }
         let mut published = self.published.subscribe();
         let deadline = tokio::time::Instant::now() + self.config.cold_start_timeout;
         loop {
@@ -702,7 +707,7 @@ mod tests {
         let g = Gateway::new(
             GatewayConfig {
                 timeout: Duration::from_secs(20),
-                cold_start_timeout: Duration::ZERO,
+                cold_start_timeout: Duration::from_secs(20),
                 max_queued,
             },
             Metrics::new(),
@@ -864,6 +869,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), g.drain(addr, Duration::from_millis(200)))
             .await
             .expect("the drain ends with the grace period");
+    }
+
+    #[tokio::test]
+    async fn requests_held_for_a_cold_start_are_bounded_and_served_once_a_replica_is_ready() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let addr = upstream(gate).await;
+        let g = Arc::new(gateway(1, "/slow", 10, &[], false));
+        let accounts = accounts().await;
+        let held = {
+            let (g, accounts) = (g.clone(), accounts.clone());
+            tokio::spawn(async move { predict(&g, &accounts).await })
+        };
+        let stats = g.stats("7");
+        until("the request held for a replica", || stats.waiting.load(Ordering::Relaxed) == 1).await;
+        let err = predict(&g, &accounts).await.unwrap_err();
+        assert_eq!((err.http_status(), err.retry_after()), (503, Some(1)), "past the bound: {err}");
+        // The controller publishes a ready replica: the held request goes to it.
+        let mut route = (*g.endpoint(ENDPOINT).unwrap()).clone();
+        let mut model = (*route.models[0]).clone();
+        model.replicas = vec![Arc::new(Replica::new(addr))];
+        route.models = vec![Arc::new(model)];
+        g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(route))].into() });
+        assert_eq!(held.await.unwrap().unwrap().status, 200);
     }
 
     #[tokio::test]
