@@ -188,7 +188,6 @@ struct Slot {
 
 impl Slot {
     fn new(in_flight: InFlight, stats: Arc<ModelStats>) -> Slot {
-        stats.requests.fetch_add(1, Ordering::Relaxed);
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Slot { in_flight, stats }
     }
@@ -401,6 +400,7 @@ impl Gateway {
     ) -> Result<Sent, GatewayError> {
         let model = self.select(name, route).await?;
         let (model, slot) = self.admit(name, model).await?;
+        model.stats.requests.fetch_add(1, Ordering::Relaxed);
         match self.forward(&model, &slot, content_type, body.clone()).await {
             Err(GatewayError::Unreachable(id, why)) => {
                 slot.in_flight.replica().eject(std::time::Instant::now(), REFUSED_EJECTION);
