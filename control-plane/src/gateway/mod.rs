@@ -45,7 +45,7 @@ pub enum GatewayError {
     #[error("deployed model {0} could not be reached: {1}")]
     Unreachable(String, String),
     #[error(
-        "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once and the queue is full; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
+        "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once, and the queue is full or the wait in it ran out; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
     )]
     Overloaded(String),
     #[error("endpoint {0} is private: it is served only on the private listener (--private-listen)")]
