@@ -182,7 +182,8 @@ impl Controller {
         self.finish_orphaned(&operations, &deployed).await;
         let endpoints = self.store.list_all_endpoints().await?;
         self.reconcile_endpoint_objects(&endpoints).await;
-        self.publish(&endpoints, &deployed, &observed);
+        let names = self.model_names(&deployed).await;
+        self.publish(&endpoints, &deployed, &observed, &names);
         for (op, response) in succeeded {
             if let Err(e) = operations::succeed(&*self.store, &op, response).await {
                 tracing::warn!(operation = %op.operation_id, error = %e, "cannot finish the operation");
@@ -292,15 +293,40 @@ impl Controller {
             }
         }
         let endpoints = self.store.list_all_endpoints().await?;
-        self.publish(&endpoints, &deployed, &observed);
+        let names = self.model_names(&deployed).await;
+        self.publish(&endpoints, &deployed, &observed, &names);
         Ok(())
     }
 
     /// Swaps in a new routing table, and forgets what belonged to deployed models that are gone.
-    fn publish(&self, endpoints: &[Endpoint], deployed: &[DeployedModel], observed: &Observations) {
+    /// The display names of the models of `deployed`, one list per location.
+    async fn model_names(&self, deployed: &[DeployedModel]) -> routing::ModelNames {
+        let locations: HashSet<(&str, &str)> =
+            deployed.iter().map(|d| (d.project.as_str(), d.location.as_str())).collect();
+        let mut names = routing::ModelNames::new();
+        for (project, location) in locations {
+            match self.store.list_models(project, location).await {
+                Ok(models) => names.extend(models.into_iter().map(|m| (m.key().name(), m.display_name))),
+                Err(e) => {
+                    tracing::warn!(%project, %location, error = %e, "cannot list the models' display names")
+                }
+            }
+        }
+        names
+    }
+
+    fn publish(
+        &self,
+        endpoints: &[Endpoint],
+        deployed: &[DeployedModel],
+        observed: &Observations,
+        model_names: &routing::ModelNames,
+    ) {
         let table = {
             let mut pool = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
-            routing::routing_table(endpoints, deployed, observed, &mut pool, |id| self.gateway.stats(id))
+            routing::routing_table(endpoints, deployed, observed, model_names, &mut pool, |id| {
+                self.gateway.stats(id)
+            })
         };
         self.metrics.ready_replicas.reset();
         let mut ready_by_endpoint: HashMap<String, u32> =

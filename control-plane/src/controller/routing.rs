@@ -23,6 +23,10 @@ pub struct Observed {
 /// Observations by endpoint and deployed model id.
 pub type Observations = HashMap<(EndpointKey, String), Observed>;
 
+/// Display names of models by resource name: predictions answer with the model's, as Vertex's
+/// `modelDisplayName` does (a deployed model's own display name may differ).
+pub type ModelNames = HashMap<String, String>;
+
 /// Every endpoint with the deployed models that have ready replicas and its split.
 /// `replicas` holds the replicas of the previous table (their load counters carry over) and is
 /// left with those of this one; `stats` gives a deployed model's counters.
@@ -30,6 +34,7 @@ pub fn routing_table(
     endpoints: &[Endpoint],
     deployed: &[DeployedModel],
     observed: &Observations,
+    model_names: &ModelNames,
     replicas: &mut HashMap<SocketAddr, Arc<Replica>>,
     stats: impl Fn(&str) -> Arc<ModelStats>,
 ) -> RoutingTable {
@@ -51,11 +56,12 @@ pub fn routing_table(
                         replicas.entry(a).or_insert_with(|| Arc::new(Replica::new(a))).clone()
                     })
                     .collect();
+                let model = crate::store::ModelKey::new(&d.project, &d.location, &d.model_id).name();
                 Some(Arc::new(ModelRoute {
                     deployed_model_id: d.deployed_model_id.clone(),
-                    model: crate::store::ModelKey::new(&d.project, &d.location, &d.model_id).name(),
+                    model_display_name: model_names.get(&model).unwrap_or(&d.display_name).clone(),
+                    model,
                     model_version_id: d.version_id.to_string(),
-                    model_display_name: d.display_name.clone(),
                     predict_route: seen.predict_route.clone(),
                     replicas: ready,
                     concurrency: usize::try_from(container_concurrency(&d.spec)).unwrap_or(1).max(1),
@@ -140,7 +146,7 @@ mod tests {
         seen.insert((key.clone(), "c".into()), observed(&[(9004, true)]));
         let mut pool = HashMap::new();
         let stats = |_: &str| Arc::new(ModelStats::default());
-        let table = routing_table(&endpoints, &models, &seen, &mut pool, stats);
+        let table = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut pool, stats);
         let route = &table.endpoints[&key.name()];
         let ids: Vec<&str> = route.models.iter().map(|m| m.deployed_model_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
@@ -151,8 +157,27 @@ mod tests {
         // A replica keeps its counter in the next table; one that went away leaves the pool.
         let _busy = pool[&SocketAddr::from(([127, 0, 0, 1], 9001))].begin();
         seen.remove(&(key.clone(), "b".into()));
-        let table = routing_table(&endpoints, &models, &seen, &mut pool, stats);
+        let table = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut pool, stats);
         assert_eq!(table.endpoints[&key.name()].models[0].replicas[0].outstanding(), 1);
         assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn predictions_carry_the_models_display_name_not_the_deployed_models() {
+        let endpoints = [endpoint("e", &[("a", 100)])];
+        let models =
+            [DeployedModel { display_name: "canary".into(), ..deployed("e", "a", DesiredState::Deployed) }];
+        let mut seen = Observations::new();
+        seen.insert((endpoints[0].key(), "a".into()), observed(&[(9001, true)]));
+        let names = ModelNames::from([("projects/p/locations/l/models/m".to_string(), "fraud".to_string())]);
+        let stats = |_: &str| Arc::new(ModelStats::default());
+        let table = routing_table(&endpoints, &models, &seen, &names, &mut HashMap::new(), stats);
+        assert_eq!(table.endpoints[&endpoints[0].key().name()].models[0].model_display_name, "fraud");
+        let table = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut HashMap::new(), stats);
+        let route = &table.endpoints[&endpoints[0].key().name()];
+        assert_eq!(
+            route.models[0].model_display_name, "canary",
+            "the deployed model's when the model is unknown"
+        );
     }
 }
