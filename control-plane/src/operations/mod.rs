@@ -304,6 +304,9 @@ pub fn to_api(op: &Operation) -> api::Operation {
 
 /// Fields of this platform's that are not in the message of the `@type` they sit in.
 const EXTENSIONS: &[(&str, &[&str])] = &[("Endpoint", &["access", "predictUri"])];
+/// Fields of this platform's in a `DeployedModel`, wherever one sits in a response
+/// (`deployedModel` of a deploy or mutation, `deployedModels` of an endpoint).
+const DEPLOYED_MODEL_EXTENSIONS: &[&str] = &["containerConcurrency"];
 
 /// An operation with only the fields of `google.longrunning.Operation` and of the messages its
 /// `metadata` and `response` name: without `progressPercent`, `progressMessage` and the other
@@ -324,6 +327,16 @@ pub fn proto_view(mut op: api::Operation) -> api::Operation {
         for (name, fields) in EXTENSIONS {
             if type_name.strip_prefix(api::TYPE_PREFIX) == Some(name) {
                 response.retain(|k, _| !fields.contains(&k.as_str()));
+            }
+        }
+        for (key, value) in response.iter_mut() {
+            let deployed_models = match (key.as_str(), value) {
+                ("deployedModel", dm) => std::slice::from_mut(dm),
+                ("deployedModels", Value::Array(dms)) => dms.as_mut_slice(),
+                _ => continue,
+            };
+            for dm in deployed_models.iter_mut().filter_map(Value::as_object_mut) {
+                dm.retain(|k, _| !DEPLOYED_MODEL_EXTENSIONS.contains(&k.as_str()));
             }
         }
     }
@@ -373,6 +386,18 @@ mod tests {
             json!({"@type": format!("{}Endpoint", api::TYPE_PREFIX), "name": "e", "displayName": "e"})
         );
         assert_eq!(proto["error"], json!({"code": 9, "message": "m"}));
+    }
+
+    #[test]
+    fn the_proto_view_leaves_out_deployed_model_extensions() {
+        let dm = json!({"id": "1", "containerConcurrency": 80});
+        let endpoint = json!({"name": "e", "deployedModels": [dm.clone()]});
+        let deployed = json!({"deployedModel": dm});
+        for (type_name, response) in [("Endpoint", endpoint), ("DeployModelResponse", deployed)] {
+            let op = finished(&loc(), OperationKind::DeployModel, "t", typed(type_name, response));
+            let proto = serde_json::to_string(&proto_view(to_api(&op))).unwrap();
+            assert!(proto.contains(r#""id":"1""#) && !proto.contains("containerConcurrency"), "{proto}");
+        }
     }
 
     #[test]
