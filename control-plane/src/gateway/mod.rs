@@ -4,6 +4,7 @@
 //! connections, adds which deployed model answered, and counts every prediction.
 
 pub mod route;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
