@@ -8,6 +8,7 @@ mod fake_kube;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use control_plane::auth::Caller;
 use control_plane::backend::kubernetes::lease::LeaseLock;
 use control_plane::backend::{Backend, BackendError, DeploymentStatus, ReplicaState, ReplicaStatus};
+use control_plane::controller::autoscale::Tuning;
 use control_plane::controller::leader::{self, LEASE_NAME, Lead, Leadership};
 use control_plane::controller::{Controller, ControllerConfig, Mode, Wake};
 use control_plane::endpoints::Endpoints;
@@ -145,6 +147,17 @@ impl Platform {
         backend: Arc<ScriptedBackend>,
         deploy_timeout: Duration,
     ) -> Platform {
+        Platform::start_as(store, backend, deploy_timeout, Mode::Full, Default::default()).await
+    }
+
+    /// A platform process in `mode` (a role of split roles) with the autoscaler's `tuning`.
+    async fn start_as(
+        store: Arc<dyn Store>,
+        backend: Arc<ScriptedBackend>,
+        deploy_timeout: Duration,
+        mode: Mode,
+        tuning: Tuning,
+    ) -> Platform {
         let artifacts_dir = tempfile::tempdir().unwrap();
         let artifacts = ArtifactStore::open(artifacts_dir.path().to_str().unwrap()).await.unwrap();
         let render = RenderConfig::default();
@@ -179,8 +192,8 @@ impl Platform {
             max_deploy_restarts: 3,
             render,
             catalog: Catalog::builtin(),
-            autoscale: Default::default(),
-            mode: Mode::Full,
+            autoscale: tuning,
+            mode,
         };
         let lead = Lead::new(true);
         let controller =
@@ -479,4 +492,89 @@ async fn of_two_controllers_only_the_leader_acts_and_the_other_takes_over_when_i
         .object("/apis/coordination.k8s.io/v1/namespaces/ml/leases/platform-controller")
         .expect("the Lease");
     assert_eq!(lease_object["spec"]["leaseTransitions"], 1, "{lease_object}");
+}
+
+/// Split roles on one database: an API process and a gateway process, with one cluster (the
+/// scripted backend) between them. The gateway's traffic, recorded in the database, scales the
+/// API's deployed model on request rate and to zero, and a request it holds brings a replica back.
+#[tokio::test]
+async fn split_roles_autoscale_on_the_gateways_traffic_and_wake_from_zero() {
+    let store = store::open("sqlite::memory:").await.unwrap();
+    let cluster = Arc::new(ScriptedBackend::default());
+    let tuning = Tuning {
+        stable_window: Duration::from_secs(10),
+        panic_window: Duration::from_secs(2),
+        scale_down_delay: Duration::from_secs(1),
+    };
+    let api =
+        Platform::start_as(store.clone(), cluster.clone(), Duration::from_secs(600), Mode::Api, tuning).await;
+    let gateway =
+        Platform::start_as(store.clone(), cluster.clone(), Duration::from_secs(600), Mode::RouteOnly, tuning)
+            .await;
+    api.upload("mlp").await;
+    api.create_endpoint().await;
+    let req = api::DeployModelRequest {
+        deployed_model: api::DeployedModel {
+            id: "1".into(),
+            model: "mlp".into(),
+            dedicated_resources: Some(api::DedicatedResources {
+                machine_spec: api::MachineSpec { machine_type: "e2-small".into(), ..Default::default() },
+                min_replica_count: 0,
+                max_replica_count: 4,
+                autoscaling_metric_specs: vec![api::AutoscalingMetricSpec {
+                    metric_name: api::METRIC_REQUESTS.into(),
+                    target: 60,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        traffic_split: [("0".to_string(), 100)].into(),
+    };
+    api.endpoints.deploy(&admin(), &endpoint_name(), &req).await.unwrap();
+    api.pass().await;
+    api.pass().await;
+    gateway.gateway.stats("1");
+    gateway.pass().await;
+    assert_eq!(
+        gateway.routes(),
+        [("1".to_string(), 1)],
+        "the gateway routes to what the API's controller runs"
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reporter = tokio::spawn(control_plane::gateway::traffic::report(
+        gateway.gateway.clone(),
+        store.clone(),
+        "gateway-0".into(),
+        Duration::from_millis(50),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let recorded = || tokio::time::sleep(Duration::from_millis(300));
+
+    // 600 requests through the gateway in a moment: the API's controller sees the rate.
+    gateway.gateway.stats("1").requests.fetch_add(600, Ordering::Relaxed);
+    recorded().await;
+    api.pass().await;
+    assert_eq!(cluster.replicas_of(&deployment("1")), Some(4), "scaled on the gateway's request rate");
+    gateway.pass().await;
+    assert_eq!(gateway.routes(), [("1".to_string(), 4)]);
+
+    // No more requests: to zero once the short windows forget them.
+    let quiet = std::time::Instant::now();
+    while cluster.replicas_of(&deployment("1")) != Some(0) {
+        assert!(quiet.elapsed() < Duration::from_secs(10), "never scaled to zero");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        api.pass().await;
+    }
+
+    // A request the gateway holds for want of a replica brings one back.
+    gateway.gateway.stats("1").waiting.fetch_add(1, Ordering::Relaxed);
+    recorded().await;
+    api.pass().await;
+    let woken = cluster.replicas_of(&deployment("1")).unwrap_or(0);
+    assert!(woken >= 1, "woken by the held request (to what the stable window still asks for)");
+    stop.send(()).unwrap();
+    reporter.await.unwrap();
 }

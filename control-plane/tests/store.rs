@@ -73,6 +73,22 @@ async fn one_advisory_lock_holder_at_a_time_on_postgres() {
     assert!(store::AdvisoryLock::new("postgres://u@127.0.0.1:1/db", key).unwrap().try_hold().await.is_err());
 }
 
+/// Split roles on PostgreSQL: what one process signals, another hears (LISTEN/NOTIFY).
+#[tokio::test]
+async fn signals_reach_the_other_processes_on_postgres() {
+    let url = common::fresh_postgres("platform_signal_test").await;
+    let api = store::open(&url).await.expect("api");
+    let gateway = store::open(&url).await.expect("gateway");
+    let mut demand = api.listen(Signal::Demand).await.expect("listen").expect("PostgreSQL carries signals");
+    let mut routes = gateway.listen(Signal::RoutesChanged).await.expect("listen").expect("signals");
+    gateway.notify(Signal::Demand).await.expect("notify");
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), demand.recv()).await;
+    assert_eq!(heard.expect("the demand is heard"), Some(()));
+    assert!(routes.try_recv().is_err(), "only the signal's own listeners hear it");
+    let sqlite = store::open("sqlite::memory:").await.unwrap();
+    assert!(sqlite.listen(Signal::Demand).await.unwrap().is_none(), "one process owns SQLite");
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_works_for_throwaway_use() {
     let store = store::open("sqlite::memory:").await.expect("open an in-memory store");
@@ -123,6 +139,29 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     revisions(store.clone()).await;
     artifacts(&*store).await;
     sessions(&*store).await;
+    gateway_traffic(&*store).await;
+}
+
+/// Gateways' counters are summed per deployed model; a gateway that stopped recording drops
+/// out; a gateway's new record replaces its old one.
+async fn gateway_traffic(store: &dyn Store) {
+    let at = |secs: i64| Timestamp::from_unix_micros(secs * 1_000_000).unwrap();
+    let t = |requests, in_flight, waiting| Traffic { requests, in_flight, waiting };
+    store
+        .record_traffic("gw-a", &[("1".into(), t(10, 1, 0)), ("2".into(), t(5, 0, 1))], at(100))
+        .await
+        .unwrap();
+    store.record_traffic("gw-b", &[("1".into(), t(7, 2, 0))], at(105)).await.unwrap();
+    let sums = store.traffic_since(at(95)).await.unwrap();
+    assert_eq!(sums.get("1"), Some(&t(17, 3, 0)));
+    assert_eq!(sums.get("2"), Some(&t(5, 0, 1)));
+    store.record_traffic("gw-a", &[("1".into(), t(12, 0, 0))], at(110)).await.unwrap();
+    let sums = store.traffic_since(at(95)).await.unwrap();
+    assert_eq!(sums.get("1"), Some(&t(19, 2, 0)));
+    assert_eq!(sums.get("2"), None, "gw-a's new record has no model 2");
+    let sums = store.traffic_since(at(108)).await.unwrap();
+    assert_eq!(sums.get("1"), Some(&t(12, 0, 0)), "gw-b stopped recording");
+    assert_eq!(store.traffic_since(at(95)).await.unwrap().get("1"), Some(&t(12, 0, 0)), "and was deleted");
 }
 
 fn model_key(id: &str) -> ModelKey {

@@ -165,14 +165,24 @@ impl Controller {
     /// The replica count to run now: the autoscaler's decision from what the gateway counted.
     async fn autoscale(&self, dm: &DeployedModel, name: &str, plan: &Plan) -> u32 {
         let at_least_one = plan.bounds.min.max(1);
-        if self.config.mode != Mode::Full || dm.desired_state == DesiredState::Deploying {
+        if self.config.mode == Mode::RouteOnly || dm.desired_state == DesiredState::Deploying {
             return at_least_one;
         }
         let current = match self.backend.status(name).await {
             Ok(s) => s.desired,
             Err(_) => at_least_one,
         };
-        let stats = self.gateway.stats(&dm.deployed_model_id);
+        let traffic = match self.config.mode {
+            Mode::Api => {
+                let shared = self.shared_traffic.lock().unwrap_or_else(|e| e.into_inner());
+                match shared.as_ref() {
+                    Some(all) => all.get(&dm.deployed_model_id).copied().unwrap_or_default(),
+                    // The gateways' counts could not be read: decide nothing on no data.
+                    None => return current.max(plan.bounds.min),
+                }
+            }
+            Mode::Full | Mode::RouteOnly => self.gateway.stats(&dm.deployed_model_id).counted(),
+        };
         let cpu_percent = match plan.bounds.target_cpu {
             Some(_) => self
                 .backend
@@ -182,11 +192,9 @@ impl Controller {
             None => None,
         };
         let seen = Observation {
-            requests: stats.requests.load(std::sync::atomic::Ordering::Relaxed),
-            // Requests queued for a slot on a replica are demand as much as those on one.
-            in_flight: stats.in_flight.load(std::sync::atomic::Ordering::Relaxed)
-                + stats.queued.load(std::sync::atomic::Ordering::Relaxed),
-            waiting: stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            requests: traffic.requests,
+            in_flight: traffic.in_flight,
+            waiting: traffic.waiting,
             cpu_percent,
         };
         let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());

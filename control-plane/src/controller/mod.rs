@@ -32,7 +32,13 @@ use crate::gateway::{Gateway, Replica};
 use crate::machine::Catalog;
 use crate::manifests::{self, RenderConfig};
 use crate::operations;
-use crate::store::{DeployedModel, DesiredState, Endpoint, Operation, OperationKind, Store, StoreError};
+use crate::store::{
+    DeployedModel, DesiredState, Endpoint, Operation, OperationKind, Signal, Store, StoreError, Timestamp,
+    Traffic,
+};
+
+/// Gateways that recorded no traffic for this long are taken to be gone.
+const TRAFFIC_FRESHNESS: Duration = Duration::from_secs(10);
 use crate::telemetry::Metrics;
 
 /// Wakes the controller early (after a service changed desired state).
@@ -65,9 +71,9 @@ pub struct ControllerConfig {
 pub enum Mode {
     /// Everything: apply, progress operations, autoscale on requests, publish routes.
     Full,
-    /// Everything but request-based autoscaling, which needs the traffic that a separate
-    /// gateway process sees (deployed models run at their minimum, at least one replica).
-    NoRequestAutoscaling,
+    /// Everything, with the traffic that separate gateway processes record in the database
+    /// (an API process of split roles); routing changes are signalled to the gateways.
+    Api,
     /// Only publish routes from the database and the backend (a gateway process).
     RouteOnly,
 }
@@ -95,6 +101,11 @@ pub struct Controller {
     endpoint_objects: tokio::sync::Mutex<HashMap<String, String>>,
     /// Whether this controller leads (acts) or only publishes routes.
     lead: leader::Lead,
+    /// In [`Mode::Api`]: the gateways' traffic as read at the start of this pass; `None` when
+    /// it could not be read (the counts then stay where they are).
+    shared_traffic: Mutex<Option<HashMap<String, Traffic>>>,
+    /// What the last published routing table looked like, to signal changes to gateways.
+    published: Mutex<String>,
 }
 
 impl Controller {
@@ -117,6 +128,8 @@ impl Controller {
             autoscalers: Mutex::new(HashMap::new()),
             endpoint_objects: tokio::sync::Mutex::new(HashMap::new()),
             lead: leader::Lead::new(true),
+            shared_traffic: Mutex::new(None),
+            published: Mutex::new(String::new()),
         }
     }
 
@@ -133,10 +146,18 @@ impl Controller {
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
+            // Only a gateway of this process has requests; in split roles the gateways'
+            // reporters take its demand (and signal it through the database).
+            let demanded = async {
+                match self.config.mode {
+                    Mode::Full => self.gateway.demanded().await,
+                    Mode::Api | Mode::RouteOnly => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = self.wake.0.notified() => {}
-                _ = self.gateway.demanded() => {}
+                _ = demanded => {}
                 _ = tokio::time::sleep(self.config.period) => {}
             }
         }
@@ -146,6 +167,17 @@ impl Controller {
     pub async fn reconcile(&self) -> Result<(), ControllerError> {
         if self.config.mode == Mode::RouteOnly || !self.lead.leads() {
             return self.route_only().await;
+        }
+        if self.config.mode == Mode::Api {
+            let since = Timestamp::from(time::OffsetDateTime::now_utc() - TRAFFIC_FRESHNESS);
+            let traffic = match self.store.traffic_since(since).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the gateways' traffic; replica counts stay");
+                    None
+                }
+            };
+            *self.shared_traffic.lock().unwrap_or_else(|e| e.into_inner()) = traffic;
         }
         // Operations first: a service records a deployed model before its operation, so every
         // operation listed here finds its deployed model in the list that follows.
@@ -183,7 +215,12 @@ impl Controller {
         let endpoints = self.store.list_all_endpoints().await?;
         self.reconcile_endpoint_objects(&endpoints).await;
         let names = self.model_names(&deployed).await;
-        self.publish(&endpoints, &deployed, &observed, &names);
+        if self.publish(&endpoints, &deployed, &observed, &names)
+            && self.config.mode == Mode::Api
+            && let Err(e) = self.store.notify(Signal::RoutesChanged).await
+        {
+            tracing::warn!(error = %e, "cannot signal a routing change; gateways see it on their next pass");
+        }
         for (op, response) in succeeded {
             if let Err(e) = operations::succeed(&*self.store, &op, response).await {
                 tracing::warn!(operation = %op.operation_id, error = %e, "cannot finish the operation");
@@ -298,7 +335,6 @@ impl Controller {
         Ok(())
     }
 
-    /// Swaps in a new routing table, and forgets what belonged to deployed models that are gone.
     /// The display names of the models of `deployed`, one list per location.
     async fn model_names(&self, deployed: &[DeployedModel]) -> routing::ModelNames {
         let locations: HashSet<(&str, &str)> =
@@ -315,13 +351,15 @@ impl Controller {
         names
     }
 
+    /// Swaps in a new routing table, and forgets what belonged to deployed models that are gone.
+    /// Whether the table routes differently from the last one.
     fn publish(
         &self,
         endpoints: &[Endpoint],
         deployed: &[DeployedModel],
         observed: &Observations,
         model_names: &routing::ModelNames,
-    ) {
+    ) -> bool {
         let table = {
             let mut pool = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
             routing::routing_table(endpoints, deployed, observed, model_names, &mut pool, |id| {
@@ -349,7 +387,12 @@ impl Controller {
             .map(|d| manifests::deployment_name(&d.endpoint_id, &d.deployed_model_id))
             .collect();
         self.autoscalers.lock().unwrap_or_else(|e| e.into_inner()).retain(|n, _| names.contains(n));
+        let print = routing::fingerprint(&table);
         self.gateway.publish(table);
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *published != print;
+        *published = print;
+        changed
     }
 }
 

@@ -84,6 +84,22 @@ pub fn routing_table(
     table
 }
 
+/// What `table` routes where (endpoints, access, splits, ready replicas), to tell whether a new
+/// table changed anything a gateway of another process should know.
+pub fn fingerprint(table: &RoutingTable) -> String {
+    let mut endpoints: Vec<(&String, &Arc<EndpointRoute>)> = table.endpoints.iter().collect();
+    endpoints.sort_by_key(|(name, _)| *name);
+    let mut out = String::new();
+    for (name, route) in endpoints {
+        out.push_str(&format!("{name} {:?} {:?}\n", route.access, route.split));
+        for m in &route.models {
+            let replicas: Vec<SocketAddr> = m.replicas.iter().map(|r| r.address).collect();
+            out.push_str(&format!("  {} {} {replicas:?}\n", m.deployed_model_id, m.predict_route));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,9 +173,13 @@ mod tests {
         // A replica keeps its counter in the next table; one that went away leaves the pool.
         let _busy = pool[&SocketAddr::from(([127, 0, 0, 1], 9001))].begin();
         seen.remove(&(key.clone(), "b".into()));
+        let before = fingerprint(&table);
         let table = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut pool, stats);
         assert_eq!(table.endpoints[&key.name()].models[0].replicas[0].outstanding(), 1);
         assert_eq!(pool.len(), 1);
+        assert_ne!(fingerprint(&table), before, "a model without replicas is a change to signal");
+        let again = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut pool, stats);
+        assert_eq!(fingerprint(&again), fingerprint(&table), "load is not");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! left out for a moment and the request goes once to another ready replica.
 
 pub mod route;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,13 +19,14 @@ use crate::console::{self, Console, SessionLimits};
 use crate::controller::leader::{self, Lead, Leadership, Sole};
 use crate::controller::{Controller, ControllerConfig, Mode, Wake};
 use crate::endpoints::Endpoints;
+use crate::gateway::traffic;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::machine::{Catalog, PriceTable};
 use crate::manifests::RenderConfig;
 use crate::operations::Operations;
 use crate::registry::{ArtifactStore, Registry};
 use crate::rest::{self, App};
-use crate::store::AdvisoryLock;
+use crate::store::{AdvisoryLock, Signal, Store};
 use crate::telemetry::Metrics;
 
 /// Runs the platform until SIGTERM or Ctrl-C.
@@ -187,7 +188,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Controller::new(
             store.clone(),
             backend.clone(),
-            gateway,
+            gateway.clone(),
             ControllerConfig {
                 period: config.reconcile_period,
                 deploy_timeout: config.deploy_timeout,
@@ -196,7 +197,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 catalog,
                 mode: match config.role {
                     ServeRole::All => Mode::Full,
-                    ServeRole::Api => Mode::NoRequestAutoscaling,
+                    ServeRole::Api => Mode::Api,
                     ServeRole::Gateway => Mode::RouteOnly,
                 },
                 autoscale: crate::controller::autoscale::Tuning {
@@ -215,6 +216,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     if config.role != ServeRole::Gateway {
         tracing::info!(claim = %claim.describe(), "controller leader election");
+        let wake = wake.clone();
         tokio::spawn(leader::keep(
             claim,
             lead,
@@ -222,6 +224,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             move || wake.wake(),
             stopped(stop_rx.clone()),
         ));
+    }
+    // Split roles: gateways record their traffic for the API's controller and signal a request
+    // that waits for a replica; the controller signals routing changes back.
+    match config.role {
+        ServeRole::Gateway => {
+            let period = std::time::Duration::from_secs(1);
+            let report = traffic::report(gateway, store.clone(), identity, period, stopped(stop_rx.clone()));
+            tokio::spawn(report);
+            wake_on(&store, Signal::RoutesChanged, wake).await?;
+        }
+        ServeRole::Api => wake_on(&store, Signal::Demand, wake).await?,
+        ServeRole::All => {}
     }
     let controller_task = tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let sessions = SessionRecords::new(store.clone());
@@ -307,6 +321,19 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Wakes the controller whenever another process on the database sends `signal`.
+async fn wake_on(store: &Arc<dyn Store>, signal: Signal, wake: Wake) -> anyhow::Result<()> {
+    let listening = store.listen(signal).await.context("cannot listen for the other processes' signals")?;
+    if let Some(mut signals) = listening {
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                wake.wake();
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Who this process is in the controllers' election: the pod's (or machine's) name, made unique

@@ -44,6 +44,7 @@ mod rules;
 mod sessions;
 mod sqlite;
 mod time;
+mod traffic;
 mod users;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,7 @@ pub use rules::new_numeric_id;
 pub use sessions::{SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use time::Timestamp;
+pub use traffic::{Signal, Signals, Traffic, TrafficStore};
 pub use users::{ApiToken, Membership, User, UserStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -99,7 +101,15 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>> {
 /// etag check.
 #[async_trait]
 pub trait Store:
-    UserStore + ModelStore + EndpointStore + OperationStore + RevisionStore + ArtifactIndex + SessionStore
+    UserStore
+    + ModelStore
+    + EndpointStore
+    + OperationStore
+    + RevisionStore
+    + ArtifactIndex
+    + SessionStore
+    + TrafficStore
+    + Signals
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -31,6 +31,37 @@ impl PostgresStore {
     }
 }
 
+#[async_trait::async_trait]
+impl super::Signals for PostgresStore {
+    async fn notify(&self, signal: super::Signal) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')").bind(signal.channel()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// LISTEN on a connection of its own, in a task that lives while the receiver does. A lost
+    /// connection is reopened (sqlx's listener does it on the next receive), and the receiver
+    /// then gets one signal, since some may have been missed meanwhile.
+    async fn listen(&self, signal: super::Signal) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(signal.channel()).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let received = listener.try_recv().await;
+                if let Err(e) = &received {
+                    tracing::warn!(channel = signal.channel(), error = %e, "lost the notification connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                // A full channel already holds a signal that is not yet taken.
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
+
 type Db = sqlx::Postgres;
 type ThisStore = PostgresStore;
 const BACKEND: &str = "postgres";

@@ -58,3 +58,15 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;
+
+#[async_trait::async_trait]
+impl super::Signals for SqliteStore {
+    /// SQLite belongs to one process (the data directory's lock): nobody else to tell.
+    async fn notify(&self, _signal: super::Signal) -> Result<()> {
+        Ok(())
+    }
+
+    async fn listen(&self, _signal: super::Signal) -> Result<Option<tokio::sync::mpsc::Receiver<()>>> {
+        Ok(None)
+    }
+}

@@ -69,6 +69,7 @@ mod models;
 mod operations;
 mod revisions;
 mod sessions;
+mod traffic;
 mod users;
 
 use async_trait::async_trait;
