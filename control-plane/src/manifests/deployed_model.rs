@@ -22,7 +22,6 @@ use super::objects::deployment::PodTemplate;
 use super::objects::{autoscaler, container, deployment, disruption, probes, security, service};
 use super::spec::{ModelContainerSpec, container_port};
 use crate::machine::MachineType;
-use runtime::fetch_policy::{ALLOW_HTTP_ENV, ALLOW_PRIVATE_ENV};
 
 /// Name of the serving container in every rendered pod.
 pub const CONTAINER_NAME: &str = "model";
@@ -198,14 +197,7 @@ fn pod_spec(input: &RenderInput, cfg: &RenderConfig) -> PodSpec {
         aip_env(input).iter().map(|(name, value)| container::env(name, value)).collect();
     env.extend(spec.env.iter().map(|v| container::env(&v.name, &v.value)));
     if image == cfg.runtime_image {
-        let policy = cfg.artifact_fetch;
-        for (name, allowed) in
-            [(ALLOW_HTTP_ENV, policy.allow_http), (ALLOW_PRIVATE_ENV, policy.allow_private)]
-        {
-            if allowed {
-                env.push(container::env(name, "true"));
-            }
-        }
+        env.extend(cfg.artifact_fetch.env().into_iter().map(|(name, value)| container::env(name, value)));
     }
 
     let readiness = match &spec.health_probe {
@@ -627,6 +619,23 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .contains_key(GPU_RESOURCE)
+        );
+    }
+
+    #[test]
+    fn a_relaxed_fetch_policy_reaches_the_runtime_and_only_the_runtime() {
+        let names = |r: &Rendered| env_of(r).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let strict = names(&render(&runtime_input(), &RenderConfig::default()));
+        assert!(!strict.iter().any(|n| n.starts_with("PLATFORM_ARTIFACT_")), "{strict:?}");
+        let artifact_fetch = runtime::fetch_policy::FetchPolicy { allow_http: true, allow_private: false };
+        let cfg = RenderConfig { artifact_fetch, ..RenderConfig::default() };
+        let env = env_of(&render(&runtime_input(), &cfg));
+        assert!(env.contains(&("PLATFORM_ARTIFACT_ALLOW_HTTP".into(), "true".into())), "{env:?}");
+        assert!(!env.iter().any(|(n, _)| n == "PLATFORM_ARTIFACT_ALLOW_PRIVATE_NETWORKS"));
+        let custom = names(&render(&custom_input(), &cfg));
+        assert!(
+            !custom.iter().any(|n| n.starts_with("PLATFORM_ARTIFACT_")),
+            "a custom server fetches its own way"
         );
     }
 
