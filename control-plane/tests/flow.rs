@@ -306,6 +306,9 @@ async fn an_admins_host_process_serves_predictions() {
     };
     let slow = predict(json!(["slow"]));
     let others = async {
+        // The slow request takes the replica's one slot first (it holds it for a second); sent
+        // together, a quick request could take it first and the slow one be refused instead.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut seen = Vec::new();
         for _ in 0..50 {
             let r = predict(json!([[1]])).await.expect("predict");
