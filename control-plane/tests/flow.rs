@@ -269,7 +269,7 @@ async fn an_admins_host_process_serves_predictions() {
     ];
     let p = start(&dir.path().join("data"), &flags, &[]).await;
     let python = common::system_python();
-    let app = common::root().join("tests/apps/custom_server.py");
+    let (_shared, app) = common::shared_custom_server();
     let upload = |id: &str, extra: &[&str]| {
         let mut command = vec![python.display().to_string(), app.display().to_string()];
         command.extend(extra.iter().map(|s| s.to_string()));
@@ -601,7 +601,7 @@ async fn cpu_autoscaling_adds_replicas_to_busy_servers() {
     let dir = tempfile::tempdir().expect("dir");
     let flags = ["--cpu-overcommit", "4", "--scale-down-delay", "3s", "--allow-host-processes"];
     let p = start(&dir.path().join("data"), &flags, &[]).await;
-    let app = common::root().join("tests/apps/custom_server.py");
+    let (_shared, app) = common::shared_custom_server();
     let command = [common::system_python().display().to_string(), app.display().to_string(), "--burn".into()];
     let model = json!({"modelId": "burner", "model": {"displayName": "burner", "containerSpec": {
         "imageUri": "example.com/burner:1", "command": command, "hostProcess": true}}});

@@ -186,3 +186,15 @@ pub fn with_database(url: &str, database: &str) -> String {
     };
     format!("{base}/{database}{query}")
 }
+
+/// tests/apps/custom_server.py copied where any user can read it: a host-process replica runs
+/// as a user of its own, which cannot read a checkout under a private directory (`mktemp -d`).
+pub fn shared_custom_server() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let path = dir.path().join("custom_server.py");
+    std::fs::copy(root().join("tests/apps/custom_server.py"), &path).expect("copy the app");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod app");
+    (dir, path)
+}
