@@ -45,6 +45,8 @@ pub enum GatewayError {
     Upstream(String, String),
     #[error("deployed model {0} could not be reached: {1}")]
     Unreachable(String, String),
+    #[error("deployed model {0} closed the connection before it answered: {1}")]
+    Broken(String, String),
     #[error(
         "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once, and the queue is full or the wait in it ran out; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
     )]
@@ -61,9 +63,10 @@ impl api::Coded for GatewayError {
             GatewayError::UnknownEndpoint(_) | GatewayError::Private(_) => Code::NotFound,
             GatewayError::BadRequest(_) => Code::InvalidArgument,
             GatewayError::NoTraffic(_) => Code::FailedPrecondition,
-            GatewayError::NoReadyReplica(_) | GatewayError::Upstream(..) | GatewayError::Unreachable(..) => {
-                Code::Unavailable
-            }
+            GatewayError::NoReadyReplica(_)
+            | GatewayError::Upstream(..)
+            | GatewayError::Unreachable(..)
+            | GatewayError::Broken(..) => Code::Unavailable,
             GatewayError::Overloaded(_) => Code::ResourceExhausted,
             GatewayError::Timeout(..) => Code::DeadlineExceeded,
             GatewayError::Auth(e) => e.code(),
@@ -73,7 +76,7 @@ impl api::Coded for GatewayError {
     fn http_status(&self) -> u16 {
         match self {
             GatewayError::NoTraffic(_) => 503,
-            GatewayError::Upstream(..) | GatewayError::Unreachable(..) => 502,
+            GatewayError::Upstream(..) | GatewayError::Unreachable(..) | GatewayError::Broken(..) => 502,
             GatewayError::Overloaded(_) => 429,
             _ => self.code().http_status(),
         }
@@ -92,14 +95,15 @@ impl GatewayError {
             | GatewayError::Timeout(id, _)
             | GatewayError::Upstream(id, _)
             | GatewayError::Unreachable(id, _)
+            | GatewayError::Broken(id, _)
             | GatewayError::Overloaded(id) => Some(id),
             _ => None,
         }
     }
 }
 
-/// How long a replica that refused a connection is left out of routing, unless the controller
-/// sees it fail and pass its readiness probe sooner (about one probe period).
+/// How long a replica that refused or dropped a connection is left out of routing, unless the
+/// controller sees it fail and pass its readiness probe sooner (about one probe period).
 const REFUSED_EJECTION: Duration = Duration::from_secs(5);
 
 /// One prediction request as it reached the platform.
@@ -390,8 +394,11 @@ impl Gateway {
     }
 
     /// Sends a request to a replica of a deployed model picked by the traffic split. When the
-    /// replica refuses the connection (nothing was sent), it is left out for a moment and the
-    /// request goes once to another ready replica.
+    /// replica refuses the connection (nothing was sent), or the connection breaks before any
+    /// answer came (the replica died: `kill -9`, a crash, the OOM killer), it is left out for a
+    /// moment and the request goes once to another ready replica. A prediction has no side
+    /// effects, so sending it again is safe; once only, so that a request that crashes replicas
+    /// takes down at most two.
     async fn send(
         &self,
         name: &str,
@@ -403,10 +410,10 @@ impl Gateway {
         let (model, slot) = self.admit(name, model).await?;
         model.stats.requests.fetch_add(1, Ordering::Relaxed);
         match self.forward(&model, &slot, content_type, body.clone()).await {
-            Err(GatewayError::Unreachable(id, why)) => {
+            Err(GatewayError::Unreachable(id, why) | GatewayError::Broken(id, why)) => {
                 slot.in_flight.replica().eject(std::time::Instant::now(), REFUSED_EJECTION);
                 tracing::warn!(deployed_model = %id, replica = %slot.in_flight.replica().address, error = %why,
-                    "replica refused the connection; retrying on another");
+                    "replica refused or dropped the connection; retrying on another");
                 drop(slot);
                 let (model, slot) = self.admit(name, model).await?;
                 let response = self.forward(&model, &slot, content_type, body).await?;
@@ -438,6 +445,8 @@ impl Gateway {
                     GatewayError::Timeout(id, self.config.timeout)
                 } else if e.is_connect() {
                     GatewayError::Unreachable(id, e.to_string())
+                } else if connection_broke(&e) {
+                    GatewayError::Broken(id, e.to_string())
                 } else {
                     GatewayError::Upstream(id, e.to_string())
                 }
@@ -629,6 +638,33 @@ fn access_log(
         response_bytes,
         "prediction"
     );
+}
+
+/// Whether a request failed because its connection closed or was reset before an answer came:
+/// the replica went away (a pooled keep-alive connection to a replica that was just killed, or
+/// the replica died while working on the request).
+fn connection_broke(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -918,5 +954,32 @@ mod tests {
             let err = predict(&g, &accounts).await.unwrap_err();
             assert_eq!((err.http_status(), err.retry_after()), (503, Some(1)), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_breaks_before_the_answer_is_retried_on_another_replica() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let live = upstream(gate).await;
+        // A replica that dies with the request: it reads it and closes the connection unanswered.
+        let dying = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dying_addr = dying.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut stream, _)) = dying.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+            }
+        });
+        let g = gateway(10, "/slow", 10, &[dying_addr, live], false);
+        let accounts = accounts().await;
+        for _ in 0..4 {
+            assert_eq!(predict(&g, &accounts).await.unwrap().status, 200);
+        }
+        let route = g.endpoint(ENDPOINT).unwrap();
+        assert!(route.models[0].replicas[0].is_ejected(std::time::Instant::now()));
+        // With no replica left to take it, the caller is told to come back.
+        let g = gateway(10, "/slow", 10, &[dying_addr], false);
+        let err = predict(&g, &accounts).await.unwrap_err();
+        assert_eq!((err.http_status(), err.retry_after()), (503, Some(1)), "{err}");
     }
 }
