@@ -5,8 +5,9 @@
 //!
 //! Overload: each replica is given at most its deployed model's `containerConcurrency`
 //! requests at once; more wait in a bounded queue per deployed model, and past it the caller
-//! gets 429 with `Retry-After` (memory stays bounded). A replica that refuses the connection is
-//! left out for a moment and the request goes once to another ready replica.
+//! gets 429 with `Retry-After` (memory stays bounded). A replica that refuses the connection, or
+//! drops it before answering (it died), is left out for a moment and the request goes once to
+//! another ready replica.
 
 pub mod route;
 pub mod traffic;
