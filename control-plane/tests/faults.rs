@@ -396,8 +396,18 @@ async fn a_killed_platform_comes_back_with_every_endpoint_and_leaves_no_orphans(
     expected.sort_unstable();
     // Looked at until it holds: a process the platform forks for a moment (a probe of the
     // machine) carries its command line until it execs.
-    until("only the platform and its current replicas run", || async { processes_of(&data) == expected })
-        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = processes_of(&data);
+        if running == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only the platform and its replicas {expected:?} run: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Nothing lost: models, endpoints, deployed models and traffic as before the kill.
     let models = p.expect(200, "GET", &format!("{LOC}/models"), None).await;
