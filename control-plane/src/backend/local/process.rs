@@ -231,8 +231,10 @@ pub(crate) async fn kill_leftovers(replicas_dir: &Path, grace: Duration) -> Vec<
             if let Some(rec) = read_pid_file(&path) {
                 let what = format!("{} (pid {})", path.display(), rec.pid);
                 let exists = alive(rec.pid);
+                // A zombie (the replica died with the previous run and init has not reaped it
+                // yet) is not running: nothing to wait for, only its group to clear below.
                 let ours = match (rec.start_time, start_time(rec.pid)) {
-                    (Some(recorded), Some(now)) => recorded == now,
+                    (Some(recorded), Some(now)) => exists && recorded == now,
                     // Off Linux nothing tells a reused pid apart: trust the record.
                     (None, _) => exists,
                     (Some(_), None) => false,
