@@ -75,8 +75,10 @@ pub fn routing_table(
         let route = EndpointRoute {
             project: e.project.clone(),
             access: e.access,
+            prediction_logging: e.prediction_logging,
             split: split_indices(&models, &split),
             models,
+            key: key.clone(),
         };
         table.endpoints.insert(key.name(), Arc::new(route));
     }
@@ -84,14 +86,18 @@ pub fn routing_table(
     table
 }
 
-/// What `table` routes where (endpoints, access, splits, ready replicas), to tell whether a new
+/// What `table` routes where (endpoints, access, splits, request-response logging, ready
+/// replicas), to tell whether a new
 /// table changed anything a gateway of another process should know.
 pub fn fingerprint(table: &RoutingTable) -> String {
     let mut endpoints: Vec<(&String, &Arc<EndpointRoute>)> = table.endpoints.iter().collect();
     endpoints.sort_by_key(|(name, _)| *name);
     let mut out = String::new();
     for (name, route) in endpoints {
-        out.push_str(&format!("{name} {:?} {:?}\n", route.access, route.split));
+        out.push_str(&format!(
+            "{name} {:?} {:?} {:?}\n",
+            route.access, route.split, route.prediction_logging
+        ));
         for m in &route.models {
             let replicas: Vec<SocketAddr> = m.replicas.iter().map(|r| r.address).collect();
             out.push_str(&format!("  {} {} {replicas:?}\n", m.deployed_model_id, m.predict_route));

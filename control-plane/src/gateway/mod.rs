@@ -7,7 +7,11 @@
 //! requests at once; more wait in a bounded queue per deployed model, and past it the caller
 //! gets 429 with `Retry-After` (memory stays bounded). A replica that refuses the connection is
 //! left out for a moment and the request goes once to another ready replica.
+//!
+//! Request-response logging: a sample of the predictions that reached a deployed model, with
+//! their bodies, goes to a writer task off the request path ([`prediction_logs`]).
 
+pub mod prediction_logs;
 pub mod route;
 pub mod traffic;
 
@@ -24,6 +28,7 @@ use route::{Admission, InFlight};
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 
 use crate::auth::{Accounts, AuthError, Caller};
+use crate::store::{PredictMethod, Timestamp};
 use crate::telemetry::Metrics;
 
 /// Why a prediction could not be served.
@@ -213,6 +218,8 @@ pub struct Gateway {
     demand: tokio::sync::Notify,
     /// Bumped on every publish, so that waiting requests look again.
     published: tokio::sync::watch::Sender<u64>,
+    /// Where sampled predictions go (request-response logging); none keeps nothing.
+    prediction_logs: Option<prediction_logs::Sink>,
 }
 
 impl Gateway {
@@ -232,7 +239,14 @@ impl Gateway {
             stats: Default::default(),
             demand: tokio::sync::Notify::new(),
             published: tokio::sync::watch::channel(0).0,
+            prediction_logs: None,
         }
+    }
+
+    /// Sends the predictions that request-response logging samples to `sink`.
+    pub fn log_predictions_to(mut self, sink: prediction_logs::Sink) -> Gateway {
+        self.prediction_logs = Some(sink);
+        self
     }
 
     /// Swaps in a new routing snapshot.
@@ -452,9 +466,11 @@ impl Gateway {
         req: PredictRequest<'_>,
     ) -> Result<Forwarded, GatewayError> {
         let started = Instant::now();
+        let time = Timestamp::now();
         let endpoint = req.endpoint.to_string();
         let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
-        let request_bytes = req.body.len();
+        let method = if req.raw { PredictMethod::RawPredict } else { PredictMethod::Predict };
+        let request_body = req.body.clone();
         let result = self.authorized(accounts, req).await;
         let (code, deployed_model) = match &result {
             Ok(f) => (f.status, f.deployed_model_id.as_str()),
@@ -469,20 +485,36 @@ impl Gateway {
             Ok(f) => Some(f.deployed_model_id.as_str()),
             Err(e) => e.deployed_model(),
         };
-        if let Some(id) = reached
-            && self.access_logging(&endpoint, id)
-        {
-            let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
-            access_log(&endpoint, id, code, took, request_bytes, response_bytes);
+        let route = self.snapshot().endpoints.get(&endpoint).cloned();
+        if let (Some(id), Some(route)) = (reached, route) {
+            if route.models.iter().any(|m| m.deployed_model_id == id && m.access_logging) {
+                let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
+                access_log(&endpoint, id, code, took, request_body.len(), response_bytes);
+            }
+            if let Some(sink) = &self.prediction_logs
+                && prediction_logs::sampled(&route.prediction_logging, rand::random::<f64>())
+            {
+                let response = match &result {
+                    Ok(f) => prediction_logs::Captured::of(&f.body),
+                    Err(e) => prediction_logs::Captured::of(&error_body(e)),
+                };
+                let sample = prediction_logs::Sample {
+                    endpoint: route.key.clone(),
+                    deployed_model_id: id.to_string(),
+                    method,
+                    time,
+                    status: code,
+                    latency: took,
+                    request: prediction_logs::Captured::of(&request_body),
+                    response,
+                };
+                // Never wait for the writer: a full queue drops the sample.
+                if sink.try_send(sample).is_err() {
+                    self.metrics.prediction_logs_dropped(1);
+                }
+            }
         }
         result
-    }
-
-    /// Whether a deployed model has `enableAccessLogging`.
-    fn access_logging(&self, endpoint: &str, deployed_model_id: &str) -> bool {
-        self.snapshot().endpoints.get(endpoint).is_some_and(|route| {
-            route.models.iter().any(|m| m.deployed_model_id == deployed_model_id && m.access_logging)
-        })
     }
 
     async fn authorized(
@@ -631,6 +663,20 @@ fn access_log(
     );
 }
 
+/// The error body a caller gets for `e`, as request-response logging keeps it.
+fn error_body(e: &GatewayError) -> Vec<u8> {
+    use api::Coded;
+    let body = api::ErrorBody {
+        error: api::Status {
+            code: i32::from(e.http_status()),
+            message: e.to_string(),
+            status: e.code().name().to_string(),
+            details: Vec::new(),
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -725,8 +771,10 @@ mod tests {
             stats: g.stats("7"),
         };
         let endpoint = EndpointRoute {
+            key: crate::store::EndpointKey::new("p", "l", "e"),
             project: "p".into(),
             access: Access::Public,
+            prediction_logging: Default::default(),
             models: vec![Arc::new(model)],
             split: vec![(0, 100)],
         };
