@@ -787,6 +787,41 @@ mod tests {
     }
 
     #[test]
+    fn request_response_logging_is_set_or_turned_off_and_its_logs_are_paged() {
+        let update = |args: &[&str]| match command(&[&["update", "ep"], args].concat()).unwrap() {
+            EndpointsCommand::Update(a) => update_request(api::Endpoint::default(), &a).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let (body, mask) = update(&["--request-response-logging-rate", "0.5"]);
+        assert_eq!(mask, "predictRequestResponseLoggingConfig");
+        let config = body.predict_request_response_logging_config.unwrap();
+        assert!(config.enabled && config.sampling_rate == 0.5);
+        let (body, mask) = update(&["--disable-request-response-logging"]);
+        assert_eq!(mask, "predictRequestResponseLoggingConfig");
+        assert!(body.predict_request_response_logging_config.is_none());
+        assert!(
+            command(&[
+                "update",
+                "ep",
+                "--request-response-logging-rate=1",
+                "--disable-request-response-logging"
+            ])
+            .is_err()
+        );
+        let args = match command(&["prediction-logs", "ep", "--deployed-model-id", "12", "--limit", "5000"])
+            .unwrap()
+        {
+            EndpointsCommand::PredictionLogs(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let query = prediction_logs_query(&args, "41");
+        assert_eq!(
+            query,
+            [("pageSize", "1000".to_string()), ("deployedModelId", "12".into()), ("pageToken", "41".into())]
+        );
+    }
+
+    #[test]
     fn mutations_name_their_fields() {
         let args = match command(&[
             "mutate-deployed-model",

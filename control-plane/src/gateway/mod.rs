@@ -885,6 +885,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sampled_predictions_go_to_the_writer_and_a_full_queue_drops_them_without_waiting() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let addr = upstream(gate).await;
+        let (sink, mut samples) = tokio::sync::mpsc::channel(1);
+        let g = gateway(10, "/slow", 10, &[addr], false).log_predictions_to(sink);
+        let mut route = (*g.endpoint(ENDPOINT).unwrap()).clone();
+        route.prediction_logging = crate::store::PredictionLogging { enabled: true, sampling_rate: 1.0 };
+        g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(route))].into() });
+        let accounts = accounts().await;
+        for _ in 0..2 {
+            assert_eq!(predict(&g, &accounts).await.unwrap().status, 200);
+        }
+        let kept = samples.try_recv().expect("the first prediction is kept");
+        assert_eq!((kept.deployed_model_id.as_str(), kept.status), ("7", 200));
+        assert_eq!(kept.endpoint, crate::store::EndpointKey::new("p", "l", "e"));
+        assert!(samples.try_recv().is_err(), "the second found the queue full");
+        assert!(g.metrics.render().contains("platform_prediction_logs_dropped_total 1"), "and was counted");
+    }
+
+    #[tokio::test]
     async fn a_replica_being_stopped_takes_no_new_requests_and_is_let_go_when_its_own_are_answered() {
         use crate::backend::Drain;
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
