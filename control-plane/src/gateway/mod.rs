@@ -485,8 +485,9 @@ impl Gateway {
             Ok(f) => Some(f.deployed_model_id.as_str()),
             Err(e) => e.deployed_model(),
         };
-        let route = self.snapshot().endpoints.get(&endpoint).cloned();
-        if let (Some(id), Some(route)) = (reached, route) {
+        if let Some(id) = reached
+            && let Some(route) = self.snapshot().endpoints.get(&endpoint).cloned()
+        {
             if route.models.iter().any(|m| m.deployed_model_id == id && m.access_logging) {
                 let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
                 access_log(&endpoint, id, code, took, request_body.len(), response_bytes);
