@@ -182,7 +182,7 @@ async fn prediction_logs(store: &dyn Store) {
         id: 0,
         endpoint: endpoint.clone(),
         deployed_model_id: dm.into(),
-        method: if n % 2 == 0 { PredictMethod::Predict } else { PredictMethod::RawPredict },
+        method: if n.is_multiple_of(2) { PredictMethod::Predict } else { PredictMethod::RawPredict },
         time: Timestamp::from_unix_micros(1_000_000 * i64::from(n)).unwrap(),
         status: 200 + n,
         latency: std::time::Duration::from_micros(1500),
@@ -190,7 +190,7 @@ async fn prediction_logs(store: &dyn Store) {
         response: Payload { data: "/wA=".into(), base64: true, size_bytes: 70_000, truncated: true },
     };
     let batch: Vec<PredictionLog> = (1..=4)
-        .map(|n| log(&logged, if n % 2 == 0 { "2" } else { "1" }, n))
+        .map(|n: u16| log(&logged, if n.is_multiple_of(2) { "2" } else { "1" }, n))
         .chain([log(&other, "9", 5)])
         .collect();
     store.insert_prediction_logs(&batch, 3).await.expect("insert");

@@ -36,7 +36,7 @@ pub fn logging(config: Option<&api::PredictRequestResponseLoggingConfig>) -> Res
 
 /// The API's view of the stored setting: none when it is at its default (off, rate 0).
 pub fn view(logging: &PredictionLogging) -> Option<api::PredictRequestResponseLoggingConfig> {
-    (*logging != PredictionLogging::default()).then(|| api::PredictRequestResponseLoggingConfig {
+    (*logging != PredictionLogging::default()).then_some(api::PredictRequestResponseLoggingConfig {
         enabled: logging.enabled,
         sampling_rate: logging.sampling_rate,
         bigquery_destination: None,
