@@ -189,6 +189,29 @@ mod tests {
     }
 
     #[test]
+    fn request_response_logging_reaches_the_gateway_and_its_change_is_signalled() {
+        let mut endpoints = [endpoint("e", &[])];
+        let stats = |_: &str| Arc::new(ModelStats::default());
+        let table = |endpoints: &[Endpoint]| {
+            routing_table(
+                endpoints,
+                &[],
+                &Observations::new(),
+                &ModelNames::new(),
+                &mut HashMap::new(),
+                stats,
+            )
+        };
+        let before = table(&endpoints);
+        let logging = crate::store::PredictionLogging { enabled: true, sampling_rate: 0.5 };
+        endpoints[0].prediction_logging = logging;
+        let after = table(&endpoints);
+        let route = &after.endpoints[&endpoints[0].key().name()];
+        assert_eq!((route.prediction_logging, &route.key), (logging, &endpoints[0].key()));
+        assert_ne!(fingerprint(&after), fingerprint(&before), "gateways of other processes are told");
+    }
+
+    #[test]
     fn predictions_carry_the_models_display_name_not_the_deployed_models() {
         let endpoints = [endpoint("e", &[("a", 100)])];
         let models =
