@@ -765,10 +765,13 @@ async fn sampled_predictions_are_kept_and_read_back() {
     );
     let deployed = deploy(&p, "logged", "mlp", json!({"0": 100})).await;
     let id = deployed["id"].as_str().expect("id").to_string();
-    for _ in 0..4 {
+    for _ in 0..3 {
         let (status, answer) = predict(&p, "logged").await;
         assert_eq!(status, 200, "{answer}");
     }
+    let raw = json!({"instances": reference("mlp")["vertex"]["instances"]});
+    let (status, answer) = p.call("POST", &format!("{LOC}/endpoints/logged:rawPredict"), Some(raw)).await;
+    assert_eq!(status, 200, "{answer}");
     let logs_path = format!("{LOC}/endpoints/logged/predictionLogs");
     // Written off the request path: they show up shortly after.
     let mut logs = Value::Null;
@@ -781,10 +784,12 @@ async fn sampled_predictions_are_kept_and_read_back() {
     }
     let entries = logs["predictionLogs"].as_array().expect("logs");
     assert_eq!(entries.len(), 3, "four kept, the oldest deleted past the retention of 3: {logs}");
+    let methods: Vec<&str> = entries.iter().filter_map(|e| e["method"].as_str()).collect();
+    assert_eq!(methods, ["rawPredict", "predict", "predict"], "newest first");
     for e in entries {
         assert_eq!(
-            (e["deployedModelId"].as_str(), e["method"].as_str(), e["status"].as_i64()),
-            (Some(id.as_str()), Some("predict"), Some(200)),
+            (e["deployedModelId"].as_str(), e["status"].as_i64()),
+            (Some(id.as_str()), Some(200)),
             "{e}"
         );
         assert!(e["request"]["text"].as_str().expect("request").contains("instances"), "{e}");
