@@ -52,10 +52,81 @@ pub struct Endpoint {
     /// Output only: the full URL of `:predict` (an extension of this platform).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub predict_uri: String,
+    /// Keeps a sample of `:predict` and `:rawPredict` requests and responses, read back with
+    /// `GET .../endpoints/{id}/predictionLogs` (kept in the platform's database, not BigQuery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_request_response_logging_config: Option<PredictRequestResponseLoggingConfig>,
     /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
     #[serde(flatten, deserialize_with = "crate::unmodelled::endpoint")]
     #[schema(ignore)]
     pub unmodelled: crate::Unmodelled,
+}
+
+/// Request-response logging of an endpoint (Vertex's `PredictRequestResponseLoggingConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PredictRequestResponseLoggingConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The fraction of requests kept, 0 to 1 (1 keeps every request, 0 none).
+    #[serde(default)]
+    pub sampling_rate: f64,
+    /// Refused unless empty: logs are kept in the platform's database, not BigQuery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bigquery_destination: Option<BigQueryDestination>,
+}
+
+/// Vertex's BigQuery table for request-response logs; this platform cannot write there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BigQueryDestination {
+    /// `bq://project.dataset.table`.
+    #[serde(default)]
+    pub output_uri: String,
+}
+
+/// One sampled prediction (`GET .../endpoints/{id}/predictionLogs`), newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictionLog {
+    /// When the request reached the platform: RFC 3339, UTC.
+    pub time: String,
+    pub deployed_model_id: String,
+    /// `predict` or `rawPredict`.
+    pub method: String,
+    /// The HTTP status of the answer.
+    pub status: i32,
+    /// From request to answer through the gateway, e.g. `"0.004512s"`.
+    pub latency: String,
+    pub request: LoggedPayload,
+    pub response: LoggedPayload,
+}
+
+/// A request or response body as kept: at most 64 KiB of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedPayload {
+    /// The body, when it is UTF-8 text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// The body in base64, when it is not UTF-8 text (`:rawPredict` with binary content).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub b64: String,
+    /// The size of the whole body, in bytes.
+    #[serde(default)]
+    pub size_bytes: i64,
+    /// Whether only the first 64 KiB were kept.
+    #[serde(default, skip_serializing_if = "crate::is_false")]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPredictionLogsResponse {
+    #[serde(default)]
+    pub prediction_logs: Vec<PredictionLog>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
 }
 
 /// A model version deployed on an endpoint with its compute resources.

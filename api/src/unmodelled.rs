@@ -84,12 +84,6 @@ const ENDPOINT: &[(&str, Treatment)] = &[
     ("enablePrivateServiceConnect", Refuse(PRIVATE_NETWORK)),
     ("privateServiceConnectConfig", Refuse(PRIVATE_NETWORK)),
     (
-        "predictRequestResponseLoggingConfig",
-        Refuse(
-            "request-response logging to BigQuery is not supported; the platform logs and counts requests itself",
-        ),
-    ),
-    (
         "dedicatedEndpointEnabled",
         Refuse(
             "every endpoint is served at the platform's own URL (see predictUri); there are no dedicated DNS names",

@@ -193,6 +193,30 @@ pub fn deployed_models(models: &[api::DeployedModel]) -> Table {
     )
 }
 
+/// Sampled predictions, newest first: the bodies cut to their first 60 characters on one line.
+pub fn prediction_logs(logs: &[api::PredictionLog]) -> Table {
+    let short = |p: &api::LoggedPayload| {
+        let (text, kind) = if p.b64.is_empty() { (&p.text, "") } else { (&p.b64, "base64:") };
+        let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(60).collect();
+        let cut = if p.truncated || text.chars().count() > 60 { "..." } else { "" };
+        format!("{kind}{line}{cut}")
+    };
+    logs.iter().fold(
+        Table::new(&["TIME", "DEPLOYED_MODEL_ID", "METHOD", "STATUS", "LATENCY", "REQUEST", "RESPONSE"]),
+        |t, l| {
+            t.row(vec![
+                l.time.clone(),
+                l.deployed_model_id.clone(),
+                l.method.clone(),
+                l.status.to_string(),
+                l.latency.clone(),
+                short(&l.request),
+                short(&l.response),
+            ])
+        },
+    )
+}
+
 pub fn revisions(revisions: &[api::Revision]) -> Table {
     revisions.iter().fold(Table::new(&["REVISION", "SOURCE", "CREATE_TIME"]), |t, r| {
         t.row(vec![r.revision.to_string(), r.source.clone(), r.create_time.clone()])

@@ -211,7 +211,20 @@ fn the_quickstart_works_with_the_cli_alone() {
     assert!(listed.starts_with("MODEL_ID") && listed.contains("mlp"), "{listed}");
     assert_eq!(platform.json(&["models", "describe", "mlp@default"])["labels"]["team"], "ml");
 
-    let endpoint = platform.json(&["endpoints", "create", "--display-name", "e2e", "--endpoint-id", "e2e"]);
+    let endpoint = platform.json(&[
+        "endpoints",
+        "create",
+        "--display-name",
+        "e2e",
+        "--endpoint-id",
+        "e2e",
+        "--request-response-logging-rate",
+        "1",
+    ]);
+    assert_eq!(
+        endpoint["predictRequestResponseLoggingConfig"],
+        json!({"enabled": true, "samplingRate": 1.0})
+    );
     assert_eq!(endpoint["name"], "projects/default/locations/local/endpoints/e2e");
     let first =
         platform.json(&["endpoints", "deploy-model", "e2e", "--model", "mlp", "--machine-type", "e2-small"]);
@@ -228,6 +241,25 @@ fn the_quickstart_works_with_the_cli_alone() {
     assert_eq!(answer["deployedModelId"], first_id.as_str());
     let lines = platform.ok(&["endpoints", "predict", "e2e", "--json-request", request]);
     assert_eq!(lines.lines().count(), reference["vertex"]["instances"].as_array().expect("instances").len());
+
+    // Request-response logging (rate 1 since create) kept those predictions, newest first; they
+    // are written off the request path, so they show up shortly after.
+    let mut logs = json!([]);
+    for _ in 0..100 {
+        logs = platform.json(&["endpoints", "prediction-logs", "e2e", "--limit", "1"]);
+        if logs.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(logs.as_array().map(Vec::len), Some(1), "--limit 1: {logs}");
+    assert_eq!(logs[0]["deployedModelId"], first_id.as_str());
+    assert!(logs[0]["request"]["text"].as_str().is_some_and(|t| t.contains("instances")), "{logs}");
+    assert!(logs[0]["response"]["text"].as_str().is_some_and(|t| t.contains("predictions")), "{logs}");
+    let table = platform.ok(&["endpoints", "prediction-logs", "e2e"]);
+    assert!(table.starts_with("TIME") && table.contains("predict"), "{table}");
+    let off = platform.json(&["endpoints", "update", "e2e", "--disable-request-response-logging"]);
+    assert!(off.get("predictRequestResponseLoggingConfig").is_none(), "{off}");
 
     // A second version takes half the traffic, then all of it.
     let v2 = platform.json(&[

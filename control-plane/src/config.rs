@@ -130,6 +130,13 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_MAX_QUEUED_REQUESTS", default_value_t = 100)]
     pub max_queued_requests: usize,
 
+    /// How many sampled predictions of request-response logging
+    /// (`predictRequestResponseLoggingConfig`) are kept per endpoint in the platform's database;
+    /// older ones are deleted as new ones are written.
+    #[arg(long, env = "PLATFORM_PREDICTION_LOG_RETENTION", default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub prediction_log_retention: u32,
+
     /// How long a deploy may take to get its minimum replicas ready, unless the model's
     /// `containerSpec.deploymentTimeout` says otherwise; then it fails and is cleaned up.
     #[arg(long, env = "PLATFORM_DEPLOY_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]

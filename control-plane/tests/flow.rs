@@ -733,3 +733,92 @@ async fn manifests_are_shown_edited_and_rolled_back() {
         p.http.get(p.url(&path)).bearer_auth(&p.token).send().await.expect("get").text().await.expect("text");
     assert_eq!(now, yaml, "the rollback restores revision 1");
 }
+
+/// Request-response logging: with `samplingRate` 1 every prediction is kept, bodies and all,
+/// and read back newest first a page at a time (at most `--prediction-log-retention` of them);
+/// with 0 none is; rates outside 0..1 and BigQuery tables are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_predictions_are_kept_and_read_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = ["--cpu-overcommit", "4", "--prediction-log-retention", "3"];
+    let p = start(&dir.path().join("data"), &args, &[]).await;
+    upload_mlp(&p, None, &[]).await;
+    let refused = [
+        (json!({"enabled": true, "samplingRate": 1.5}), "samplingRate is 1.5"),
+        (json!({"enabled": true, "samplingRate": -1}), "from 0 to 1"),
+        (
+            json!({"enabled": true, "samplingRate": 1, "bigqueryDestination": {"outputUri": "bq://p.d.t"}}),
+            "BigQuery",
+        ),
+    ];
+    for (config, says) in refused {
+        let body = json!({"displayName": "bad", "predictRequestResponseLoggingConfig": config});
+        let (status, err) = p.call("POST", &format!("{LOC}/endpoints?endpointId=bad"), Some(body)).await;
+        assert_eq!(status, 400, "{err}");
+        assert!(err["error"]["message"].as_str().unwrap_or_default().contains(says), "{err}");
+    }
+    let body = json!({"displayName": "logged", "predictRequestResponseLoggingConfig": {"enabled": true, "samplingRate": 1.0}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=logged"), Some(body)).await;
+    assert_eq!(
+        op["response"]["predictRequestResponseLoggingConfig"],
+        json!({"enabled": true, "samplingRate": 1.0})
+    );
+    let deployed = deploy(&p, "logged", "mlp", json!({"0": 100})).await;
+    let id = deployed["id"].as_str().expect("id").to_string();
+    for _ in 0..3 {
+        let (status, answer) = predict(&p, "logged").await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let raw = json!({"instances": reference("mlp")["vertex"]["instances"]});
+    let (status, answer) = p.call("POST", &format!("{LOC}/endpoints/logged:rawPredict"), Some(raw)).await;
+    assert_eq!(status, 200, "{answer}");
+    let logs_path = format!("{LOC}/endpoints/logged/predictionLogs");
+    // Written off the request path: they show up shortly after.
+    let mut logs = Value::Null;
+    for _ in 0..100 {
+        logs = p.expect(200, "GET", &logs_path, None).await;
+        if logs["predictionLogs"].as_array().is_some_and(|l| l.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entries = logs["predictionLogs"].as_array().expect("logs");
+    assert_eq!(entries.len(), 3, "four kept, the oldest deleted past the retention of 3: {logs}");
+    let methods: Vec<&str> = entries.iter().filter_map(|e| e["method"].as_str()).collect();
+    assert_eq!(methods, ["rawPredict", "predict", "predict"], "newest first");
+    for e in entries {
+        assert_eq!(
+            (e["deployedModelId"].as_str(), e["status"].as_i64()),
+            (Some(id.as_str()), Some(200)),
+            "{e}"
+        );
+        assert!(e["request"]["text"].as_str().expect("request").contains("instances"), "{e}");
+        assert!(e["response"]["text"].as_str().expect("response").contains("predictions"), "{e}");
+        assert!(e["latency"].as_str().expect("latency").ends_with('s'), "{e}");
+    }
+    let times: Vec<&str> = entries.iter().filter_map(|e| e["time"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+
+    let first = p.expect(200, "GET", &format!("{logs_path}?pageSize=2"), None).await;
+    assert_eq!(first["predictionLogs"].as_array().map(Vec::len), Some(2));
+    let token = first["nextPageToken"].as_str().expect("a next page");
+    let second = p.expect(200, "GET", &format!("{logs_path}?pageSize=2&pageToken={token}"), None).await;
+    assert_eq!(second["predictionLogs"][0], entries[2]);
+    assert!(second["nextPageToken"].is_null(), "{second}");
+    p.expect(400, "GET", &format!("{logs_path}?pageToken=nope"), None).await;
+    let other = p.expect(200, "GET", &format!("{logs_path}?deployedModelId=1"), None).await;
+    assert_eq!(other["predictionLogs"], json!([]));
+
+    // samplingRate 0 keeps nothing.
+    let off = json!({"predictRequestResponseLoggingConfig": {"enabled": true, "samplingRate": 0}});
+    let path = format!("{LOC}/endpoints/logged?updateMask=predictRequestResponseLoggingConfig");
+    p.expect(200, "PATCH", &path, Some(off)).await;
+    for _ in 0..3 {
+        assert_eq!(predict(&p, "logged").await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = p.expect(200, "GET", &logs_path, None).await;
+    assert_eq!(after["predictionLogs"], logs["predictionLogs"], "nothing new is kept at rate 0");
+    let shown = p.expect(200, "GET", &format!("{LOC}/endpoints/logged"), None).await;
+    assert_eq!(shown["predictRequestResponseLoggingConfig"], json!({"enabled": true, "samplingRate": 0.0}));
+}

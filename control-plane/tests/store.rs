@@ -125,7 +125,10 @@ async fn corrupt_rows_are_errors(store: &dyn Store, corrupt: impl AsyncFn(&'stat
         err.to_string().contains("stored labels of projects/proj/locations/us-central1/endpoints/broken"),
         "{err}"
     );
-    corrupt("UPDATE endpoints SET labels = '{}' WHERE endpoint_id = 'broken'").await;
+    corrupt("UPDATE endpoints SET labels = '{}', prediction_logging = '{\"enabled\": \"yes\"}' WHERE endpoint_id = 'broken'").await;
+    let err = store.get_endpoint(&endpoint_key("broken")).await.expect_err("a corrupt logging setting");
+    assert!(err.to_string().contains("prediction_logging"), "{err}");
+    corrupt("UPDATE endpoints SET prediction_logging = '{\"enabled\": false, \"samplingRate\": 0.0}' WHERE endpoint_id = 'broken'").await;
     store.delete_endpoint(&endpoint_key("broken")).await.expect("delete");
 }
 
@@ -140,6 +143,108 @@ pub async fn store_suite(store: Arc<dyn Store>) {
     artifacts(&*store).await;
     sessions(&*store).await;
     gateway_traffic(&*store).await;
+    prediction_logs(&*store).await;
+}
+
+/// Sampled predictions: an endpoint's logging setting is kept; logs are read newest first, by
+/// page and by deployed model; each endpoint keeps only its newest `keep`; a log of an endpoint
+/// that is gone is dropped; deleting the endpoint deletes its logs.
+async fn prediction_logs(store: &dyn Store) {
+    let logging = PredictionLogging { enabled: true, sampling_rate: 0.5 };
+    for id in ["logged", "other"] {
+        let endpoint = Endpoint {
+            project: P.into(),
+            location: L.into(),
+            endpoint_id: id.into(),
+            display_name: id.into(),
+            prediction_logging: logging,
+            ..Default::default()
+        };
+        assert_eq!(store.create_endpoint(&endpoint).await.expect("create").prediction_logging, logging);
+    }
+    let (logged, other) = (endpoint_key("logged"), endpoint_key("other"));
+    let off = Endpoint {
+        prediction_logging: PredictionLogging::default(),
+        ..store.get_endpoint(&other).await.unwrap()
+    };
+    assert_eq!(
+        store.update_endpoint(&off, None).await.expect("update").prediction_logging,
+        PredictionLogging::default()
+    );
+
+    let payload = |data: &str| Payload {
+        data: data.into(),
+        base64: false,
+        size_bytes: data.len() as u64,
+        truncated: false,
+    };
+    let log = |endpoint: &EndpointKey, dm: &str, n: u16| PredictionLog {
+        id: 0,
+        endpoint: endpoint.clone(),
+        deployed_model_id: dm.into(),
+        method: if n.is_multiple_of(2) { PredictMethod::Predict } else { PredictMethod::RawPredict },
+        time: Timestamp::from_unix_micros(1_000_000 * i64::from(n)).unwrap(),
+        status: 200 + n,
+        latency: std::time::Duration::from_micros(1500),
+        request: payload(&format!("request {n}")),
+        response: Payload { data: "/wA=".into(), base64: true, size_bytes: 70_000, truncated: true },
+    };
+    let batch: Vec<PredictionLog> = (1..=4)
+        .map(|n: u16| log(&logged, if n.is_multiple_of(2) { "2" } else { "1" }, n))
+        .chain([log(&other, "9", 5)])
+        .collect();
+    store.insert_prediction_logs(&batch, 3).await.expect("insert");
+    let all = |key: &EndpointKey| {
+        let key = key.clone();
+        async move {
+            store
+                .list_prediction_logs(&key, &PredictionLogQuery { limit: 100, ..Default::default() })
+                .await
+                .expect("list")
+        }
+    };
+    let kept = all(&logged).await;
+    let statuses: Vec<u16> = kept.iter().map(|l| l.status).collect();
+    assert_eq!(statuses, [204, 203, 202], "newest first, the oldest beyond 3 deleted");
+    assert_eq!(kept[1], PredictionLog { id: kept[1].id, ..log(&logged, "1", 3) }, "stored as given");
+    assert!(kept[0].id > kept[1].id && kept[1].id > kept[2].id);
+    assert_eq!(all(&other).await.len(), 1, "each endpoint has its own bound");
+
+    // Pages by id, and one deployed model's logs.
+    let page = |before, deployed_model_id: Option<&str>| PredictionLogQuery {
+        deployed_model_id: deployed_model_id.map(str::to_string),
+        before,
+        limit: 2,
+    };
+    let first = store.list_prediction_logs(&logged, &page(None, None)).await.unwrap();
+    assert_eq!(first.iter().map(|l| l.status).collect::<Vec<_>>(), [204, 203]);
+    let second = store.list_prediction_logs(&logged, &page(Some(first[1].id), None)).await.unwrap();
+    assert_eq!(second.iter().map(|l| l.status).collect::<Vec<_>>(), [202]);
+    let only_2 = store.list_prediction_logs(&logged, &page(None, Some("2"))).await.unwrap();
+    assert_eq!(only_2.iter().map(|l| l.status).collect::<Vec<_>>(), [204, 202]);
+
+    // Later writes push the oldest out; a log of an endpoint that is gone is dropped.
+    let later = [log(&logged, "1", 6), log(&endpoint_key("gone"), "1", 7)];
+    store.insert_prediction_logs(&later, 3).await.expect("insert later");
+    assert_eq!(all(&logged).await.iter().map(|l| l.status).collect::<Vec<_>>(), [206, 204, 203]);
+    assert!(all(&endpoint_key("gone")).await.is_empty());
+
+    // Deleting the endpoint deletes its logs; a new endpoint of the same id starts empty.
+    store.delete_endpoint(&logged).await.expect("delete");
+    store
+        .create_endpoint(&Endpoint {
+            project: P.into(),
+            location: L.into(),
+            endpoint_id: "logged".into(),
+            display_name: "again".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("recreate");
+    assert!(all(&logged).await.is_empty(), "the deleted endpoint's logs are gone");
+    for key in [&logged, &other] {
+        store.delete_endpoint(key).await.expect("delete");
+    }
 }
 
 /// Gateways' counters are summed per deployed model; a gateway that stopped recording drops

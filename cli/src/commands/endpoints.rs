@@ -110,6 +110,13 @@ Examples:
   platform-cli endpoints logs mlp --limit 50
   platform-cli endpoints logs mlp --deployed-model-id 1234567890 --follow")]
     Logs(LogsArgs),
+    /// Show the requests and responses that request-response logging kept
+    /// (`--request-response-logging-rate` on create or update), newest first.
+    #[command(after_help = "\
+Examples:
+  platform-cli endpoints prediction-logs mlp --limit 10
+  platform-cli endpoints prediction-logs mlp --deployed-model-id 1234567890 --format json")]
+    PredictionLogs(PredictionLogsArgs),
     /// Send any body to :rawPredict, which forwards it unchanged to the model's server; prints
     /// the answer's body unchanged.
     #[command(after_help = "\
@@ -143,6 +150,30 @@ pub struct LogsArgs {
     /// Keep showing new lines until interrupted.
     #[arg(long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictionLogsArgs {
+    /// The endpoint: its id or full name.
+    pub endpoint: String,
+    /// Only this deployed model's predictions.
+    #[arg(long)]
+    pub deployed_model_id: Option<String>,
+    /// At most this many, the newest.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// The query of one page of `GET .../endpoints/{endpoint}/predictionLogs`. Pure.
+pub fn prediction_logs_query(args: &PredictionLogsArgs, page_token: &str) -> Vec<(&'static str, String)> {
+    let mut query = vec![("pageSize", args.limit.clamp(1, 1000).to_string())];
+    if let Some(id) = &args.deployed_model_id {
+        query.push(("deployedModelId", id.clone()));
+    }
+    if !page_token.is_empty() {
+        query.push(("pageToken", page_token.to_string()));
+    }
+    query
 }
 
 /// The query of `GET .../endpoints/{endpoint}/logs`. Pure.
@@ -191,6 +222,10 @@ pub struct CreateArgs {
     /// Who may call :predict.
     #[arg(long, value_enum)]
     pub access: Option<Access>,
+    /// Keep this fraction (0 to 1) of predictions with their requests and responses; read them
+    /// with `endpoints prediction-logs`.
+    #[arg(long)]
+    pub request_response_logging_rate: Option<f64>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -214,6 +249,22 @@ pub struct UpdateArgs {
     /// Send no traffic to any deployed model.
     #[arg(long)]
     pub clear_traffic_split: bool,
+    /// Keep this fraction (0 to 1) of predictions with their requests and responses; read them
+    /// with `endpoints prediction-logs`.
+    #[arg(long, conflicts_with = "disable_request_response_logging")]
+    pub request_response_logging_rate: Option<f64>,
+    /// Stop keeping predictions (those kept stay until the endpoint is deleted).
+    #[arg(long)]
+    pub disable_request_response_logging: bool,
+}
+
+/// Request-response logging at `rate`.
+fn logging_at(rate: f64) -> api::PredictRequestResponseLoggingConfig {
+    api::PredictRequestResponseLoggingConfig {
+        enabled: true,
+        sampling_rate: rate,
+        bigquery_destination: None,
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -393,9 +444,16 @@ pub fn update_request(
     } else if args.clear_traffic_split {
         mask.push("trafficSplit");
     }
+    if let Some(rate) = args.request_response_logging_rate {
+        endpoint.predict_request_response_logging_config = Some(logging_at(rate));
+        mask.push("predictRequestResponseLoggingConfig");
+    } else if args.disable_request_response_logging {
+        mask.push("predictRequestResponseLoggingConfig");
+    }
     if mask.is_empty() {
         return Err(CliError::Input(
-            "nothing to update: give --display-name, --description, --labels, --traffic-split or --clear-traffic-split"
+            "nothing to update: give --display-name, --description, --labels, --traffic-split, --clear-traffic-split, \
+             --request-response-logging-rate or --disable-request-response-logging"
                 .into(),
         ));
     }
@@ -473,6 +531,7 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
                 description: args.description.unwrap_or_default(),
                 labels: args.labels.unwrap_or_default(),
                 access: args.access.map(Into::into).unwrap_or_default(),
+                predict_request_response_logging_config: args.request_response_logging_rate.map(logging_at),
                 ..Default::default()
             };
             let query: Vec<(&str, String)> =
@@ -579,6 +638,22 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
                 })
                 .await?;
             Ok(())
+        }
+        EndpointsCommand::PredictionLogs(args) => {
+            let path = format!("{}/predictionLogs", endpoint_path(&args.endpoint, parent)?);
+            let mut logs = Vec::new();
+            let mut token = String::new();
+            while logs.len() < args.limit {
+                let page: api::ListPredictionLogsResponse =
+                    client.get(&path, &prediction_logs_query(&args, &token)).await?;
+                logs.extend(page.prediction_logs);
+                if page.next_page_token.is_empty() || page.next_page_token == token {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            logs.truncate(args.limit);
+            ctx.print(&output::render(ctx.format, &logs, |l| output::prediction_logs(l))?)
         }
         EndpointsCommand::RawPredict { endpoint, request, http_headers } => {
             let path = endpoint_path(&endpoint, parent)?;
@@ -709,6 +784,41 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(update_request(current, &args).unwrap_err().to_string().starts_with("nothing to update"));
+    }
+
+    #[test]
+    fn request_response_logging_is_set_or_turned_off_and_its_logs_are_paged() {
+        let update = |args: &[&str]| match command(&[&["update", "ep"], args].concat()).unwrap() {
+            EndpointsCommand::Update(a) => update_request(api::Endpoint::default(), &a).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let (body, mask) = update(&["--request-response-logging-rate", "0.5"]);
+        assert_eq!(mask, "predictRequestResponseLoggingConfig");
+        let config = body.predict_request_response_logging_config.unwrap();
+        assert!(config.enabled && config.sampling_rate == 0.5);
+        let (body, mask) = update(&["--disable-request-response-logging"]);
+        assert_eq!(mask, "predictRequestResponseLoggingConfig");
+        assert!(body.predict_request_response_logging_config.is_none());
+        assert!(
+            command(&[
+                "update",
+                "ep",
+                "--request-response-logging-rate=1",
+                "--disable-request-response-logging"
+            ])
+            .is_err()
+        );
+        let args = match command(&["prediction-logs", "ep", "--deployed-model-id", "12", "--limit", "5000"])
+            .unwrap()
+        {
+            EndpointsCommand::PredictionLogs(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let query = prediction_logs_query(&args, "41");
+        assert_eq!(
+            query,
+            [("pageSize", "1000".to_string()), ("deployedModelId", "12".into()), ("pageToken", "41".into())]
+        );
     }
 
     #[test]

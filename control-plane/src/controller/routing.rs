@@ -75,8 +75,10 @@ pub fn routing_table(
         let route = EndpointRoute {
             project: e.project.clone(),
             access: e.access,
+            prediction_logging: e.prediction_logging,
             split: split_indices(&models, &split),
             models,
+            key: key.clone(),
         };
         table.endpoints.insert(key.name(), Arc::new(route));
     }
@@ -84,14 +86,18 @@ pub fn routing_table(
     table
 }
 
-/// What `table` routes where (endpoints, access, splits, ready replicas), to tell whether a new
+/// What `table` routes where (endpoints, access, splits, request-response logging, ready
+/// replicas), to tell whether a new
 /// table changed anything a gateway of another process should know.
 pub fn fingerprint(table: &RoutingTable) -> String {
     let mut endpoints: Vec<(&String, &Arc<EndpointRoute>)> = table.endpoints.iter().collect();
     endpoints.sort_by_key(|(name, _)| *name);
     let mut out = String::new();
     for (name, route) in endpoints {
-        out.push_str(&format!("{name} {:?} {:?}\n", route.access, route.split));
+        out.push_str(&format!(
+            "{name} {:?} {:?} {:?}\n",
+            route.access, route.split, route.prediction_logging
+        ));
         for m in &route.models {
             let replicas: Vec<SocketAddr> = m.replicas.iter().map(|r| r.address).collect();
             out.push_str(&format!("  {} {} {replicas:?}\n", m.deployed_model_id, m.predict_route));
@@ -180,6 +186,29 @@ mod tests {
         assert_ne!(fingerprint(&table), before, "a model without replicas is a change to signal");
         let again = routing_table(&endpoints, &models, &seen, &ModelNames::new(), &mut pool, stats);
         assert_eq!(fingerprint(&again), fingerprint(&table), "load is not");
+    }
+
+    #[test]
+    fn request_response_logging_reaches_the_gateway_and_its_change_is_signalled() {
+        let mut endpoints = [endpoint("e", &[])];
+        let stats = |_: &str| Arc::new(ModelStats::default());
+        let table = |endpoints: &[Endpoint]| {
+            routing_table(
+                endpoints,
+                &[],
+                &Observations::new(),
+                &ModelNames::new(),
+                &mut HashMap::new(),
+                stats,
+            )
+        };
+        let before = table(&endpoints);
+        let logging = crate::store::PredictionLogging { enabled: true, sampling_rate: 0.5 };
+        endpoints[0].prediction_logging = logging;
+        let after = table(&endpoints);
+        let route = &after.endpoints[&endpoints[0].key().name()];
+        assert_eq!((route.prediction_logging, &route.key), (logging, &endpoints[0].key()));
+        assert_ne!(fingerprint(&after), fingerprint(&before), "gateways of other processes are told");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod deploy;
 pub use deploy::MutableField;
 pub mod logs;
 mod manifests;
+pub mod prediction_logs;
 pub mod rendering;
 mod replicas;
 pub use replicas::Replica;
@@ -127,6 +128,8 @@ pub enum EndpointField {
     Labels,
     Access,
     TrafficSplit,
+    /// `predictRequestResponseLoggingConfig`.
+    PredictionLogging,
 }
 
 /// The endpoint service.
@@ -179,6 +182,8 @@ impl Endpoints {
         api::check_display_name(&body.display_name)?;
         api::check_description("description", &body.description)?;
         api::check_labels(&body.labels)?;
+        let prediction_logging =
+            prediction_logs::logging(body.predict_request_response_logging_config.as_ref())?;
         if !body.deployed_models.is_empty() || !body.traffic_split.is_empty() {
             return Err(EndpointError::Invalid(
                 "a new endpoint has no deployed models or traffic split; create it, then call :deployModel"
@@ -200,6 +205,7 @@ impl Endpoints {
             description: body.description.clone(),
             labels: body.labels.clone(),
             access: body.access,
+            prediction_logging,
             ..Default::default()
         };
         let created = self.store.create_endpoint(&record).await?;
@@ -228,7 +234,8 @@ impl Endpoints {
             .collect())
     }
 
-    /// Changes display name, description, labels, access and the traffic split. The
+    /// Changes display name, description, labels, access, request-response logging and the
+    /// traffic split. The
     /// endpoint's `etag`, when given, must be current. Answers once the gateway routes by the
     /// change, so that the caller's next request sees it.
     pub async fn update(
@@ -262,6 +269,11 @@ impl Endpoints {
                 }
                 EndpointField::Access => {
                     endpoint.access = body.access;
+                    changed = true;
+                }
+                EndpointField::PredictionLogging => {
+                    endpoint.prediction_logging =
+                        prediction_logs::logging(body.predict_request_response_logging_config.as_ref())?;
                     changed = true;
                 }
                 EndpointField::TrafficSplit => {}

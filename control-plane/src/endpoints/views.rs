@@ -48,6 +48,7 @@ pub fn endpoint(public_url: &str, e: &Endpoint, deployed: &[DeployedModel]) -> a
         create_time: e.create_time.to_string(),
         update_time: e.update_time.to_string(),
         access: e.access,
+        predict_request_response_logging_config: super::prediction_logs::view(&e.prediction_logging),
         unmodelled: api::Unmodelled,
     }
 }

@@ -8,7 +8,11 @@
 //! gets 429 with `Retry-After` (memory stays bounded). A replica that refuses the connection, or
 //! drops it before answering (it died), is left out for a moment and the request goes once to
 //! another ready replica.
+//!
+//! Request-response logging: a sample of the predictions that reached a deployed model, with
+//! their bodies, goes to a writer task off the request path ([`prediction_logs`]).
 
+pub mod prediction_logs;
 pub mod route;
 pub mod traffic;
 
@@ -25,6 +29,7 @@ use route::{Admission, InFlight};
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
 
 use crate::auth::{Accounts, AuthError, Caller};
+use crate::store::{PredictMethod, Timestamp};
 use crate::telemetry::Metrics;
 
 /// Why a prediction could not be served.
@@ -218,6 +223,8 @@ pub struct Gateway {
     demand: tokio::sync::Notify,
     /// Bumped on every publish, so that waiting requests look again.
     published: tokio::sync::watch::Sender<u64>,
+    /// Where sampled predictions go (request-response logging); none keeps nothing.
+    prediction_logs: Option<prediction_logs::Sink>,
 }
 
 impl Gateway {
@@ -237,7 +244,14 @@ impl Gateway {
             stats: Default::default(),
             demand: tokio::sync::Notify::new(),
             published: tokio::sync::watch::channel(0).0,
+            prediction_logs: None,
         }
+    }
+
+    /// Sends the predictions that request-response logging samples to `sink`.
+    pub fn log_predictions_to(mut self, sink: prediction_logs::Sink) -> Gateway {
+        self.prediction_logs = Some(sink);
+        self
     }
 
     /// Swaps in a new routing snapshot.
@@ -462,9 +476,11 @@ impl Gateway {
         req: PredictRequest<'_>,
     ) -> Result<Forwarded, GatewayError> {
         let started = Instant::now();
+        let time = Timestamp::now();
         let endpoint = req.endpoint.to_string();
         let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
-        let request_bytes = req.body.len();
+        let method = if req.raw { PredictMethod::RawPredict } else { PredictMethod::Predict };
+        let request_body = req.body.clone();
         let result = self.authorized(accounts, req).await;
         let (code, deployed_model) = match &result {
             Ok(f) => (f.status, f.deployed_model_id.as_str()),
@@ -480,19 +496,36 @@ impl Gateway {
             Err(e) => e.deployed_model(),
         };
         if let Some(id) = reached
-            && self.access_logging(&endpoint, id)
+            && let Some(route) = self.snapshot().endpoints.get(&endpoint).cloned()
         {
-            let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
-            access_log(&endpoint, id, code, took, request_bytes, response_bytes);
+            if route.models.iter().any(|m| m.deployed_model_id == id && m.access_logging) {
+                let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
+                access_log(&endpoint, id, code, took, request_body.len(), response_bytes);
+            }
+            if let Some(sink) = &self.prediction_logs
+                && prediction_logs::sampled(&route.prediction_logging, rand::random::<f64>())
+            {
+                let response = match &result {
+                    Ok(f) => prediction_logs::Captured::of(&f.body),
+                    Err(e) => prediction_logs::Captured::of(&error_body(e)),
+                };
+                let sample = prediction_logs::Sample {
+                    endpoint: route.key.clone(),
+                    deployed_model_id: id.to_string(),
+                    method,
+                    time,
+                    status: code,
+                    latency: took,
+                    request: prediction_logs::Captured::of(&request_body),
+                    response,
+                };
+                // Never wait for the writer: a full queue drops the sample.
+                if sink.try_send(sample).is_err() {
+                    self.metrics.prediction_logs_dropped(1);
+                }
+            }
         }
         result
-    }
-
-    /// Whether a deployed model has `enableAccessLogging`.
-    fn access_logging(&self, endpoint: &str, deployed_model_id: &str) -> bool {
-        self.snapshot().endpoints.get(endpoint).is_some_and(|route| {
-            route.models.iter().any(|m| m.deployed_model_id == deployed_model_id && m.access_logging)
-        })
     }
 
     async fn authorized(
@@ -668,6 +701,20 @@ fn connection_broke(e: &reqwest::Error) -> bool {
     false
 }
 
+/// The error body a caller gets for `e`, as request-response logging keeps it.
+fn error_body(e: &GatewayError) -> Vec<u8> {
+    use api::Coded;
+    let body = api::ErrorBody {
+        error: api::Status {
+            code: i32::from(e.http_status()),
+            message: e.to_string(),
+            status: e.code().name().to_string(),
+            details: Vec::new(),
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -762,8 +809,10 @@ mod tests {
             stats: g.stats("7"),
         };
         let endpoint = EndpointRoute {
+            key: crate::store::EndpointKey::new("p", "l", "e"),
             project: "p".into(),
             access: Access::Public,
+            prediction_logging: Default::default(),
             models: vec![Arc::new(model)],
             split: vec![(0, 100)],
         };
@@ -871,6 +920,26 @@ mod tests {
         assert_eq!(ok["fields"]["request_bytes"], 20);
         assert!(ok["fields"]["response_bytes"].as_u64().unwrap() > 0 && ok["fields"]["latency_ms"].is_f64());
         assert!(!text.contains("instances"), "no payload in the access log: {text}");
+    }
+
+    #[tokio::test]
+    async fn sampled_predictions_go_to_the_writer_and_a_full_queue_drops_them_without_waiting() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(100));
+        let addr = upstream(gate).await;
+        let (sink, mut samples) = tokio::sync::mpsc::channel(1);
+        let g = gateway(10, "/slow", 10, &[addr], false).log_predictions_to(sink);
+        let mut route = (*g.endpoint(ENDPOINT).unwrap()).clone();
+        route.prediction_logging = crate::store::PredictionLogging { enabled: true, sampling_rate: 1.0 };
+        g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(route))].into() });
+        let accounts = accounts().await;
+        for _ in 0..2 {
+            assert_eq!(predict(&g, &accounts).await.unwrap().status, 200);
+        }
+        let kept = samples.try_recv().expect("the first prediction is kept");
+        assert_eq!((kept.deployed_model_id.as_str(), kept.status), ("7", 200));
+        assert_eq!(kept.endpoint, crate::store::EndpointKey::new("p", "l", "e"));
+        assert!(samples.try_recv().is_err(), "the second found the queue full");
+        assert!(g.metrics.render().contains("platform_prediction_logs_dropped_total 1"), "and was counted");
     }
 
     #[tokio::test]

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use api::Access;
 
+use crate::store::{EndpointKey, PredictionLogging};
+
 /// A ready replica. Its in-flight counter is shared across snapshots, so that load is not
 /// forgotten when the table is rebuilt.
 #[derive(Debug)]
@@ -126,8 +128,11 @@ pub struct ModelStats {
 /// One endpoint: its models and how traffic splits between them.
 #[derive(Debug, Clone)]
 pub struct EndpointRoute {
+    pub key: EndpointKey,
     pub project: String,
     pub access: Access,
+    /// Request-response logging: which share of predictions is kept.
+    pub prediction_logging: PredictionLogging,
     pub models: Vec<Arc<ModelRoute>>,
     /// `(index into models, percent)`, percents summing to 100, or empty for no traffic.
     pub split: Vec<(usize, u32)>,

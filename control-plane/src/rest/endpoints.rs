@@ -86,7 +86,7 @@ pub async fn list(
 }
 
 /// `PATCH .../endpoints/{endpoint}?updateMask=...`: display name, description, labels, access,
-/// traffic split. The endpoint's `etag`, when given, must be current.
+/// traffic split, request-response logging (`predictRequestResponseLoggingConfig`). The endpoint's `etag`, when given, must be current.
 #[utoipa::path(patch, path = "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}", tag = "endpoints",
     params(("project" = String, Path), ("location" = String, Path), ("endpoint" = String, Path), UpdateMask),
     request_body = api::Endpoint,
@@ -105,6 +105,7 @@ pub async fn patch(
         ("labels", EndpointField::Labels),
         ("access", EndpointField::Access),
         ("trafficSplit", EndpointField::TrafficSplit),
+        ("predictRequestResponseLoggingConfig", EndpointField::PredictionLogging),
     ])?;
     let body = request::json(body)?;
     Ok(Json(app.endpoints.update(&caller, &name, &fields, &body).await?))

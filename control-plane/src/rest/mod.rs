@@ -11,6 +11,7 @@ pub mod models;
 pub mod openapi;
 pub mod operations;
 pub mod predict;
+pub mod prediction_logs;
 pub mod request;
 mod tokens;
 pub mod users;
@@ -97,6 +98,7 @@ fn resources(version: &str) -> Router<AppState> {
         )
         .route(&format!("{location}/endpoints/{{endpoint}}/manifests"), get(manifests::get_endpoint))
         .route(&format!("{location}/endpoints/{{endpoint}}/logs"), get(logs::read))
+        .route(&format!("{location}/endpoints/{{endpoint}}/predictionLogs"), get(prediction_logs::list))
         .route(
             &format!("{location}/endpoints/{{endpoint}}/deployedModels/{{deployed_model}}/manifests"),
             get(manifests::get).put(manifests::put),

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::models::upload, super::models::list, super::models::get, super::models::patch,
         super::models::delete, super::models::post_verb,
         super::endpoints::create, super::endpoints::list, super::endpoints::get, super::endpoints::patch,
-        super::endpoints::delete, super::endpoints::post_verb, super::logs::read,
+        super::endpoints::delete, super::endpoints::post_verb, super::logs::read, super::prediction_logs::list,
         super::operations::list, super::operations::get, super::operations::post_verb, super::operations::delete,
         super::manifests::get, super::manifests::get_endpoint, super::manifests::put, super::manifests::list_revisions,
         super::manifests::get_revision, super::manifests::rollback,

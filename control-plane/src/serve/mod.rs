@@ -19,8 +19,8 @@ use crate::console::{self, Console, SessionLimits};
 use crate::controller::leader::{self, Lead, Leadership, Sole};
 use crate::controller::{Controller, ControllerConfig, Mode, Wake};
 use crate::endpoints::Endpoints;
-use crate::gateway::traffic;
 use crate::gateway::{Gateway, GatewayConfig};
+use crate::gateway::{prediction_logs, traffic};
 use crate::machine::{Catalog, PriceTable};
 use crate::manifests::RenderConfig;
 use crate::operations::Operations;
@@ -74,14 +74,26 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the artifact store {}", config.artifact_store()))?;
     let metrics = Metrics::new();
-    let gateway = Arc::new(Gateway::new(
-        GatewayConfig {
-            timeout: config.predict_timeout,
-            cold_start_timeout: config.cold_start_timeout,
-            max_queued: config.max_queued_requests,
-        },
+    // Request-response logging: every role that serves predictions (a gateway of split roles
+    // too) writes its samples to the shared database, off the request path.
+    let (prediction_logs, samples) = prediction_logs::channel();
+    tokio::spawn(prediction_logs::write(
+        samples,
+        store.clone(),
+        config.prediction_log_retention,
         metrics.clone(),
     ));
+    let gateway = Arc::new(
+        Gateway::new(
+            GatewayConfig {
+                timeout: config.predict_timeout,
+                cold_start_timeout: config.cold_start_timeout,
+                max_queued: config.max_queued_requests,
+            },
+            metrics.clone(),
+        )
+        .log_predictions_to(prediction_logs),
+    );
     let render = config.render_config()?;
     let identity = leader_identity();
     let mut claim: Arc<dyn Leadership> = Arc::new(Sole);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{from_json, name_of, timestamp};
-use super::{Labels, Result, Timestamp};
+use super::{Labels, PredictionLogging, Result, Timestamp};
 
 /// A traffic split: deployed model id -> percent. Empty, or percents summing to 100.
 pub type TrafficSplit = BTreeMap<String, i32>;
@@ -60,6 +60,8 @@ pub struct Endpoint {
     pub etag: String,
     pub create_time: Timestamp,
     pub update_time: Timestamp,
+    /// Request-response logging (`predictRequestResponseLoggingConfig`).
+    pub prediction_logging: PredictionLogging,
 }
 
 impl Endpoint {
@@ -163,7 +165,7 @@ pub trait EndpointStore: Send + Sync {
     async fn list_endpoints(&self, project: &str, location: &str) -> Result<Vec<Endpoint>>;
     /// Every endpoint of every project (what the gateway serves).
     async fn list_all_endpoints(&self) -> Result<Vec<Endpoint>>;
-    /// Updates `display_name`, `description`, `labels` and `access`.
+    /// Updates `display_name`, `description`, `labels`, `access` and `prediction_logging`.
     async fn update_endpoint(&self, endpoint: &Endpoint, expected_etag: Option<&str>) -> Result<Endpoint>;
     /// Replaces the traffic split (validated against the endpoint's deployed models).
     async fn set_traffic_split(
@@ -256,6 +258,7 @@ pub(crate) struct EndpointRow {
     etag: String,
     create_time: i64,
     update_time: i64,
+    prediction_logging: String,
 }
 
 impl EndpointRow {
@@ -267,6 +270,7 @@ impl EndpointRow {
             traffic_split: from_json(&self.traffic_split, &row, "traffic_split")?,
             create_time: timestamp(self.create_time, &row, "create_time")?,
             update_time: timestamp(self.update_time, &row, "update_time")?,
+            prediction_logging: from_json(&self.prediction_logging, &row, "prediction_logging")?,
             project: self.project,
             location: self.location,
             endpoint_id: self.endpoint_id,

@@ -3,7 +3,7 @@
 //!
 //! Storage sits behind the [`Store`] trait, the sum of one trait per domain ([`UserStore`],
 //! [`ModelStore`], [`EndpointStore`], [`OperationStore`], [`RevisionStore`],
-//! [`ArtifactIndex`], [`SessionStore`]), each declared with its records in a file of its own. There is one
+//! [`ArtifactIndex`], [`SessionStore`], [`TrafficStore`], [`PredictionLogStore`]), each declared with its records in a file of its own. There is one
 //! implementation per database: [`SqliteStore`] (the embedded default, a file in the data
 //! directory) and [`PostgresStore`] (production). [`open`] picks one by URL scheme and runs that
 //! database's migrations (`migrations/sqlite/`, `migrations/postgres/`, embedded in the binary).
@@ -39,6 +39,7 @@ mod error;
 mod models;
 mod operations;
 mod postgres;
+mod prediction_logs;
 mod revisions;
 mod rules;
 mod sessions;
@@ -60,6 +61,9 @@ pub use error::StoreError;
 pub use models::{DEFAULT_ALIAS, Model, ModelKey, ModelStore, ModelVersion};
 pub use operations::{GenericMetadata, Operation, OperationKind, OperationMetadata, OperationStore};
 pub use postgres::{AdvisoryLock, PostgresStore};
+pub use prediction_logs::{
+    Payload, PredictMethod, PredictionLog, PredictionLogQuery, PredictionLogStore, PredictionLogging,
+};
 pub use revisions::{Revision, RevisionSource, RevisionStore};
 pub use rules::new_numeric_id;
 pub use sessions::{SessionRecord, SessionStore};
@@ -110,6 +114,7 @@ pub trait Store:
     + SessionStore
     + TrafficStore
     + Signals
+    + PredictionLogStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

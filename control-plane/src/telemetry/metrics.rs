@@ -1,10 +1,11 @@
 //! Prometheus metrics of the platform, served on `GET /metrics`: API requests, predictions per
-//! endpoint and deployed model with their latency, and ready replicas.
+//! endpoint and deployed model with their latency, dropped request-response logs, and ready
+//! replicas.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The platform's metrics, in a registry of their own.
@@ -14,6 +15,7 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     predictions: IntCounterVec,
     predict_latency: HistogramVec,
+    prediction_logs_dropped: IntCounter,
     pub ready_replicas: IntGaugeVec,
     /// The last hour of each endpoint, for the console's charts.
     pub history: std::sync::Arc<super::History>,
@@ -52,6 +54,11 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("static metric definition");
+        let prediction_logs_dropped = IntCounter::new(
+            "platform_prediction_logs_dropped_total",
+            "Sampled predictions of request-response logging that were not kept: the writer's queue was full, or the database refused them.",
+        )
+        .expect("static metric definition");
         let ready_replicas = IntGaugeVec::new(
             Opts::new("platform_ready_replicas", "Ready replicas, by endpoint and deployed model."),
             &["endpoint", "deployed_model"],
@@ -62,6 +69,7 @@ impl Metrics {
             Box::new(api_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(predictions.clone()),
             Box::new(predict_latency.clone()),
+            Box::new(prediction_logs_dropped.clone()),
             Box::new(ready_replicas.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -71,6 +79,7 @@ impl Metrics {
             api_requests,
             predictions,
             predict_latency,
+            prediction_logs_dropped,
             ready_replicas,
             history: Default::default(),
         }
@@ -83,6 +92,11 @@ impl Metrics {
     pub fn prediction(&self, endpoint: &str, deployed_model: &str, code: u16, took: Duration) {
         self.predictions.with_label_values(&[endpoint, deployed_model, &code.to_string()]).inc();
         self.predict_latency.with_label_values(&[endpoint]).observe(took.as_secs_f64());
+    }
+
+    /// Sampled predictions that request-response logging could not keep.
+    pub fn prediction_logs_dropped(&self, count: usize) {
+        self.prediction_logs_dropped.inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// The text exposition format.

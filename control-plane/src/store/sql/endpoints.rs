@@ -146,8 +146,8 @@ impl EndpointStore for ThisStore {
         let now = Timestamp::now();
         let row: EndpointRow = sqlx::query_as(concat!(
             "INSERT INTO endpoints (project, location, endpoint_id, display_name, description, labels, access, \
-             traffic_split, etag, create_time, update_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ",
+             traffic_split, etag, create_time, update_time, prediction_logging) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING ",
             endpoint_columns!()
         ))
         .bind_endpoint(&key)
@@ -158,6 +158,7 @@ impl EndpointStore for ThisStore {
         .bind(to_json(&endpoint.traffic_split))
         .bind(new_etag())
         .bind(now.unix_micros())
+        .bind(to_json(&endpoint.prediction_logging))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| on_unique(e, || StoreError::already_exists("endpoint", key.name())))?;
@@ -198,7 +199,7 @@ impl EndpointStore for ThisStore {
         let mut conn = self.pool.acquire().await?;
         let row: Option<EndpointRow> = sqlx::query_as(concat!(
             "UPDATE endpoints SET display_name = $4, description = $5, labels = $6, access = $7, etag = $8, \
-             update_time = $9 \
+             update_time = $9, prediction_logging = $11 \
              WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND ($10 IS NULL OR etag = $10) \
              RETURNING ",
             endpoint_columns!()
@@ -211,6 +212,7 @@ impl EndpointStore for ThisStore {
         .bind(new_etag())
         .bind(Timestamp::now().unix_micros())
         .bind(expected_etag)
+        .bind(to_json(&endpoint.prediction_logging))
         .fetch_optional(&mut *conn)
         .await?;
         match row {

@@ -37,7 +37,7 @@ macro_rules! version_columns {
 macro_rules! endpoint_columns {
     () => {
         "project, location, endpoint_id, display_name, description, labels, access, traffic_split, etag, \
-         create_time, update_time"
+         create_time, update_time, prediction_logging"
     };
 }
 macro_rules! deployed_model_columns {
@@ -67,6 +67,7 @@ mod artifacts;
 mod endpoints;
 mod models;
 mod operations;
+mod prediction_logs;
 mod revisions;
 mod sessions;
 mod traffic;
