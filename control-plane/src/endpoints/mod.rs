@@ -127,6 +127,17 @@ pub enum EndpointField {
     Labels,
     Access,
     TrafficSplit,
+    /// `clientConnectionConfig.inferenceTimeout`.
+    InferenceTimeout,
+}
+
+/// The checked `clientConnectionConfig.inferenceTimeout` of a request; `None` when unset.
+fn inference_timeout(body: &api::Endpoint) -> Result<Option<api::Duration>> {
+    let timeout = body.client_connection_config.as_ref().and_then(|c| c.inference_timeout);
+    if let Some(t) = timeout {
+        api::check_inference_timeout(t).map_err(EndpointError::Invalid)?;
+    }
+    Ok(timeout)
 }
 
 /// The endpoint service.
@@ -179,6 +190,7 @@ impl Endpoints {
         api::check_display_name(&body.display_name)?;
         api::check_description("description", &body.description)?;
         api::check_labels(&body.labels)?;
+        let inference_timeout = inference_timeout(body)?;
         if !body.deployed_models.is_empty() || !body.traffic_split.is_empty() {
             return Err(EndpointError::Invalid(
                 "a new endpoint has no deployed models or traffic split; create it, then call :deployModel"
@@ -200,6 +212,7 @@ impl Endpoints {
             description: body.description.clone(),
             labels: body.labels.clone(),
             access: body.access,
+            inference_timeout,
             ..Default::default()
         };
         let created = self.store.create_endpoint(&record).await?;
@@ -228,7 +241,8 @@ impl Endpoints {
             .collect())
     }
 
-    /// Changes display name, description, labels, access and the traffic split. The
+    /// Changes display name, description, labels, access, the inference timeout and the traffic
+    /// split. The
     /// endpoint's `etag`, when given, must be current. Answers once the gateway routes by the
     /// change, so that the caller's next request sees it.
     pub async fn update(
@@ -262,6 +276,10 @@ impl Endpoints {
                 }
                 EndpointField::Access => {
                     endpoint.access = body.access;
+                    changed = true;
+                }
+                EndpointField::InferenceTimeout => {
+                    endpoint.inference_timeout = inference_timeout(body)?;
                     changed = true;
                 }
                 EndpointField::TrafficSplit => {}

@@ -48,6 +48,9 @@ pub fn endpoint(public_url: &str, e: &Endpoint, deployed: &[DeployedModel]) -> a
         create_time: e.create_time.to_string(),
         update_time: e.update_time.to_string(),
         access: e.access,
+        client_connection_config: e
+            .inference_timeout
+            .map(|t| api::ClientConnectionConfig { inference_timeout: Some(t) }),
         unmodelled: api::Unmodelled,
     }
 }

@@ -54,6 +54,8 @@ pub struct Endpoint {
     pub description: String,
     pub labels: Labels,
     pub access: Access,
+    /// `clientConnectionConfig.inferenceTimeout`; `None`: the gateway's default.
+    pub inference_timeout: Option<api::Duration>,
     /// Names only deployed models of this endpoint that are not being undeployed.
     pub traffic_split: TrafficSplit,
     /// Changes on every change of the endpoint, its split or its set of deployed models.
@@ -238,6 +240,11 @@ pub(crate) fn access_name(access: Access) -> &'static str {
     }
 }
 
+/// An inference timeout as stored: nanoseconds.
+pub(crate) fn timeout_nanos(timeout: Option<api::Duration>) -> Option<i64> {
+    timeout.map(|t| i64::try_from(t.get().as_nanos()).unwrap_or(i64::MAX))
+}
+
 fn parse_access(text: &str) -> Option<Access> {
     [Access::Authenticated, Access::Public, Access::Private].into_iter().find(|a| access_name(*a) == text)
 }
@@ -253,6 +260,7 @@ pub(crate) struct EndpointRow {
     labels: String,
     access: String,
     traffic_split: String,
+    inference_timeout_nanos: Option<i64>,
     etag: String,
     create_time: i64,
     update_time: i64,
@@ -265,6 +273,9 @@ impl EndpointRow {
             labels: from_json(&self.labels, &row, "labels")?,
             access: name_of(&self.access, &row, "access", parse_access)?,
             traffic_split: from_json(&self.traffic_split, &row, "traffic_split")?,
+            inference_timeout: self
+                .inference_timeout_nanos
+                .map(|n| api::Duration(std::time::Duration::from_nanos(n.max(0).unsigned_abs()))),
             create_time: timestamp(self.create_time, &row, "create_time")?,
             update_time: timestamp(self.update_time, &row, "update_time")?,
             project: self.project,
