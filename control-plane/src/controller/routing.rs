@@ -18,6 +18,8 @@ pub struct Observed {
     pub status: DeploymentStatus,
     /// Where the gateway sends predictions.
     pub predict_route: String,
+    /// The model's name in the replicas' Open Inference Protocol V2 routes, when they speak it.
+    pub v2_model: Option<String>,
 }
 
 /// Observations by endpoint and deployed model id.
@@ -63,6 +65,7 @@ pub fn routing_table(
                     model,
                     model_version_id: d.version_id.to_string(),
                     predict_route: seen.predict_route.clone(),
+                    v2_model: seen.v2_model.clone(),
                     replicas: ready,
                     concurrency: usize::try_from(container_concurrency(&d.spec)).unwrap_or(1).max(1),
                     access_logging: d.spec.enable_access_logging,
@@ -75,6 +78,7 @@ pub fn routing_table(
         let route = EndpointRoute {
             project: e.project.clone(),
             access: e.access,
+            timeout: e.inference_timeout.map(api::Duration::get),
             split: split_indices(&models, &split),
             models,
         };
@@ -91,10 +95,11 @@ pub fn fingerprint(table: &RoutingTable) -> String {
     endpoints.sort_by_key(|(name, _)| *name);
     let mut out = String::new();
     for (name, route) in endpoints {
-        out.push_str(&format!("{name} {:?} {:?}\n", route.access, route.split));
+        out.push_str(&format!("{name} {:?} {:?} {:?}\n", route.access, route.split, route.timeout));
         for m in &route.models {
             let replicas: Vec<SocketAddr> = m.replicas.iter().map(|r| r.address).collect();
-            out.push_str(&format!("  {} {} {replicas:?}\n", m.deployed_model_id, m.predict_route));
+            let (id, predict, v2) = (&m.deployed_model_id, &m.predict_route, &m.v2_model);
+            out.push_str(&format!("  {id} {predict} {v2:?} {replicas:?}\n"));
         }
     }
     out
@@ -144,6 +149,7 @@ mod tests {
         Observed {
             status: DeploymentStatus { replicas, desired: ports.len() as u32, ..Default::default() },
             predict_route: "/p".into(),
+            v2_model: None,
         }
     }
 
