@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::models::labels;
 use super::{ListArgs, WaitArgs, describe, done, finish, list_all, read_input, response};
-use crate::flags::{self, FlagError};
+use crate::flags::{self, FlagError, inference_timeout};
 use crate::output::{self, Format};
 use crate::{CliError, Context};
 
@@ -191,6 +191,10 @@ pub struct CreateArgs {
     /// Who may call :predict.
     #[arg(long, value_enum)]
     pub access: Option<Access>,
+    /// How long a prediction may take (time queued for a replica included) before it is
+    /// answered 504: 1s to 3600s; default the platform's --predict-timeout (60s).
+    #[arg(long, value_parser = inference_timeout)]
+    pub inference_timeout: Option<api::Duration>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -214,6 +218,13 @@ pub struct UpdateArgs {
     /// Send no traffic to any deployed model.
     #[arg(long)]
     pub clear_traffic_split: bool,
+    /// How long a prediction may take (time queued for a replica included) before it is
+    /// answered 504: 1s to 3600s; default the platform's --predict-timeout (60s).
+    #[arg(long, value_parser = inference_timeout)]
+    pub inference_timeout: Option<api::Duration>,
+    /// Go back to the platform's default inference timeout.
+    #[arg(long, conflicts_with = "inference_timeout")]
+    pub clear_inference_timeout: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -393,9 +404,16 @@ pub fn update_request(
     } else if args.clear_traffic_split {
         mask.push("trafficSplit");
     }
+    if let Some(timeout) = args.inference_timeout {
+        endpoint.client_connection_config =
+            Some(api::ClientConnectionConfig { inference_timeout: Some(timeout) });
+        mask.push("clientConnectionConfig.inferenceTimeout");
+    } else if args.clear_inference_timeout {
+        mask.push("clientConnectionConfig.inferenceTimeout");
+    }
     if mask.is_empty() {
         return Err(CliError::Input(
-            "nothing to update: give --display-name, --description, --labels, --traffic-split or --clear-traffic-split"
+            "nothing to update: give --display-name, --description, --labels, --traffic-split, --clear-traffic-split, --inference-timeout or --clear-inference-timeout"
                 .into(),
         ));
     }
@@ -473,6 +491,9 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
                 description: args.description.unwrap_or_default(),
                 labels: args.labels.unwrap_or_default(),
                 access: args.access.map(Into::into).unwrap_or_default(),
+                client_connection_config: args
+                    .inference_timeout
+                    .map(|t| api::ClientConnectionConfig { inference_timeout: Some(t) }),
                 ..Default::default()
             };
             let query: Vec<(&str, String)> =
