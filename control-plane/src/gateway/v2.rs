@@ -67,8 +67,8 @@ impl Gateway {
                 let out = Outgoing {
                     upstream: Upstream::V2Metadata,
                     content_type: None,
+                    inference_header_length: None,
                     body: Default::default(),
-                    ..out
                 };
                 let mut answer = self.send(name, route, pinned(name, model), out).await?.read().await?;
                 name_model(&mut answer, model);
