@@ -56,6 +56,9 @@ pub struct Endpoint {
     /// `GET .../endpoints/{id}/predictionLogs` (kept in the platform's database, not BigQuery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predict_request_response_logging_config: Option<PredictRequestResponseLoggingConfig>,
+    /// How the endpoint treats its callers' requests: the inference timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_connection_config: Option<ClientConnectionConfig>,
     /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
     #[serde(flatten, deserialize_with = "crate::unmodelled::endpoint")]
     #[schema(ignore)]
@@ -92,7 +95,7 @@ pub struct PredictionLog {
     /// When the request reached the platform: RFC 3339, UTC.
     pub time: String,
     pub deployed_model_id: String,
-    /// `predict` or `rawPredict`.
+    /// `predict`, `rawPredict` or `v2Infer` (the Open Inference Protocol V2).
     pub method: String,
     /// The HTTP status of the answer.
     pub status: i32,
@@ -127,6 +130,32 @@ pub struct ListPredictionLogsResponse {
     pub prediction_logs: Vec<PredictionLog>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub next_page_token: String,
+}
+
+/// Vertex's `ClientConnectionConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConnectionConfig {
+    /// How long a prediction may take, from when it is routed to a deployed model (time queued
+    /// for a replica's slot included) to the replica's answer; past it the caller gets 504
+    /// `DEADLINE_EXCEEDED`. Between `1s` and `3600s`; when unset, the platform's
+    /// `--predict-timeout` (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "120s")]
+    pub inference_timeout: Option<crate::Duration>,
+}
+
+/// The range `clientConnectionConfig.inferenceTimeout` may take.
+pub const INFERENCE_TIMEOUT_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600);
+
+/// Checks an inference timeout against [`INFERENCE_TIMEOUT_RANGE`].
+pub fn check_inference_timeout(timeout: crate::Duration) -> Result<(), String> {
+    if INFERENCE_TIMEOUT_RANGE.contains(&timeout.get()) {
+        Ok(())
+    } else {
+        Err(format!("clientConnectionConfig.inferenceTimeout is {timeout}; it must be between 1s and 3600s"))
+    }
 }
 
 /// A model version deployed on an endpoint with its compute resources.

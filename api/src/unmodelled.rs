@@ -89,12 +89,6 @@ const ENDPOINT: &[(&str, Treatment)] = &[
             "every endpoint is served at the platform's own URL (see predictUri); there are no dedicated DNS names",
         ),
     ),
-    (
-        "clientConnectionConfig",
-        Refuse(
-            "a per-endpoint inference timeout is not supported; the platform's --predict-timeout applies to all",
-        ),
-    ),
     ("genAiAdvancedFeaturesConfig", Refuse("generative AI features are not supported")),
     ("privateModelServerEnabled", Refuse(PRIVATE_NETWORK)),
     ("modelDeploymentMonitoringJob", Ignore(OUTPUT_ONLY)),

@@ -56,6 +56,14 @@ pub fn labels(value: &str) -> Result<BTreeMap<String, String>, FlagError> {
     Ok(map)
 }
 
+/// `--inference-timeout 120s`: a duration between 1s and 3600s.
+pub fn inference_timeout(value: &str) -> Result<api::Duration, FlagError> {
+    let timeout: api::Duration =
+        value.parse().map_err(|e: api::DurationError| err("inference-timeout", e.to_string()))?;
+    api::check_inference_timeout(timeout).map_err(|e| err("inference-timeout", e))?;
+    Ok(timeout)
+}
+
 /// `--container-env-vars A=1,B=2`.
 pub fn env_vars(value: &str) -> Result<Vec<api::EnvVar>, FlagError> {
     Ok(key_values("container-env-vars", value)?

@@ -119,7 +119,8 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,
 
-    /// How long a replica may take to answer a prediction before the caller gets 504.
+    /// How long a prediction may wait for a replica's slot and its answer before the caller gets
+    /// 504, on endpoints that set no `clientConnectionConfig.inferenceTimeout`.
     #[arg(long, env = "PLATFORM_PREDICT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub predict_timeout: Duration,
 

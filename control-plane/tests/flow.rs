@@ -258,15 +258,7 @@ async fn the_whole_path_on_postgres_and_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_host_process_serves_predictions() {
     let dir = tempfile::tempdir().expect("dir");
-    let flags = [
-        "--cpu-overcommit",
-        "4",
-        "--predict-timeout",
-        "1s",
-        "--allow-host-processes",
-        "--max-queued-requests",
-        "0",
-    ];
+    let flags = ["--cpu-overcommit", "4", "--allow-host-processes", "--max-queued-requests", "0"];
     let p = start(&dir.path().join("data"), &flags, &[]).await;
     let python = common::system_python();
     let (_shared, app) = common::shared_custom_server();
@@ -278,8 +270,26 @@ async fn an_admins_host_process_serves_predictions() {
             "predictRoute": "/score", "healthRoute": "/ping", "deploymentTimeout": "120s"}}})
     };
     p.expect(200, "POST", &format!("{LOC}/models:upload"), Some(upload("custom", &[]))).await;
-    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(json!({"displayName": "c"})))
-        .await;
+    // The endpoint's inference timeout: 1s..3600s, else refused with why; echoed.
+    for bad in ["0.5s", "3601s", "soon"] {
+        let body = json!({"displayName": "c", "clientConnectionConfig": {"inferenceTimeout": bad}});
+        let (status, answer) =
+            p.call("POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(body)).await;
+        assert_eq!(
+            (status, answer["error"]["status"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{bad}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("1s and 3600s") || message.contains("not a duration"), "{bad}: {answer}");
+    }
+    let body = json!({"displayName": "c", "clientConnectionConfig": {"inferenceTimeout": "1s"}});
+    let op = p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=custom"), Some(body)).await;
+    assert_eq!(op["response"]["clientConnectionConfig"]["inferenceTimeout"], "1s", "{op}");
+    let mask = "updateMask=clientConnectionConfig.inferenceTimeout";
+    let too_long = json!({"clientConnectionConfig": {"inferenceTimeout": "2h"}});
+    let (status, answer) = p.call("PATCH", &format!("{LOC}/endpoints/custom?{mask}"), Some(too_long)).await;
+    assert_eq!(status, 400, "{answer}");
     let body = json!({"deployedModel": {"model": "custom", "containerConcurrency": 1,
         "dedicatedResources": {"machineSpec": {"machineType": "e2-micro"}, "minReplicaCount": 1}}});
     let op = p.expect(200, "POST", &format!("{LOC}/endpoints/custom:deployModel"), Some(body.clone())).await;
@@ -326,6 +336,14 @@ async fn an_admins_host_process_serves_predictions() {
     assert_eq!(slow.status(), 504);
     let answer: Value = slow.json().await.expect("json");
     assert_eq!(answer["error"]["status"], "DEADLINE_EXCEEDED");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("within 1s"), "{answer}");
+    // A custom container is not known to speak the Open Inference Protocol V2: refused, with why.
+    let (status, answer) = p.call("GET", &format!("{LOC}/endpoints/custom/v2/models/custom"), None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("custom container"), "{answer}");
+    // Back to the platform's default (60s) when the endpoint's timeout is cleared.
+    let cleared = p.expect(200, "PATCH", &format!("{LOC}/endpoints/custom?{mask}"), Some(json!({}))).await;
+    assert!(cleared["clientConnectionConfig"].is_null(), "{cleared}");
     let last = seen.last().expect("a request");
     assert_eq!(last.0, 429, "{seen:?}");
     assert_eq!(last.1.as_ref().and_then(|v| v.to_str().ok()), Some("1"), "{seen:?}");
@@ -821,4 +839,41 @@ async fn sampled_predictions_are_kept_and_read_back() {
     assert_eq!(after["predictionLogs"], logs["predictionLogs"], "nothing new is kept at rate 0");
     let shown = p.expect(200, "GET", &format!("{LOC}/endpoints/logged"), None).await;
     assert_eq!(shown["predictRequestResponseLoggingConfig"], json!({"enabled": true, "samplingRate": 0.0}));
+}
+
+/// `tritonclient[http]`, unmodified, against the gateway: the Open Inference Protocol V2 under
+/// the endpoint's URL, over HTTPS with the platform's CA and a token (a call without it is
+/// refused), JSON and binary tensor data, for the endpoint's traffic split (the model named by
+/// the endpoint's id) and for one deployed model (named by its id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_reaches_a_runtime_model_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = start(&dir.path().join("data"), &["--cpu-overcommit", "4"], &[]).await;
+    let (model, _) = upload_mlp(&p, None, &[]).await;
+    p.expect(200, "POST", &format!("{LOC}/endpoints?endpointId=oip"), Some(json!({"displayName": "oip"})))
+        .await;
+    let deployed = deploy(&p, "oip", &model, json!({"0": 100})).await;
+    let id = deployed["id"].as_str().expect("deployed model id");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &p.token).expect("token file");
+    for name in ["oip", id] {
+        let output = std::process::Command::new(common::python())
+            .arg(common::root().join("tests/clients/triton_check.py"))
+            .arg(format!("localhost:{}{LOC}/endpoints/oip", p.port))
+            .arg(name)
+            .arg(common::root().join("tests/models/mlp.json"))
+            .arg(p.data.join("tls/ca.pem"))
+            .arg(&token_file)
+            .output()
+            .expect("python runs");
+        assert!(
+            output.status.success(),
+            "tritonclient through the gateway, model `{name}`:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (status, answer) = p.call("GET", &format!("{LOC}/endpoints/oip/v2/models/nope"), None).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("`oip`"), "{answer}");
 }

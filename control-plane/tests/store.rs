@@ -646,10 +646,21 @@ async fn endpoints(store: &dyn Store) {
     let missing = Endpoint { endpoint_id: "nope".into(), ..change.clone() };
     assert!(store.update_endpoint(&missing, None).await.expect_err("missing").is_not_found());
     let updated = store
-        .update_endpoint(&Endpoint { access: Access::Authenticated, ..change }, None)
+        .update_endpoint(&Endpoint { access: Access::Authenticated, ..change.clone() }, None)
         .await
         .expect("update");
     assert_eq!(updated.access, Access::Authenticated);
+    // The inference timeout: kept to the nanosecond, and cleared.
+    assert_eq!(updated.inference_timeout, None);
+    let timeout = Some(api::Duration(std::time::Duration::from_millis(1500)));
+    let timed = store
+        .update_endpoint(&Endpoint { inference_timeout: timeout, ..updated.clone() }, None)
+        .await
+        .expect("set the timeout");
+    assert_eq!(store.get_endpoint(&key).await.expect("get").inference_timeout, timeout);
+    let cleared =
+        store.update_endpoint(&Endpoint { inference_timeout: None, ..timed }, None).await.expect("clear");
+    assert_eq!(cleared.inference_timeout, None);
 
     // deploy: the model version must exist; the split names real deployed model ids.
     let iris = model_key("iris");

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// The variable that names the model in the Open Inference Protocol routes, and its default.
+pub const MODEL_NAME_ENV: &str = "PLATFORM_MODEL_NAME";
+pub const DEFAULT_MODEL_NAME: &str = "model";
+
 /// Everything `platform-runtime` can be told. Shared by the `platform-runtime` binary and the
 /// `platform runtime` subcommand.
 #[derive(Debug, Clone, Args)]
@@ -46,7 +50,7 @@ pub struct RuntimeConfig {
     pub health_route: String,
 
     /// Name of the model in the Open Inference Protocol routes (`/v2/models/{name}/...`).
-    #[arg(long, env = "PLATFORM_MODEL_NAME", default_value = "model")]
+    #[arg(long, env = MODEL_NAME_ENV, default_value = DEFAULT_MODEL_NAME)]
     pub model_name: String,
 
     /// Largest batch that dynamic batching forms from concurrent requests. 1 turns batching off.

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::models::labels;
 use super::{ListArgs, WaitArgs, describe, done, finish, list_all, read_input, response};
-use crate::flags::{self, FlagError};
+use crate::flags::{self, FlagError, inference_timeout};
 use crate::output::{self, Format};
 use crate::{CliError, Context};
 
@@ -226,6 +226,10 @@ pub struct CreateArgs {
     /// with `endpoints prediction-logs`.
     #[arg(long)]
     pub request_response_logging_rate: Option<f64>,
+    /// How long a prediction may take (time queued for a replica included) before it is
+    /// answered 504: 1s to 3600s; default the platform's --predict-timeout (60s).
+    #[arg(long, value_parser = inference_timeout)]
+    pub inference_timeout: Option<api::Duration>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -256,6 +260,13 @@ pub struct UpdateArgs {
     /// Stop keeping predictions (those kept stay until the endpoint is deleted).
     #[arg(long)]
     pub disable_request_response_logging: bool,
+    /// How long a prediction may take (time queued for a replica included) before it is
+    /// answered 504: 1s to 3600s; default the platform's --predict-timeout (60s).
+    #[arg(long, value_parser = inference_timeout)]
+    pub inference_timeout: Option<api::Duration>,
+    /// Go back to the platform's default inference timeout.
+    #[arg(long, conflicts_with = "inference_timeout")]
+    pub clear_inference_timeout: bool,
 }
 
 /// Request-response logging at `rate`.
@@ -450,10 +461,18 @@ pub fn update_request(
     } else if args.disable_request_response_logging {
         mask.push("predictRequestResponseLoggingConfig");
     }
+    if let Some(timeout) = args.inference_timeout {
+        endpoint.client_connection_config =
+            Some(api::ClientConnectionConfig { inference_timeout: Some(timeout) });
+        mask.push("clientConnectionConfig.inferenceTimeout");
+    } else if args.clear_inference_timeout {
+        mask.push("clientConnectionConfig.inferenceTimeout");
+    }
     if mask.is_empty() {
         return Err(CliError::Input(
             "nothing to update: give --display-name, --description, --labels, --traffic-split, --clear-traffic-split, \
-             --request-response-logging-rate or --disable-request-response-logging"
+             --request-response-logging-rate, --disable-request-response-logging, --inference-timeout or \
+             --clear-inference-timeout"
                 .into(),
         ));
     }
@@ -532,6 +551,9 @@ pub async fn run(ctx: &Context, command: EndpointsCommand) -> Result<(), CliErro
                 labels: args.labels.unwrap_or_default(),
                 access: args.access.map(Into::into).unwrap_or_default(),
                 predict_request_response_logging_config: args.request_response_logging_rate.map(logging_at),
+                client_connection_config: args
+                    .inference_timeout
+                    .map(|t| api::ClientConnectionConfig { inference_timeout: Some(t) }),
                 ..Default::default()
             };
             let query: Vec<(&str, String)> =

@@ -20,7 +20,7 @@ use super::page::{self, Failure, Html, Layout, Nav, Page};
 use super::session::Visitor;
 use super::snippets::{self, Snippets};
 use crate::endpoints::{EndpointField, Replica};
-use crate::gateway::{Credentials, PredictRequest};
+use crate::gateway::{Call, Credentials, PredictRequest};
 
 fn id_of(name: &str) -> String {
     name.rsplit('/').next().unwrap_or(name).to_string()
@@ -778,10 +778,11 @@ pub async fn predict(
             &console.accounts,
             PredictRequest {
                 endpoint: &endpoint,
-                raw: false,
+                call: Call::Predict,
                 private_listener: false,
                 credentials: Credentials::Caller(&visitor.caller),
                 content_type: Some("application/json"),
+                inference_header_length: None,
                 body: Bytes::from(form.instances.clone()),
             },
         )

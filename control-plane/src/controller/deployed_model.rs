@@ -34,7 +34,8 @@ impl Controller {
             Err(e) => return Ok(Err(e)),
         };
         let latest = self.store.latest_revision(&key, &dm.deployed_model_id).await?;
-        let (plan, store_rendered) = revision::plan(&rendering, latest.as_ref(), self.config.deploy_timeout);
+        let (plan, store_rendered) =
+            revision::plan(&rendering, latest.as_ref(), self.config.deploy_timeout, &self.config.render);
         if store_rendered && self.config.mode != Mode::RouteOnly {
             let revision = Revision {
                 project: dm.project.clone(),
@@ -58,12 +59,11 @@ impl Controller {
         name: &str,
     ) -> Result<Option<Observed>, StoreError> {
         let Ok(plan) = self.plan(dm).await? else { return Ok(None) };
-        Ok(self
-            .backend
-            .status(name)
-            .await
-            .ok()
-            .map(|status| Observed { status, predict_route: plan.predict_route }))
+        Ok(self.backend.status(name).await.ok().map(|status| Observed {
+            status,
+            predict_route: plan.predict_route,
+            v2_model: plan.v2_model,
+        }))
     }
 
     /// Keeps a deploying or deployed model running; finishes its deploy or mutate operation
@@ -159,7 +159,7 @@ impl Controller {
                 self.record_status(dm, ready, &message).await?;
             }
         }
-        Ok(Some(Observed { status, predict_route: plan.predict_route }))
+        Ok(Some(Observed { status, predict_route: plan.predict_route, v2_model: plan.v2_model }))
     }
 
     /// The replica count to run now: the autoscaler's decision from what the gateway counted.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::autoscale::Bounds;
 use crate::endpoints::rendering::{self, Rendering};
-use crate::manifests::{self, Rendered};
+use crate::manifests::{self, RenderConfig, Rendered};
 use crate::store::{Revision, RevisionSource};
 
 /// What the controller runs for a deployed model, with what it needs to judge and scale it.
@@ -19,6 +19,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// Where the gateway sends predictions.
     pub predict_route: String,
+    /// The model's name in the replicas' Open Inference Protocol V2 routes, when they speak it.
+    pub v2_model: Option<String>,
     /// Why the edited revision is not what runs, if so.
     pub problem: Option<String>,
 }
@@ -26,7 +28,12 @@ pub struct Plan {
 /// The plan for a deployed model from its rendering and newest revision, and whether the
 /// rendering must be stored as a new revision (it changed since the newest one, or there is
 /// none).
-pub fn plan(rendering: &Rendering, latest: Option<&Revision>, default_timeout: Duration) -> (Plan, bool) {
+pub fn plan(
+    rendering: &Rendering,
+    latest: Option<&Revision>,
+    default_timeout: Duration,
+    config: &RenderConfig,
+) -> (Plan, bool) {
     let target = |metric: &str| {
         rendering
             .compute
@@ -76,6 +83,7 @@ pub fn plan(rendering: &Rendering, latest: Option<&Revision>, default_timeout: D
     }
     let plan = Plan {
         predict_route: rendering::predict_route(&objects).unwrap_or_default(),
+        v2_model: rendering::v2_model(&objects, config),
         objects,
         bounds,
         cpu_millis: rendering.compute.machine.cpu_millis,

@@ -18,6 +18,8 @@ pub struct Observed {
     pub status: DeploymentStatus,
     /// Where the gateway sends predictions.
     pub predict_route: String,
+    /// The model's name in the replicas' Open Inference Protocol V2 routes, when they speak it.
+    pub v2_model: Option<String>,
 }
 
 /// Observations by endpoint and deployed model id.
@@ -63,6 +65,7 @@ pub fn routing_table(
                     model,
                     model_version_id: d.version_id.to_string(),
                     predict_route: seen.predict_route.clone(),
+                    v2_model: seen.v2_model.clone(),
                     replicas: ready,
                     concurrency: usize::try_from(container_concurrency(&d.spec)).unwrap_or(1).max(1),
                     access_logging: d.spec.enable_access_logging,
@@ -76,6 +79,7 @@ pub fn routing_table(
             project: e.project.clone(),
             access: e.access,
             prediction_logging: e.prediction_logging,
+            timeout: e.inference_timeout.map(api::Duration::get),
             split: split_indices(&models, &split),
             models,
             key: key.clone(),
@@ -95,12 +99,13 @@ pub fn fingerprint(table: &RoutingTable) -> String {
     let mut out = String::new();
     for (name, route) in endpoints {
         out.push_str(&format!(
-            "{name} {:?} {:?} {:?}\n",
-            route.access, route.split, route.prediction_logging
+            "{name} {:?} {:?} {:?} {:?}\n",
+            route.access, route.split, route.prediction_logging, route.timeout
         ));
         for m in &route.models {
             let replicas: Vec<SocketAddr> = m.replicas.iter().map(|r| r.address).collect();
-            out.push_str(&format!("  {} {} {replicas:?}\n", m.deployed_model_id, m.predict_route));
+            let (id, predict, v2) = (&m.deployed_model_id, &m.predict_route, &m.v2_model);
+            out.push_str(&format!("  {id} {predict} {v2:?} {replicas:?}\n"));
         }
     }
     out
@@ -150,6 +155,7 @@ mod tests {
         Observed {
             status: DeploymentStatus { replicas, desired: ports.len() as u32, ..Default::default() },
             predict_route: "/p".into(),
+            v2_model: None,
         }
     }
 

@@ -130,6 +130,17 @@ pub enum EndpointField {
     TrafficSplit,
     /// `predictRequestResponseLoggingConfig`.
     PredictionLogging,
+    /// `clientConnectionConfig.inferenceTimeout`.
+    InferenceTimeout,
+}
+
+/// The checked `clientConnectionConfig.inferenceTimeout` of a request; `None` when unset.
+fn inference_timeout(body: &api::Endpoint) -> Result<Option<api::Duration>> {
+    let timeout = body.client_connection_config.as_ref().and_then(|c| c.inference_timeout);
+    if let Some(t) = timeout {
+        api::check_inference_timeout(t).map_err(EndpointError::Invalid)?;
+    }
+    Ok(timeout)
 }
 
 /// The endpoint service.
@@ -184,6 +195,7 @@ impl Endpoints {
         api::check_labels(&body.labels)?;
         let prediction_logging =
             prediction_logs::logging(body.predict_request_response_logging_config.as_ref())?;
+        let inference_timeout = inference_timeout(body)?;
         if !body.deployed_models.is_empty() || !body.traffic_split.is_empty() {
             return Err(EndpointError::Invalid(
                 "a new endpoint has no deployed models or traffic split; create it, then call :deployModel"
@@ -206,6 +218,7 @@ impl Endpoints {
             labels: body.labels.clone(),
             access: body.access,
             prediction_logging,
+            inference_timeout,
             ..Default::default()
         };
         let created = self.store.create_endpoint(&record).await?;
@@ -234,8 +247,8 @@ impl Endpoints {
             .collect())
     }
 
-    /// Changes display name, description, labels, access, request-response logging and the
-    /// traffic split. The
+    /// Changes display name, description, labels, access, request-response logging, the
+    /// inference timeout and the traffic split. The
     /// endpoint's `etag`, when given, must be current. Answers once the gateway routes by the
     /// change, so that the caller's next request sees it.
     pub async fn update(
@@ -274,6 +287,10 @@ impl Endpoints {
                 EndpointField::PredictionLogging => {
                     endpoint.prediction_logging =
                         prediction_logs::logging(body.predict_request_response_logging_config.as_ref())?;
+                    changed = true;
+                }
+                EndpointField::InferenceTimeout => {
+                    endpoint.inference_timeout = inference_timeout(body)?;
                     changed = true;
                 }
                 EndpointField::TrafficSplit => {}

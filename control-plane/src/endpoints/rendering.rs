@@ -76,8 +76,8 @@ pub fn render(
     Ok(Rendering { input, compute, rendered, manifests })
 }
 
-/// The predict route the serving container of `objects` listens on: its `AIP_PREDICT_ROUTE`.
-pub fn predict_route(objects: &Rendered) -> Option<String> {
+/// The serving container of `objects`.
+fn serving_container(objects: &Rendered) -> Option<&k8s_openapi::api::core::v1::Container> {
     objects
         .deployment
         .spec
@@ -87,13 +87,28 @@ pub fn predict_route(objects: &Rendered) -> Option<String> {
         .as_ref()?
         .containers
         .iter()
-        .find(|c| c.name == manifests::CONTAINER_NAME)?
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == "AIP_PREDICT_ROUTE")?
-        .value
-        .clone()
+        .find(|c| c.name == manifests::CONTAINER_NAME)
+}
+
+/// The value of the serving container's variable `name`, if set.
+fn container_env<'a>(container: &'a k8s_openapi::api::core::v1::Container, name: &str) -> Option<&'a str> {
+    container.env.as_ref()?.iter().find(|e| e.name == name)?.value.as_deref()
+}
+
+/// The predict route the serving container of `objects` listens on: its `AIP_PREDICT_ROUTE`.
+pub fn predict_route(objects: &Rendered) -> Option<String> {
+    container_env(serving_container(objects)?, "AIP_PREDICT_ROUTE").map(str::to_string)
+}
+
+/// The name the serving container of `objects` answers the Open Inference Protocol V2 under,
+/// when it runs the prebuilt runtime (which speaks it); `None` for a custom container.
+pub fn v2_model(objects: &Rendered, config: &RenderConfig) -> Option<String> {
+    let container = serving_container(objects)?;
+    if !config.is_runtime_image(container.image.as_deref().unwrap_or_default()) {
+        return None;
+    }
+    let name = container_env(container, runtime::config::MODEL_NAME_ENV);
+    Some(name.unwrap_or(runtime::config::DEFAULT_MODEL_NAME).to_string())
 }
 
 /// The replica count a Deployment asks for.

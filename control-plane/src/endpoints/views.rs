@@ -49,6 +49,9 @@ pub fn endpoint(public_url: &str, e: &Endpoint, deployed: &[DeployedModel]) -> a
         update_time: e.update_time.to_string(),
         access: e.access,
         predict_request_response_logging_config: super::prediction_logs::view(&e.prediction_logging),
+        client_connection_config: e
+            .inference_timeout
+            .map(|t| api::ClientConnectionConfig { inference_timeout: Some(t) }),
         unmodelled: api::Unmodelled,
     }
 }

@@ -1,4 +1,4 @@
-//! The data plane: `:predict` and `:rawPredict`. Decides who may call an endpoint (its access
+//! The data plane: `:predict`, `:rawPredict` and the Open Inference Protocol V2 ([`v2`]). Decides who may call an endpoint (its access
 //! mode and the caller's role), reads the routing snapshot (never the database), picks a
 //! deployed model by traffic split and a replica by load, forwards over pooled keep-alive
 //! connections, adds which deployed model answered, and counts every prediction.
@@ -9,12 +9,18 @@
 //! drops it before answering (it died), is left out for a moment and the request goes once to
 //! another ready replica.
 //!
+//! Deadline: from when a request is routed to a deployed model, the endpoint's inference
+//! timeout (`clientConnectionConfig.inferenceTimeout`, or `--predict-timeout`) bounds the wait
+//! in the queue and the replica's answer together; past it the caller gets 504. A request held
+//! for a cold start is bounded apart (`--cold-start-timeout`, then 503).
+//!
 //! Request-response logging: a sample of the predictions that reached a deployed model, with
 //! their bodies, goes to a writer task off the request path ([`prediction_logs`]).
 
 pub mod prediction_logs;
 pub mod route;
 pub mod traffic;
+pub mod v2;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +33,7 @@ use serde_json::Value;
 
 use route::{Admission, InFlight};
 pub use route::{EndpointRoute, ModelRoute, ModelStats, Replica, RoutingTable};
+pub use v2::V2Call;
 
 use crate::auth::{Accounts, AuthError, Caller};
 use crate::store::{PredictMethod, Timestamp};
@@ -45,8 +52,18 @@ pub enum GatewayError {
     NoReadyReplica(String),
     #[error("the request body is not a predict request: {0}; expected {{\"instances\": [...]}}")]
     BadRequest(String),
-    #[error("deployed model {0} did not answer within {1:?}")]
-    Timeout(String, Duration),
+    #[error(
+        "deployed model {0} did not answer within {1}, the endpoint's inference timeout (clientConnectionConfig.inferenceTimeout; --predict-timeout when the endpoint sets none)"
+    )]
+    Timeout(String, api::Duration),
+    #[error(
+        "endpoint {endpoint} has no deployed model `{model}`: name a deployed model's id to call that deployed model, or the endpoint's id `{id}` to follow the traffic split"
+    )]
+    UnknownModel { endpoint: String, model: String, id: String },
+    #[error(
+        "deployed model {0} runs a custom container, to which the gateway does not route the Open Inference Protocol V2 (only the prebuilt runtime is known to speak it); call it with :predict or :rawPredict"
+    )]
+    NotV2(String),
     #[error("deployed model {0} failed: {1}")]
     Upstream(String, String),
     #[error("deployed model {0} could not be reached: {1}")]
@@ -54,7 +71,7 @@ pub enum GatewayError {
     #[error("deployed model {0} closed the connection before it answered: {1}")]
     Broken(String, String),
     #[error(
-        "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once, and the queue is full or the wait in it ran out; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
+        "deployed model {0} is at capacity: each replica serves its containerConcurrency requests at once, and the queue is full; retry after the Retry-After delay, or raise maxReplicaCount or containerConcurrency"
     )]
     Overloaded(String),
     #[error("endpoint {0} is private: it is served only on the private listener (--private-listen)")]
@@ -66,8 +83,11 @@ pub enum GatewayError {
 impl api::Coded for GatewayError {
     fn code(&self) -> Code {
         match self {
-            GatewayError::UnknownEndpoint(_) | GatewayError::Private(_) => Code::NotFound,
+            GatewayError::UnknownEndpoint(_)
+            | GatewayError::Private(_)
+            | GatewayError::UnknownModel { .. } => Code::NotFound,
             GatewayError::BadRequest(_) => Code::InvalidArgument,
+            GatewayError::NotV2(_) => Code::FailedPrecondition,
             GatewayError::NoTraffic(_) => Code::FailedPrecondition,
             GatewayError::NoReadyReplica(_)
             | GatewayError::Upstream(..)
@@ -102,7 +122,8 @@ impl GatewayError {
             | GatewayError::Upstream(id, _)
             | GatewayError::Unreachable(id, _)
             | GatewayError::Broken(id, _)
-            | GatewayError::Overloaded(id) => Some(id),
+            | GatewayError::Overloaded(id)
+            | GatewayError::NotV2(id) => Some(id),
             _ => None,
         }
     }
@@ -112,18 +133,43 @@ impl GatewayError {
 /// controller sees it fail and pass its readiness probe sooner (about one probe period).
 const REFUSED_EJECTION: Duration = Duration::from_secs(5);
 
-/// One prediction request as it reached the platform.
+/// What a caller asks of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call<'a> {
+    /// `:predict`: `{"instances": [...]}`, answered with which deployed model answered.
+    Predict,
+    /// `:rawPredict`: body and content type pass through unchanged.
+    RawPredict,
+    /// The Open Inference Protocol V2 under the endpoint.
+    V2(V2Call<'a>),
+}
+
+impl Call<'_> {
+    /// Which prediction the call is, counted in the metrics, the access log and request-response
+    /// logging; `None` for health and metadata calls.
+    fn prediction_method(&self) -> Option<PredictMethod> {
+        match self {
+            Call::Predict => Some(PredictMethod::Predict),
+            Call::RawPredict => Some(PredictMethod::RawPredict),
+            Call::V2(V2Call::Infer(_)) => Some(PredictMethod::V2Infer),
+            Call::V2(_) => None,
+        }
+    }
+}
+
+/// One request to an endpoint's data plane as it reached the platform.
 #[derive(Debug)]
 pub struct PredictRequest<'a> {
     /// The endpoint's resource name.
     pub endpoint: &'a str,
-    /// `:rawPredict`: body and content type pass through unchanged.
-    pub raw: bool,
+    pub call: Call<'a>,
     /// Whether the request came in on the private listener.
     pub private_listener: bool,
     /// Who is calling.
     pub credentials: Credentials<'a>,
     pub content_type: Option<&'a str>,
+    /// `Inference-Header-Content-Length` (V2 binary tensor data), passed on.
+    pub inference_header_length: Option<&'a str>,
     pub body: Bytes,
 }
 
@@ -140,7 +186,8 @@ pub enum Credentials<'a> {
 /// Settings of the data plane.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// How long a replica may take to answer.
+    /// How long a request routed to a deployed model may wait for a slot and the replica's
+    /// answer, when its endpoint sets no `clientConnectionConfig.inferenceTimeout`.
     pub timeout: Duration,
     /// How long a request may wait for a replica of a deployed model that has none ready
     /// (scaled to zero, or starting); zero answers 503 at once.
@@ -158,14 +205,78 @@ pub struct Forwarded {
     pub content_type: Option<String>,
     /// The replica's `Retry-After`, passed on (a runtime's own 429 or 503).
     pub retry_after: Option<String>,
+    /// The replica's `Inference-Header-Content-Length` (V2 binary tensor data), passed on.
+    pub inference_header_length: Option<String>,
     pub body: Bytes,
+    /// Empty when the gateway answered itself.
     pub deployed_model_id: String,
+}
+
+impl Forwarded {
+    /// An answer of the gateway itself (V2 health and server metadata).
+    fn local(body: &Value) -> Forwarded {
+        Forwarded {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            inference_header_length: None,
+            body: Bytes::from(body.to_string()),
+            deployed_model_id: String::new(),
+        }
+    }
+}
+
+/// When a request routed to a deployed model must have its answer, and the timeout it came from.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn missed(&self, model: &ModelRoute) -> GatewayError {
+        GatewayError::Timeout(model.deployed_model_id.clone(), self.timeout.into())
+    }
+}
+
+/// What is sent to a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    /// `POST` to the container's predict route.
+    Predict,
+    /// `POST /v2/models/{name}/infer`.
+    V2Infer,
+    /// `GET /v2/models/{name}`.
+    V2Metadata,
+}
+
+impl Upstream {
+    /// The method and path on a replica of `model`.
+    fn target(self, model: &ModelRoute) -> Result<(reqwest::Method, String), GatewayError> {
+        let v2_name =
+            || model.v2_model.as_deref().ok_or_else(|| GatewayError::NotV2(model.deployed_model_id.clone()));
+        Ok(match self {
+            Upstream::Predict => (reqwest::Method::POST, model.predict_route.clone()),
+            Upstream::V2Infer => (reqwest::Method::POST, format!("/v2/models/{}/infer", v2_name()?)),
+            Upstream::V2Metadata => (reqwest::Method::GET, format!("/v2/models/{}", v2_name()?)),
+        })
+    }
+}
+
+/// A request on its way to a replica.
+#[derive(Debug, Clone)]
+struct Outgoing<'a> {
+    upstream: Upstream,
+    content_type: Option<&'a str>,
+    inference_header_length: Option<&'a str>,
+    body: Bytes,
 }
 
 /// An answer on its way back from a replica: its slot stays taken until the body is read.
 struct Sent {
     model: Arc<ModelRoute>,
     response: reqwest::Response,
+    deadline: Deadline,
     _slot: Slot,
 }
 
@@ -175,15 +286,16 @@ impl Sent {
         let status = self.response.status().as_u16();
         let content_type = header_text(&self.response, reqwest::header::CONTENT_TYPE);
         let retry_after = header_text(&self.response, reqwest::header::RETRY_AFTER);
-        let body = self
-            .response
-            .bytes()
+        let inference_header_length = header_text(&self.response, v2::HEADER_LENGTH);
+        let body = tokio::time::timeout_at(self.deadline.at, self.response.bytes())
             .await
+            .map_err(|_| self.deadline.missed(&self.model))?
             .map_err(|e| GatewayError::Upstream(self.model.deployed_model_id.clone(), e.to_string()))?;
         Ok(Forwarded {
             status,
             content_type,
             retry_after,
+            inference_header_length,
             body,
             deployed_model_id: self.model.deployed_model_id.clone(),
         })
@@ -310,13 +422,20 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownEndpoint(name.to_string()))
     }
 
-    /// Picks the deployed model (traffic split). When it has no ready replica, waits up to the
-    /// cold-start timeout for one, asking the autoscaler for it.
-    async fn select(&self, name: &str, route: Arc<EndpointRoute>) -> Result<Arc<ModelRoute>, GatewayError> {
-        let roll = rand::random_range(0..100);
-        let ix =
-            route::pick_model(&route.split, roll).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
-        let model = route.models.get(ix).ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
+    /// Picks the deployed model: `pinned`, or by traffic split. When it has no ready replica,
+    /// waits up to the cold-start timeout for one, asking the autoscaler for it.
+    async fn select(
+        &self,
+        name: &str,
+        route: Arc<EndpointRoute>,
+        pinned: Option<&str>,
+    ) -> Result<Arc<ModelRoute>, GatewayError> {
+        let model = match pinned {
+            Some(id) => route.models.iter().find(|m| m.deployed_model_id == id),
+            None => route::pick_model(&route.split, rand::random_range(0..100))
+                .and_then(|ix| route.models.get(ix)),
+        };
+        let model = model.ok_or_else(|| GatewayError::NoTraffic(name.to_string()))?;
         if !model.replicas.is_empty() {
             return Ok(model.clone());
         }
@@ -356,12 +475,13 @@ impl Gateway {
     }
 
     /// A slot on a replica of `model` below its concurrency limit: at once, or after waiting in
-    /// the deployed model's queue (bounded in length and by the request timeout) for a request to
-    /// finish or for more replicas.
+    /// the deployed model's queue (bounded in length, and in time by the request's deadline)
+    /// for a request to finish or for more replicas.
     async fn admit(
         &self,
         name: &str,
         model: Arc<ModelRoute>,
+        deadline: Deadline,
     ) -> Result<(Arc<ModelRoute>, Slot), GatewayError> {
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
         let try_admit = |model: &ModelRoute| match route::admit(
@@ -385,7 +505,6 @@ impl Gateway {
             return Err(GatewayError::Overloaded(id));
         }
         let mut published = self.published.subscribe();
-        let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut model = model;
         loop {
             let freed = stats.freed.notified();
@@ -394,47 +513,49 @@ impl Gateway {
             if let Some(slot) = try_admit(&model)? {
                 return Ok((model, slot));
             }
-            let woken = tokio::time::timeout_at(deadline, async {
+            let woken = tokio::time::timeout_at(deadline.at, async {
                 tokio::select! {
                     _ = freed => {}
                     _ = published.changed() => {}
                 }
             });
             if woken.await.is_err() {
-                return Err(GatewayError::Overloaded(id));
+                return Err(deadline.missed(&model));
             }
             // More replicas may have become ready.
             model = self.current_model(name, &id)?;
         }
     }
 
-    /// Sends a request to a replica of a deployed model picked by the traffic split. When the
-    /// replica refuses the connection (nothing was sent), or the connection breaks before any
-    /// answer came (the replica died: `kill -9`, a crash, the OOM killer), it is left out for a
-    /// moment and the request goes once to another ready replica. A prediction has no side
-    /// effects, so sending it again is safe; once only, so that a request that crashes replicas
-    /// takes down at most two.
+    /// Sends a request to a replica of a deployed model, `pinned` or picked by the traffic
+    /// split. When the replica refuses the connection (nothing was sent), or the connection
+    /// breaks before any answer came (the replica died: `kill -9`, a crash, the OOM killer), it
+    /// is left out for a moment and the request goes once to another ready replica. A
+    /// prediction has no side effects, so sending it again is safe; once only, so that a
+    /// request that crashes replicas takes down at most two.
     async fn send(
         &self,
         name: &str,
         route: Arc<EndpointRoute>,
-        content_type: &str,
-        body: Bytes,
+        pinned: Option<&str>,
+        out: Outgoing<'_>,
     ) -> Result<Sent, GatewayError> {
-        let model = self.select(name, route).await?;
-        let (model, slot) = self.admit(name, model).await?;
+        let timeout = route.timeout.unwrap_or(self.config.timeout);
+        let model = self.select(name, route, pinned).await?;
+        let deadline = Deadline { at: tokio::time::Instant::now() + timeout, timeout };
+        let (model, slot) = self.admit(name, model, deadline).await?;
         model.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match self.forward(&model, &slot, content_type, body.clone()).await {
+        match self.forward(&model, &slot, &out, deadline).await {
             Err(GatewayError::Unreachable(id, why) | GatewayError::Broken(id, why)) => {
                 slot.in_flight.replica().eject(std::time::Instant::now(), REFUSED_EJECTION);
                 tracing::warn!(deployed_model = %id, replica = %slot.in_flight.replica().address, error = %why,
                     "replica refused or dropped the connection; retrying on another");
                 drop(slot);
-                let (model, slot) = self.admit(name, model).await?;
-                let response = self.forward(&model, &slot, content_type, body).await?;
-                Ok(Sent { model, response, _slot: slot })
+                let (model, slot) = self.admit(name, model, deadline).await?;
+                let response = self.forward(&model, &slot, &out, deadline).await?;
+                Ok(Sent { model, response, deadline, _slot: slot })
             }
-            Ok(response) => Ok(Sent { model, response, _slot: slot }),
+            Ok(response) => Ok(Sent { model, response, deadline, _slot: slot }),
             Err(e) => Err(e),
         }
     }
@@ -443,27 +564,29 @@ impl Gateway {
         &self,
         model: &ModelRoute,
         slot: &Slot,
-        content_type: &str,
-        body: Bytes,
+        out: &Outgoing<'_>,
+        deadline: Deadline,
     ) -> Result<reqwest::Response, GatewayError> {
-        let url = format!("http://{}{}", slot.in_flight.replica().address, model.predict_route);
-        self.client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .timeout(self.config.timeout)
-            .body(body)
-            .send()
+        let (method, path) = out.upstream.target(model)?;
+        let url = format!("http://{}{path}", slot.in_flight.replica().address);
+        let mut request = self.client.request(method, url).body(out.body.clone());
+        if let Some(content_type) = out.content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(length) = out.inference_header_length {
+            request = request.header(v2::HEADER_LENGTH, length);
+        }
+        let id = || model.deployed_model_id.clone();
+        tokio::time::timeout_at(deadline.at, request.send())
             .await
+            .map_err(|_| deadline.missed(model))?
             .map_err(|e| {
-                let id = model.deployed_model_id.clone();
-                if e.is_timeout() {
-                    GatewayError::Timeout(id, self.config.timeout)
-                } else if e.is_connect() {
-                    GatewayError::Unreachable(id, e.to_string())
+                if e.is_connect() {
+                    GatewayError::Unreachable(id(), e.to_string())
                 } else if connection_broke(&e) {
-                    GatewayError::Broken(id, e.to_string())
+                    GatewayError::Broken(id(), e.to_string())
                 } else {
-                    GatewayError::Upstream(id, e.to_string())
+                    GatewayError::Upstream(id(), e.to_string())
                 }
             })
     }
@@ -479,9 +602,12 @@ impl Gateway {
         let time = Timestamp::now();
         let endpoint = req.endpoint.to_string();
         let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
-        let method = if req.raw { PredictMethod::RawPredict } else { PredictMethod::Predict };
+        let method = req.call.prediction_method();
         let request_body = req.body.clone();
         let result = self.authorized(accounts, req).await;
+        let Some(method) = method else {
+            return result;
+        };
         let (code, deployed_model) = match &result {
             Ok(f) => (f.status, f.deployed_model_id.as_str()),
             Err(e) => (api::Coded::http_status(e), ""),
@@ -546,11 +672,27 @@ impl Gateway {
                 Credentials::Caller(caller) => caller.require(Role::Predictor, &route.project)?,
             },
         }
-        if req.raw {
-            let content_type = req.content_type.unwrap_or("application/octet-stream");
-            self.raw_predict(req.endpoint, route, content_type, req.body).await
-        } else {
-            self.predict(req.endpoint, route, req.body).await
+        match req.call {
+            Call::Predict => self.predict(req.endpoint, route, req.body).await,
+            Call::RawPredict => {
+                let out = Outgoing {
+                    upstream: Upstream::Predict,
+                    content_type: Some(req.content_type.unwrap_or("application/octet-stream")),
+                    inference_header_length: None,
+                    body: req.body,
+                };
+                // The container's answer, unchanged.
+                self.send(req.endpoint, route, None, out).await?.read().await
+            }
+            Call::V2(call) => {
+                let out = Outgoing {
+                    upstream: Upstream::V2Infer,
+                    content_type: req.content_type,
+                    inference_header_length: req.inference_header_length,
+                    body: req.body,
+                };
+                self.v2(req.endpoint, route, call, out).await
+            }
         }
     }
 
@@ -563,7 +705,13 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Forwarded, GatewayError> {
         check_predict_body(&body)?;
-        let sent = self.send(name, route, "application/json", body).await?;
+        let out = Outgoing {
+            upstream: Upstream::Predict,
+            content_type: Some("application/json"),
+            inference_header_length: None,
+            body,
+        };
+        let sent = self.send(name, route, None, out).await?;
         let model = sent.model.clone();
         let answer = sent.read().await?;
         if !(200..300).contains(&answer.status) {
@@ -593,21 +741,10 @@ impl Gateway {
             status,
             content_type: Some("application/json".into()),
             retry_after,
+            inference_header_length: None,
             body,
             deployed_model_id: model.deployed_model_id.clone(),
         })
-    }
-
-    /// `:rawPredict`: forwards the body and its content type unchanged, and returns the
-    /// container's answer unchanged.
-    async fn raw_predict(
-        &self,
-        name: &str,
-        route: Arc<EndpointRoute>,
-        content_type: &str,
-        body: Bytes,
-    ) -> Result<Forwarded, GatewayError> {
-        self.send(name, route, content_type, body).await?.read().await
     }
 }
 
@@ -715,7 +852,7 @@ fn error_body(e: &GatewayError) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+fn header_text(response: &reqwest::Response, name: impl reqwest::header::AsHeaderName) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -803,6 +940,7 @@ mod tests {
             model_version_id: "1".into(),
             model_display_name: "m".into(),
             predict_route: route.into(),
+            v2_model: Some("model".into()),
             replicas: replicas.iter().map(|a| Arc::new(Replica::new(*a))).collect(),
             concurrency,
             access_logging,
@@ -815,6 +953,7 @@ mod tests {
             prediction_logging: Default::default(),
             models: vec![Arc::new(model)],
             split: vec![(0, 100)],
+            timeout: None,
         };
         g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(endpoint))].into() });
         g
@@ -832,10 +971,11 @@ mod tests {
     async fn predict(g: &Gateway, accounts: &Accounts) -> Result<Forwarded, GatewayError> {
         let req = PredictRequest {
             endpoint: ENDPOINT,
-            raw: false,
+            call: Call::Predict,
             private_listener: false,
             credentials: Credentials::Header(None),
             content_type: Some("application/json"),
+            inference_header_length: None,
             body: Bytes::from_static(br#"{"instances": [[1]]}"#),
         };
         g.serve(accounts, req).await
@@ -940,6 +1080,33 @@ mod tests {
         assert_eq!(kept.endpoint, crate::store::EndpointKey::new("p", "l", "e"));
         assert!(samples.try_recv().is_err(), "the second found the queue full");
         assert!(g.metrics.render().contains("platform_prediction_logs_dropped_total 1"), "and was counted");
+    }
+
+    #[tokio::test]
+    async fn the_endpoints_inference_timeout_bounds_the_queue_and_the_answer_with_504() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let addr = upstream(gate.clone()).await;
+        let g = Arc::new(gateway(1, "/slow", 1, &[addr], false));
+        let mut route = (*g.endpoint(ENDPOINT).unwrap()).clone();
+        route.timeout = Some(Duration::from_millis(300));
+        g.publish(RoutingTable { endpoints: [(ENDPOINT.to_string(), Arc::new(route))].into() });
+        let accounts = accounts().await;
+        let stats = g.stats("7");
+        // One request on the replica, which does not answer; one queued behind it.
+        let first = {
+            let (g, accounts) = (g.clone(), accounts.clone());
+            tokio::spawn(async move { predict(&g, &accounts).await })
+        };
+        until("the first request on the replica", || stats.in_flight.load(Ordering::Relaxed) == 1).await;
+        let queued = predict(&g, &accounts).await.unwrap_err();
+        let first = first.await.unwrap().unwrap_err();
+        for err in [first, queued] {
+            assert!(matches!(err, GatewayError::Timeout(..)), "{err}");
+            assert_eq!((err.http_status(), err.code()), (504, Code::DeadlineExceeded));
+            assert!(err.to_string().contains("within 0.3s"), "{err}");
+        }
+        assert_eq!((stats.queued.load(Ordering::Relaxed), stats.in_flight.load(Ordering::Relaxed)), (0, 0));
+        gate.add_permits(10);
     }
 
     #[tokio::test]

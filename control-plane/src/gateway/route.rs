@@ -100,6 +100,10 @@ pub struct ModelRoute {
     pub model_display_name: String,
     /// The container's predict route, where `:predict` and `:rawPredict` are forwarded.
     pub predict_route: String,
+    /// The name the replicas serve the model under in the Open Inference Protocol V2
+    /// (`/v2/models/{name}/...`), when they speak it (the prebuilt runtime); `None` for a
+    /// custom container, to which the gateway routes no V2 call.
+    pub v2_model: Option<String>,
     pub replicas: Vec<Arc<Replica>>,
     /// The most requests one replica is given at once (`containerConcurrency`); more wait in
     /// the deployed model's bounded queue.
@@ -136,6 +140,9 @@ pub struct EndpointRoute {
     pub models: Vec<Arc<ModelRoute>>,
     /// `(index into models, percent)`, percents summing to 100, or empty for no traffic.
     pub split: Vec<(usize, u32)>,
+    /// `clientConnectionConfig.inferenceTimeout`: how long a request may wait for a replica's
+    /// slot and its answer; `None` for the gateway's default (`--predict-timeout`).
+    pub timeout: Option<Duration>,
 }
 
 /// Every endpoint the gateway serves, by endpoint resource name.
@@ -285,6 +292,7 @@ mod tests {
             model_version_id: "1".into(),
             model_display_name: String::new(),
             predict_route: "/predict".into(),
+            v2_model: None,
             replicas: vec![],
             concurrency: 80,
             access_logging: false,

@@ -15,6 +15,7 @@ use super::request::{self, Path, Query, UpdateMask};
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::endpoints::{EndpointField, MutableField};
+use crate::gateway::Call;
 
 /// The custom methods of `POST .../endpoints/{id}:{verb}`.
 const VERBS: [&str; 5] = ["deployModel", "undeployModel", "mutateDeployedModel", "predict", "rawPredict"];
@@ -106,6 +107,8 @@ pub async fn patch(
         ("access", EndpointField::Access),
         ("trafficSplit", EndpointField::TrafficSplit),
         ("predictRequestResponseLoggingConfig", EndpointField::PredictionLogging),
+        ("clientConnectionConfig", EndpointField::InferenceTimeout),
+        ("clientConnectionConfig.inferenceTimeout", EndpointField::InferenceTimeout),
     ])?;
     let body = request::json(body)?;
     Ok(Json(app.endpoints.update(&caller, &name, &fields, &body).await?))
@@ -145,7 +148,8 @@ pub async fn post_verb(
     let name = request::endpoint(&project, &location, id)?;
     match verb {
         "predict" | "rawPredict" => {
-            return super::predict::serve(&app, &name, verb == "rawPredict", private.0, &headers, body).await;
+            let call = if verb == "rawPredict" { Call::RawPredict } else { Call::Predict };
+            return super::predict::serve(&app, &name, call, private.0, &headers, body).await;
         }
         "deployModel" | "undeployModel" | "mutateDeployedModel" => {}
         other => return Err(request::unknown_verb(&name.to_string(), other, "POST", &VERBS)),

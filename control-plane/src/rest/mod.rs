@@ -97,6 +97,7 @@ fn resources(version: &str) -> Router<AppState> {
             get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete).post(endpoints::post_verb),
         )
         .route(&format!("{location}/endpoints/{{endpoint}}/manifests"), get(manifests::get_endpoint))
+        .merge(v2_routes(&format!("{location}/endpoints/{{endpoint}}")))
         .route(&format!("{location}/endpoints/{{endpoint}}/logs"), get(logs::read))
         .route(&format!("{location}/endpoints/{{endpoint}}/predictionLogs"), get(prediction_logs::list))
         .route(
@@ -114,6 +115,24 @@ fn resources(version: &str) -> Router<AppState> {
             get(manifests::get_revision).post(manifests::rollback),
         )
         .merge(operation_routes(version))
+}
+
+/// The Open Inference Protocol V2 under an endpoint: a V2 client given `{host}/v1/{endpoint}`
+/// as its URL reaches the endpoint's deployed models through the gateway.
+fn v2_routes(endpoint: &str) -> Router<AppState> {
+    use predict::V2Route;
+    let routes = [
+        ("v2", V2Route::Server),
+        ("v2/health/live", V2Route::Live),
+        ("v2/health/ready", V2Route::Ready),
+        ("v2/models/{model}", V2Route::Model),
+        ("v2/models/{model}/ready", V2Route::ModelReady),
+        ("v2/models/{model}/infer", V2Route::Infer),
+    ];
+    routes.into_iter().fold(Router::new(), |router, (path, route)| {
+        let method = if route == V2Route::Infer { post(predict::v2) } else { get(predict::v2) };
+        router.route(&format!("{endpoint}/{path}"), method.layer(axum::Extension(route)))
+    })
 }
 
 /// Operations under `{prefix}/projects/{p}/locations/{l}`, and nested under a model or an

@@ -36,7 +36,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "API tokens, users and their roles"),
         (name = "models", description = "The model registry: models, versions, aliases, artifacts"),
-        (name = "endpoints", description = "Endpoints, deployed models, traffic splits; `:predict` and `:rawPredict` are POST `{id}:predict`"),
+        (name = "endpoints", description = "Endpoints, deployed models, traffic splits; `:predict` and `:rawPredict` are POST `{id}:predict`. The Open Inference Protocol V2 is served under each endpoint for deployed models of the prebuilt runtime: `GET {endpoint}/v2`, `GET {endpoint}/v2/health/live|ready`, `GET {endpoint}/v2/models/{model}[/ready]`, `POST {endpoint}/v2/models/{model}/infer`, where `{model}` is a deployed model's id (that deployed model) or the endpoint's id (the traffic split); a custom container is refused with 400. `clientConnectionConfig.inferenceTimeout` (1s..3600s) bounds each prediction, 504 past it."),
         (name = "operations", description = "Long-running operations"),
         (name = "manifests", description = "The Kubernetes manifests of each deployed model: read, edit, revisions, rollback"),
     ),

@@ -54,6 +54,8 @@ pub struct Endpoint {
     pub description: String,
     pub labels: Labels,
     pub access: Access,
+    /// `clientConnectionConfig.inferenceTimeout`; `None`: the gateway's default.
+    pub inference_timeout: Option<api::Duration>,
     /// Names only deployed models of this endpoint that are not being undeployed.
     pub traffic_split: TrafficSplit,
     /// Changes on every change of the endpoint, its split or its set of deployed models.
@@ -165,7 +167,8 @@ pub trait EndpointStore: Send + Sync {
     async fn list_endpoints(&self, project: &str, location: &str) -> Result<Vec<Endpoint>>;
     /// Every endpoint of every project (what the gateway serves).
     async fn list_all_endpoints(&self) -> Result<Vec<Endpoint>>;
-    /// Updates `display_name`, `description`, `labels`, `access` and `prediction_logging`.
+    /// Updates `display_name`, `description`, `labels`, `access`, `prediction_logging` and
+    /// `inference_timeout`.
     async fn update_endpoint(&self, endpoint: &Endpoint, expected_etag: Option<&str>) -> Result<Endpoint>;
     /// Replaces the traffic split (validated against the endpoint's deployed models).
     async fn set_traffic_split(
@@ -240,6 +243,11 @@ pub(crate) fn access_name(access: Access) -> &'static str {
     }
 }
 
+/// An inference timeout as stored: nanoseconds.
+pub(crate) fn timeout_nanos(timeout: Option<api::Duration>) -> Option<i64> {
+    timeout.map(|t| i64::try_from(t.get().as_nanos()).unwrap_or(i64::MAX))
+}
+
 fn parse_access(text: &str) -> Option<Access> {
     [Access::Authenticated, Access::Public, Access::Private].into_iter().find(|a| access_name(*a) == text)
 }
@@ -255,6 +263,7 @@ pub(crate) struct EndpointRow {
     labels: String,
     access: String,
     traffic_split: String,
+    inference_timeout_nanos: Option<i64>,
     etag: String,
     create_time: i64,
     update_time: i64,
@@ -268,6 +277,9 @@ impl EndpointRow {
             labels: from_json(&self.labels, &row, "labels")?,
             access: name_of(&self.access, &row, "access", parse_access)?,
             traffic_split: from_json(&self.traffic_split, &row, "traffic_split")?,
+            inference_timeout: self
+                .inference_timeout_nanos
+                .map(|n| api::Duration(std::time::Duration::from_nanos(n.max(0).unsigned_abs()))),
             create_time: timestamp(self.create_time, &row, "create_time")?,
             update_time: timestamp(self.update_time, &row, "update_time")?,
             prediction_logging: from_json(&self.prediction_logging, &row, "prediction_logging")?,

@@ -25,6 +25,8 @@ pub enum PredictMethod {
     #[default]
     Predict,
     RawPredict,
+    /// The Open Inference Protocol V2's `infer`.
+    V2Infer,
 }
 
 impl PredictMethod {
@@ -32,11 +34,12 @@ impl PredictMethod {
         match self {
             PredictMethod::Predict => "predict",
             PredictMethod::RawPredict => "rawPredict",
+            PredictMethod::V2Infer => "v2Infer",
         }
     }
 
     pub fn parse(text: &str) -> Option<PredictMethod> {
-        [PredictMethod::Predict, PredictMethod::RawPredict].into_iter().find(|m| m.as_str() == text)
+        [PredictMethod::Predict, PredictMethod::RawPredict, PredictMethod::V2Infer].into_iter().find(|m| m.as_str() == text)
     }
 }
 

@@ -4,6 +4,11 @@
 //! For a one-input model an instance is one row of that input (nested arrays); for several
 //! inputs it is an object keyed by input name. With one output a prediction is that output's
 //! row; with several, an object keyed by output name. A `ZipMap` output row is `{label: p}`.
+//!
+//! Binary data follows Vertex's convention: wherever a value of an input may stand, `{"b64":
+//! "<base64>"}` carries raw bytes. For a string input they are the element (they must be UTF-8,
+//! as ONNX strings are); for any other input the object is refused, since Vertex gives it no
+//! meaning for numbers.
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -53,6 +58,8 @@ pub struct RunInputs {
 /// batch dimension that its outputs keep, else one per instance.
 pub fn inputs(model: &Model, instances: &[Value]) -> Result<Vec<RunInputs>, InvalidRequest> {
     let specs = model.inputs();
+    let decoded = decode_binary(specs, instances)?;
+    let instances = decoded.as_deref().unwrap_or(instances);
     let mode = model.batch_mode();
     // values[input][instance]
     let mut values: Vec<Vec<&Value>> = vec![Vec::with_capacity(instances.len()); specs.len()];
@@ -85,6 +92,81 @@ pub fn inputs(model: &Model, instances: &[Value]) -> Result<Vec<RunInputs>, Inva
             Ok(RunInputs { inputs, rows: None })
         })
         .collect()
+}
+
+/// The instances with every `{"b64": ...}` replaced by the text its bytes hold; `None` when
+/// there is none (nothing is copied).
+fn decode_binary(specs: &[TensorSpec], instances: &[Value]) -> Result<Option<Vec<Value>>, InvalidRequest> {
+    if !instances.iter().any(has_binary) {
+        return Ok(None);
+    }
+    let mut out = instances.to_vec();
+    for (i, instance) in out.iter_mut().enumerate() {
+        match (specs, instance) {
+            ([only], Value::Object(map)) if map.len() == 1 && map.contains_key(&only.name) => {
+                if let Some(v) = map.get_mut(&only.name) {
+                    decode_values(only, i, v)?;
+                }
+            }
+            ([only], v) => decode_values(only, i, v)?,
+            (_, Value::Object(map)) => {
+                for spec in specs {
+                    if let Some(v) = map.get_mut(&spec.name) {
+                        decode_values(spec, i, v)?;
+                    }
+                }
+            }
+            // Not an instance of this model: `split_instance` says why.
+            _ => {}
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The base64 text of `{"b64": "..."}`.
+fn binary(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Object(map) if map.len() == 1 => map.get("b64"),
+        _ => None,
+    }
+}
+
+fn has_binary(v: &Value) -> bool {
+    match v {
+        Value::Array(items) => items.iter().any(has_binary),
+        Value::Object(map) => binary(v).is_some() || map.values().any(has_binary),
+        _ => false,
+    }
+}
+
+/// Decodes the `{"b64": ...}` values of input `spec` within instance `i`, in place.
+fn decode_values(spec: &TensorSpec, i: usize, v: &mut Value) -> Result<(), InvalidRequest> {
+    if let Value::Array(items) = v {
+        return items.iter_mut().try_for_each(|item| decode_values(spec, i, item));
+    }
+    let Some(text) = binary(v) else { return Ok(()) };
+    let input = &spec.name;
+    if spec.datum_type != DatumType::String {
+        return Err(InvalidRequest(format!(
+            "instance {i}: input `{input}` is {}, but {{\"b64\": ...}} carries bytes, which only a string (BYTES) input takes; send its numbers as JSON",
+            spec.datatype()
+        )));
+    }
+    let bytes = text
+        .as_str()
+        .ok_or_else(|| format!("is {}, not a string", short(text)))
+        .and_then(|t| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(t).map_err(|e| format!("is not base64: {e}"))
+        })
+        .map_err(|why| InvalidRequest(format!("instance {i}: the `b64` value of input `{input}` {why}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        InvalidRequest(format!(
+            "instance {i}: the bytes of input `{input}`'s `b64` value are not UTF-8 text, which is all an ONNX string tensor holds"
+        ))
+    })?;
+    *v = Value::String(text);
+    Ok(())
 }
 
 /// For a model with dimensions that each request fixes (an image's size, a sequence's
@@ -353,5 +435,53 @@ impl Serialize for Prediction<'_> {
             )?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(name: &str, datum_type: DatumType) -> TensorSpec {
+        TensorSpec { name: name.into(), datum_type, shape: vec![Dim::Fixed(1)] }
+    }
+
+    #[test]
+    fn b64_values_of_string_inputs_become_their_text() {
+        let text = [spec("text", DatumType::String)];
+        // "hello" and "wörld" in base64, as a whole instance and nested in a row.
+        let instances = [json!({"b64": "aGVsbG8="}), json!([{"b64": "d8O2cmxk"}, "plain"])];
+        let decoded = decode_binary(&text, &instances).unwrap().unwrap();
+        assert_eq!(decoded, [json!("hello"), json!(["wörld", "plain"])]);
+        let named = [json!({"text": {"b64": "aGVsbG8="}})];
+        assert_eq!(decode_binary(&text, &named).unwrap().unwrap(), [json!({"text": "hello"})]);
+        let two = [spec("text", DatumType::String), spec("x", DatumType::F32)];
+        let instances = [json!({"text": [{"b64": "aGVsbG8="}], "x": [1.0]})];
+        assert_eq!(
+            decode_binary(&two, &instances).unwrap().unwrap(),
+            [json!({"text": ["hello"], "x": [1.0]})]
+        );
+        assert!(
+            decode_binary(&two, &[json!({"text": ["a"], "x": [1.0]})]).unwrap().is_none(),
+            "nothing copied"
+        );
+    }
+
+    #[test]
+    fn b64_values_are_refused_where_they_mean_nothing_or_are_broken() {
+        let message =
+            |specs: &[TensorSpec], instance: Value| decode_binary(specs, &[instance]).unwrap_err().0;
+        let numbers = [spec("x", DatumType::F32)];
+        let m = message(&numbers, json!([{"b64": "AAAA"}]));
+        assert!(m.contains("input `x` is FP32") && m.contains("only a string (BYTES) input"), "{m}");
+        let text = [spec("text", DatumType::String)];
+        let m = message(&text, json!({"b64": "not base64!"}));
+        assert!(m.contains("is not base64"), "{m}");
+        let m = message(&text, json!({"b64": 7}));
+        assert!(m.contains("not a string"), "{m}");
+        let m = message(&text, json!({"b64": "/w=="}));
+        assert!(m.contains("not UTF-8"), "{m}");
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::models::version_exists;
 use super::{BindKey, DbConn, ThisStore, changed, decode_all, etag_mismatch, found, on_unique};
 use crate::store::codec::{from_json, to_json};
-use crate::store::endpoints::{DeployedModelRow, EndpointRow, access_name};
+use crate::store::endpoints::{DeployedModelRow, EndpointRow, access_name, timeout_nanos};
 use crate::store::rules::{check_id, check_split, new_etag, split_percent, split_without};
 use crate::store::{
     DeployedModel, DeploymentSpec, DesiredState, Endpoint, EndpointKey, EndpointStore, ModelKey, Result,
@@ -146,8 +146,8 @@ impl EndpointStore for ThisStore {
         let now = Timestamp::now();
         let row: EndpointRow = sqlx::query_as(concat!(
             "INSERT INTO endpoints (project, location, endpoint_id, display_name, description, labels, access, \
-             traffic_split, etag, create_time, update_time, prediction_logging) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING ",
+             traffic_split, etag, create_time, update_time, prediction_logging, inference_timeout_nanos) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) RETURNING ",
             endpoint_columns!()
         ))
         .bind_endpoint(&key)
@@ -159,6 +159,7 @@ impl EndpointStore for ThisStore {
         .bind(new_etag())
         .bind(now.unix_micros())
         .bind(to_json(&endpoint.prediction_logging))
+        .bind(timeout_nanos(endpoint.inference_timeout))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| on_unique(e, || StoreError::already_exists("endpoint", key.name())))?;
@@ -199,7 +200,7 @@ impl EndpointStore for ThisStore {
         let mut conn = self.pool.acquire().await?;
         let row: Option<EndpointRow> = sqlx::query_as(concat!(
             "UPDATE endpoints SET display_name = $4, description = $5, labels = $6, access = $7, etag = $8, \
-             update_time = $9, prediction_logging = $11 \
+             update_time = $9, prediction_logging = $11, inference_timeout_nanos = $12 \
              WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND ($10 IS NULL OR etag = $10) \
              RETURNING ",
             endpoint_columns!()
@@ -213,6 +214,7 @@ impl EndpointStore for ThisStore {
         .bind(Timestamp::now().unix_micros())
         .bind(expected_etag)
         .bind(to_json(&endpoint.prediction_logging))
+        .bind(timeout_nanos(endpoint.inference_timeout))
         .fetch_optional(&mut *conn)
         .await?;
         match row {

@@ -36,8 +36,8 @@ macro_rules! version_columns {
 }
 macro_rules! endpoint_columns {
     () => {
-        "project, location, endpoint_id, display_name, description, labels, access, traffic_split, etag, \
-         create_time, update_time, prediction_logging"
+        "project, location, endpoint_id, display_name, description, labels, access, traffic_split, \
+         inference_timeout_nanos, etag, create_time, update_time, prediction_logging"
     };
 }
 macro_rules! deployed_model_columns {
