@@ -235,7 +235,8 @@ pub struct UndeployModelRequest {
     pub traffic_split: BTreeMap<String, i32>,
 }
 
-/// `POST .../endpoints/{id}:mutateDeployedModel`: replica bounds and autoscaling only.
+/// `POST .../endpoints/{id}:mutateDeployedModel`: replica bounds, autoscaling and
+/// `containerConcurrency` only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MutateDeployedModelRequest {
