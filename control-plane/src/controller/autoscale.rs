@@ -269,12 +269,12 @@ impl Autoscaler {
             self.recommendations.iter().map(|(_, n)| *n).max().unwrap_or(recommended).min(current)
         };
         let replicas = stabilized.max(1).clamp(bounds.min, max);
-        let reason = if replicas > stabilized {
-            match () {
-                () if stabilized < bounds.min => Reason::AtMin { wanted, min: bounds.min },
-                () if active => Reason::Demand,
-                () => Reason::KeptWarm { until_idle: tuning.scale_down_delay },
-            }
+        let reason = if replicas > stabilized && stabilized < bounds.min {
+            Reason::AtMin { wanted, min: bounds.min }
+        } else if replicas > stabilized && active {
+            Reason::Demand
+        } else if replicas > stabilized {
+            Reason::KeptWarm { until_idle: tuning.scale_down_delay }
         } else if replicas < stabilized || wanted > max {
             Reason::AtMax { wanted: wanted.max(stabilized), max }
         } else if stabilized > recommended {
