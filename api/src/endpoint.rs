@@ -194,6 +194,10 @@ pub struct DeployedModel {
     /// Output only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DeployedModelStatus>,
+    /// Output only: the autoscaler's last decision (an extension of this platform). Ignored
+    /// when sent, like the other output-only fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_status: Option<AutoscalingStatus>,
     /// Vertex fields this platform does not model: checked, see [`crate::unmodelled`].
     #[serde(flatten, deserialize_with = "crate::unmodelled::deployed_model")]
     #[schema(ignore)]
@@ -286,6 +290,27 @@ pub struct DeployedModelStatus {
     pub available_replica_count: i32,
 }
 
+/// The autoscaler's last decision for a deployed model (an extension of this platform): recorded
+/// when the counts or the kind of reason change. On Kubernetes, where a HorizontalPodAutoscaler
+/// scales on CPU or the GPU duty cycle, the counts are the Deployment's as the HPA set them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// Replicas running or starting when the decision was made.
+    #[serde(default)]
+    pub current_replica_count: i32,
+    /// Replicas the autoscaler asked for.
+    #[serde(default)]
+    pub desired_replica_count: i32,
+    /// Why, in words: for example `request-counts-per-minute 1200/min over 60s, target 600 per
+    /// replica -> 2`, `scaled to zero after 300s idle`, `held at minReplicaCount 1 (0 wanted)`.
+    #[serde(default)]
+    pub reason: String,
+    /// When the decision was made (RFC 3339).
+    #[serde(default)]
+    pub decide_time: String,
+}
+
 /// `POST .../endpoints/{id}:deployModel`. In `trafficSplit`, key `"0"` is the model being deployed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -310,7 +335,8 @@ pub struct UndeployModelRequest {
     pub traffic_split: BTreeMap<String, i32>,
 }
 
-/// `POST .../endpoints/{id}:mutateDeployedModel`: replica bounds and autoscaling only.
+/// `POST .../endpoints/{id}:mutateDeployedModel`: replica bounds, autoscaling and
+/// `containerConcurrency` only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MutateDeployedModelRequest {

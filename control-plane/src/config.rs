@@ -244,6 +244,13 @@ pub struct ServeConfig {
     #[arg(long, env = "PLATFORM_MODEL_SECRET")]
     pub model_secret: Option<String>,
 
+    /// Kubernetes: how long a stopping model pod sleeps in its `preStop` hook, out of the
+    /// Service's endpoints, before its server gets SIGTERM; `0s` renders no hook (the native
+    /// sleep action needs Kubernetes 1.30 or later). The pods' termination grace period is this
+    /// plus the predict timeout, so that requests in flight finish.
+    #[arg(long, env = "PLATFORM_PRE_STOP_SLEEP", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pre_stop_sleep: Duration,
+
     /// `imagePullPolicy` of model pods.
     #[arg(long, env = "PLATFORM_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
@@ -301,6 +308,8 @@ impl ServeConfig {
             artifact_credentials_secret: self.model_secret.clone().filter(|s| !s.is_empty()),
             platform_service_account: self.service_account.clone().filter(|s| !s.is_empty()),
             artifact_fetch: self.fetch_policy(),
+            termination_grace_period_seconds: seconds(self.predict_timeout),
+            pre_stop_sleep_seconds: seconds(self.pre_stop_sleep),
             ..RenderConfig::default()
         };
         cfg.ingress.host_pattern = self.endpoint_host_pattern.clone();
@@ -344,4 +353,9 @@ impl ServeConfig {
     pub fn jwt_key_file(&self) -> PathBuf {
         self.jwt_key_file.clone().unwrap_or_else(|| self.data_dir.join("jwt.key"))
     }
+}
+
+/// Whole seconds, rounded up (Kubernetes counts in seconds).
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(i64::MAX)
 }

@@ -376,6 +376,7 @@ async fn story(v: &Visit<'_>) {
     v.fill("#display_name", "MLP endpoint").await;
     v.fill("#endpoint_id", "mlp").await;
     v.select("machine_type", "e2-small").await;
+    v.fill("#container_concurrency", "4").await;
     let machines = v.text("#machine_type").await;
     assert!(machines.contains("e2-small: 500m vCPU, 2.0 GiB") && machines.contains("USD/h"), "{machines}");
     v.shot("create-endpoint").await;
@@ -385,6 +386,8 @@ async fn story(v: &Visit<'_>) {
     wait_deployed(v, 1).await;
     assert_eq!(v.text(".replicas-ready").await, "1/1");
     v.wait_text("Ready", Duration::from_secs(10)).await;
+    let autoscaling = v.text("p.autoscaling").await;
+    assert!(autoscaling.contains("Up to 4 concurrent requests per replica"), "{autoscaling}");
     assert!(
         v.source().await.contains("platform-cli endpoints predict mlp"),
         "the sample request names the endpoint"

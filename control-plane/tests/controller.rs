@@ -560,6 +560,17 @@ async fn split_roles_autoscale_on_the_gateways_traffic_and_wake_from_zero() {
     assert_eq!(cluster.replicas_of(&deployment("1")), Some(4), "scaled on the gateway's request rate");
     gateway.pass().await;
     assert_eq!(gateway.routes(), [("1".to_string(), 4)]);
+    // The decision is in the database, for the API of any process (here the gateway's).
+    let decision = || async {
+        let endpoint = gateway.endpoints.get(&admin(), &endpoint_name()).await.unwrap();
+        endpoint.deployed_models[0].autoscaling_status.clone().expect("a recorded decision")
+    };
+    let up = decision().await;
+    assert_eq!(up.desired_replica_count, 4, "{up:?}");
+    assert_eq!(
+        (up.current_replica_count, up.reason.as_str()),
+        (1, "capped at maxReplicaCount 4 (600 wanted)")
+    );
 
     // No more requests: to zero once the short windows forget them.
     let quiet = std::time::Instant::now();
@@ -568,6 +579,14 @@ async fn split_roles_autoscale_on_the_gateways_traffic_and_wake_from_zero() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         api.pass().await;
     }
+    let idle = decision().await;
+    assert_eq!((idle.desired_replica_count, idle.reason.as_str()), (0, "scaled to zero after 1s idle"));
+    // Once the replicas are gone too, an unchanged decision is not written again.
+    api.pass().await;
+    let settled = decision().await;
+    assert_eq!((settled.current_replica_count, settled.desired_replica_count), (0, 0));
+    api.pass().await;
+    assert_eq!(decision().await.decide_time, settled.decide_time);
 
     // A request the gateway holds for want of a replica brings one back.
     gateway.gateway.stats("1").waiting.fetch_add(1, Ordering::Relaxed);

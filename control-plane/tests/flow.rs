@@ -154,6 +154,21 @@ async fn story(p: &Platform) {
         body["error"]["message"].as_str().unwrap_or_default().contains("below minReplicaCount"),
         "{body}"
     );
+    // containerConcurrency through the same verb: checked, applied; an output-only
+    // autoscalingStatus sent along is ignored.
+    let url = format!("{LOC}/endpoints/mlp:mutateDeployedModel");
+    let bad = json!({"deployedModel": {"id": first_id, "containerConcurrency": 1001}, "updateMask": "containerConcurrency"});
+    let body = p.expect(400, "POST", &url, Some(bad)).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("containerConcurrency is 1001; it must be 1 to 1000"), "{body}");
+    let four = json!({"deployedModel": {"id": first_id, "containerConcurrency": 4,
+        "autoscalingStatus": {"desiredReplicaCount": 99, "reason": "mine"}}, "updateMask": "container_concurrency"});
+    let done = p.wait(&p.expect(200, "POST", &url, Some(four)).await).await;
+    assert_eq!(done["response"]["deployedModel"]["containerConcurrency"], 4, "{done}");
+    let endpoint = p.expect(200, "GET", &format!("{LOC}/endpoints/mlp"), None).await;
+    let shown = &endpoint["deployedModels"][0];
+    assert_eq!(shown["containerConcurrency"], 4, "{endpoint}");
+    assert_ne!(shown["autoscalingStatus"]["reason"], "mine", "{endpoint}");
     let ops = p.expect(200, "GET", &format!("{LOC}/operations?filter=done%3Dtrue&pageSize=2"), None).await;
     assert_eq!(ops["operations"].as_array().map(Vec::len), Some(2), "{ops}");
     assert!(!ops["nextPageToken"].as_str().unwrap_or_default().is_empty(), "{ops}");

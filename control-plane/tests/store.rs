@@ -760,6 +760,22 @@ async fn endpoints(store: &dyn Store) {
     assert_eq!(d.spec, spec);
     let err = store.set_deployed_model_status(&key, "999", &status).await.expect_err("missing");
     assert!(err.is_not_found());
+    assert_eq!(d.autoscaling, None, "no decision yet");
+    let decision = api::AutoscalingStatus {
+        current_replica_count: 1,
+        desired_replica_count: 2,
+        reason: "request-counts-per-minute 1200/min over 60s, target 600 per replica -> 2".into(),
+        decide_time: "2026-01-02T03:04:05Z".into(),
+    };
+    let d = store.set_deployed_model_autoscaling(&key, "111", &decision).await.expect("autoscaling");
+    assert_eq!((d.autoscaling.as_ref(), &d.spec), (Some(&decision), &spec));
+    let listed = store.list_deployed_models(&key).await.expect("list");
+    assert_eq!(
+        listed.iter().find(|d| d.deployed_model_id == "111").and_then(|d| d.autoscaling.clone()),
+        Some(decision.clone())
+    );
+    let err = store.set_deployed_model_autoscaling(&key, "999", &decision).await.expect_err("missing");
+    assert!(err.is_not_found());
     let err = store.update_deployed_model_spec(&key, "999", &spec).await.expect_err("missing");
     assert!(err.is_not_found());
 

@@ -360,6 +360,9 @@ pub struct MutateArgs {
     /// New autoscaling metrics and targets: cpu-usage=60,request-counts-per-minute=600.
     #[arg(long, value_parser = metric_specs)]
     pub autoscaling_metric_specs: Option<::std::vec::Vec<api::AutoscalingMetricSpec>>,
+    /// New most requests one replica is given at once (1 to 1000).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub container_concurrency: Option<i32>,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -495,6 +498,9 @@ pub fn mutate_request(args: &MutateArgs) -> Result<api::MutateDeployedModelReque
         resources.autoscaling_metric_specs = specs.clone();
         mask.push("dedicatedResources.autoscalingMetricSpecs");
     }
+    if args.container_concurrency.is_some() {
+        mask.push("containerConcurrency");
+    }
     if let (Some(min), Some(max)) = (args.min_replica_count, args.max_replica_count)
         && max < min
     {
@@ -506,7 +512,8 @@ pub fn mutate_request(args: &MutateArgs) -> Result<api::MutateDeployedModelReque
     }
     if mask.is_empty() {
         return Err(CliError::Input(
-            "nothing to change: give --min-replica-count, --max-replica-count or --autoscaling-metric-specs"
+            "nothing to change: give --min-replica-count, --max-replica-count, --autoscaling-metric-specs or \
+             --container-concurrency"
                 .into(),
         ));
     }
@@ -514,6 +521,7 @@ pub fn mutate_request(args: &MutateArgs) -> Result<api::MutateDeployedModelReque
         deployed_model: api::DeployedModel {
             id: args.deployed_model_id.clone(),
             dedicated_resources: Some(resources),
+            container_concurrency: args.container_concurrency,
             ..Default::default()
         },
         update_mask: mask.join(","),
@@ -859,6 +867,31 @@ mod tests {
         let req = mutate_request(&args).unwrap();
         assert_eq!(req.update_mask, "dedicatedResources.maxReplicaCount");
         assert_eq!(req.deployed_model.id, "12");
+        let args = match command(&[
+            "mutate-deployed-model",
+            "ep",
+            "--deployed-model-id=12",
+            "--container-concurrency=4",
+        ])
+        .unwrap()
+        {
+            EndpointsCommand::MutateDeployedModel(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let req = mutate_request(&args).unwrap();
+        assert_eq!(
+            (req.update_mask.as_str(), req.deployed_model.container_concurrency),
+            ("containerConcurrency", Some(4))
+        );
+        assert!(
+            command(&[
+                "mutate-deployed-model",
+                "ep",
+                "--deployed-model-id=12",
+                "--container-concurrency=1001"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct DeployForm {
     #[serde(default)]
     pub traffic: String,
     #[serde(default)]
+    pub container_concurrency: String,
+    #[serde(default)]
     pub access_logging: Option<String>,
 }
 
@@ -139,6 +141,7 @@ impl Default for DeployForm {
             metric: String::new(),
             target: "60".into(),
             traffic: "100".into(),
+            container_concurrency: String::new(),
             access_logging: None,
         }
     }
@@ -212,6 +215,11 @@ impl DeployForm {
                 display_name: self.display_name.trim().to_string(),
                 dedicated_resources: Some(resources),
                 enable_access_logging: self.access_logging.is_some(),
+                // Empty: the platform's default; the API checks the range and says why.
+                container_concurrency: match self.container_concurrency.trim() {
+                    "" => None,
+                    _ => Some(number(&self.container_concurrency, "concurrent requests per replica")?),
+                },
                 ..Default::default()
             },
             traffic_split: split,
@@ -442,6 +450,10 @@ pub struct DeployedRow {
     pub min: i32,
     pub state: String,
     pub traffic: i32,
+    /// `containerConcurrency`.
+    pub concurrency: i32,
+    /// The autoscaler's last decision: current and desired replicas, why, when.
+    pub autoscaling: Option<api::AutoscalingStatus>,
     pub replica_list: Vec<ReplicaRow>,
 }
 
@@ -513,6 +525,8 @@ async fn live(
             min: res.min_replica_count,
             state: if status.message.is_empty() { "Deployed".into() } else { capitalised(&status.message) },
             traffic: endpoint.traffic_split.get(&d.id).copied().unwrap_or(0),
+            concurrency: d.container_concurrency.unwrap_or_default(),
+            autoscaling: d.autoscaling_status.clone(),
             replica_list,
         });
     }
@@ -853,6 +867,12 @@ mod tests {
                 .unwrap_err()
                 .contains("minimum")
         );
+        assert_eq!(req.deployed_model.container_concurrency, None, "empty: the default");
+        let four =
+            DeployForm { container_concurrency: " 4 ".into(), ..form.clone() }.to_request(&[]).unwrap();
+        assert_eq!(four.deployed_model.container_concurrency, Some(4));
+        let words = DeployForm { container_concurrency: "many".into(), ..form.clone() }.to_request(&[]);
+        assert!(words.unwrap_err().contains("concurrent requests per replica"));
         assert_eq!(DeployForm::default().access(), Ok(Access::Authenticated));
         assert!(DeployForm { access: "OPEN".into(), ..form }.access().is_err());
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use api::Code;
 use serde_json::json;
 
-use super::autoscale::Observation;
+use super::autoscale::{Decision, Observation, Reason};
 use super::revision::{self, Plan};
 use super::rollout::{self, Verdict};
 use super::routing::Observed;
@@ -83,9 +83,10 @@ impl Controller {
             }
         };
         let mut objects = plan.objects.clone();
-        let replicas = self.autoscale(dm, name, &plan).await;
+        let delegated = objects.hpa.is_some() && !self.backend.measures_cpu();
+        let replicas = self.autoscale(dm, name, &plan, delegated).await;
         if let Some(spec) = objects.deployment.spec.as_mut()
-            && (objects.hpa.is_none() || self.backend.measures_cpu())
+            && !delegated
         {
             spec.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
         }
@@ -162,16 +163,23 @@ impl Controller {
         Ok(Some(Observed { status, predict_route: plan.predict_route, v2_model: plan.v2_model }))
     }
 
-    /// The replica count to run now: the autoscaler's decision from what the gateway counted.
-    async fn autoscale(&self, dm: &DeployedModel, name: &str, plan: &Plan) -> u32 {
+    /// The replica count to run now: the autoscaler's decision from what the gateway counted,
+    /// recorded for the API when it changed. `delegated`: a HorizontalPodAutoscaler decides
+    /// (the count returned is then not applied), and what it decided is recorded.
+    async fn autoscale(&self, dm: &DeployedModel, name: &str, plan: &Plan, delegated: bool) -> u32 {
         let at_least_one = plan.bounds.min.max(1);
         if self.config.mode == Mode::RouteOnly || dm.desired_state == DesiredState::Deploying {
             return at_least_one;
         }
-        let current = match self.backend.status(name).await {
-            Ok(s) => s.desired,
-            Err(_) => at_least_one,
+        let (current, running) = match self.backend.status(name).await {
+            Ok(s) => (s.desired, s.replicas.len() as u32),
+            Err(_) => (at_least_one, 0),
         };
+        if delegated {
+            let decision = Decision { replicas: current, reason: Reason::HorizontalPodAutoscaler };
+            self.record_decision(dm, name, running, &decision).await;
+            return current;
+        }
         let traffic = match self.config.mode {
             Mode::Api => {
                 let shared = self.shared_traffic.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,13 +205,49 @@ impl Controller {
             waiting: traffic.waiting,
             cpu_percent,
         };
-        let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
-        let scaler = autoscalers.entry(name.to_string()).or_default();
-        let n = scaler.decide(std::time::Instant::now(), seen, current, plan.bounds, self.config.autoscale);
-        if n != current {
-            tracing::info!(deployment = %name, from = current, to = n, "autoscaling");
+        let decision = {
+            let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
+            let scaling = autoscalers.entry(name.to_string()).or_default();
+            let now = std::time::Instant::now();
+            scaling.autoscaler.decide(now, seen, current, plan.bounds, self.config.autoscale)
+        };
+        if decision.replicas != current {
+            tracing::info!(deployment = %name, from = current, to = decision.replicas,
+                reason = %decision.reason, "autoscaling");
         }
-        n
+        self.record_decision(dm, name, running, &decision).await;
+        decision.replicas
+    }
+
+    /// Records the decision for the API (any process may serve it) when its counts or the kind
+    /// of its reason changed since the last one recorded, not on every pass.
+    async fn record_decision(&self, dm: &DeployedModel, name: &str, running: u32, decision: &Decision) {
+        let key = (running, decision.replicas, std::mem::discriminant(&decision.reason));
+        {
+            let autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
+            if autoscalers.get(name).and_then(|s| s.recorded) == Some(key) {
+                return;
+            }
+        }
+        let status = api::AutoscalingStatus {
+            current_replica_count: i32::try_from(running).unwrap_or(i32::MAX),
+            desired_replica_count: i32::try_from(decision.replicas).unwrap_or(i32::MAX),
+            reason: decision.reason.to_string(),
+            decide_time: Timestamp::now().to_string(),
+        };
+        match self
+            .store
+            .set_deployed_model_autoscaling(&dm.endpoint_key(), &dm.deployed_model_id, &status)
+            .await
+        {
+            Ok(_) => {
+                let mut autoscalers = self.autoscalers.lock().unwrap_or_else(|e| e.into_inner());
+                autoscalers.entry(name.to_string()).or_default().recorded = Some(key);
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "cannot record the autoscaling decision")
+            }
+        }
     }
 
     /// Records what was observed, when it changed.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use autoscale::Autoscaler;
+use autoscale::{Autoscaler, Reason};
 use routing::Observations;
 
 use crate::backend::Backend;
@@ -96,7 +96,7 @@ pub struct Controller {
     /// Replicas by address, kept across routing tables so their load counters persist.
     replicas: Mutex<HashMap<SocketAddr, Arc<Replica>>>,
     /// The autoscaler's memory, by deployment name.
-    autoscalers: Mutex<HashMap<String, Autoscaler>>,
+    autoscalers: Mutex<HashMap<String, Scaling>>,
     /// The endpoint objects (Ingress, NetworkPolicy) last applied, by endpoint id.
     endpoint_objects: tokio::sync::Mutex<HashMap<String, String>>,
     /// Whether this controller leads (acts) or only publishes routes.
@@ -394,6 +394,14 @@ impl Controller {
         *published = print;
         changed
     }
+}
+
+/// One deployed model's autoscaler, and what of its decisions was last recorded in the database
+/// (the counts and the kind of reason: the measured values in the words change on every pass).
+#[derive(Default)]
+struct Scaling {
+    autoscaler: Autoscaler,
+    recorded: Option<(u32, u32, std::mem::Discriminant<Reason>)>,
 }
 
 /// The unfinished operation of `kind` acting on `dm`.

@@ -20,6 +20,8 @@ pub enum MutableField {
     AutoscalingMetricSpecs,
     /// All of `dedicatedResources` (the machine type must stay the same).
     DedicatedResources,
+    /// `containerConcurrency` (an extension of this platform); unset: back to the default.
+    ContainerConcurrency,
 }
 
 impl Endpoints {
@@ -150,7 +152,7 @@ impl Endpoints {
         self.recorded(op).await
     }
 
-    /// Changes the replica bounds and autoscaling of a deployed model (`fields`: what the
+    /// Changes the replica bounds, autoscaling and concurrency of a deployed model (`fields`: what the
     /// update mask names). A mutation renders afresh, replacing manifests a person edited.
     pub async fn mutate(
         &self,
@@ -190,12 +192,16 @@ impl Endpoints {
                     resources.max_replica_count = given.max_replica_count;
                     resources.autoscaling_metric_specs = given.autoscaling_metric_specs.clone();
                 }
+                MutableField::ContainerConcurrency => {
+                    spec.container_concurrency = req.deployed_model.container_concurrency
+                }
             }
         }
         spec.dedicated_resources = Some(resources.clone());
         let compute = compute::resolve(&spec, &self.catalog)?;
         compute::check_measurable(&compute, self.backend.scales_on_gpu_duty_cycle())?;
         spec.dedicated_resources = Some(compute.dedicated_resources(resources));
+        spec.container_concurrency = Some(compute.concurrency);
         let updated = self.store.update_deployed_model_spec(&key, id, &spec).await?;
         let latest = self.store.latest_revision(&key, id).await?;
         if latest.is_some_and(|r| r.source != RevisionSource::Rendered) {

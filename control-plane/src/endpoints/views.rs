@@ -24,6 +24,7 @@ pub fn deployed_model(dm: &DeployedModel) -> api::DeployedModel {
         disable_container_logging: dm.spec.disable_container_logging,
         container_concurrency: Some(super::compute::container_concurrency(&dm.spec)),
         status: Some(status),
+        autoscaling_status: dm.autoscaling.clone(),
         unmodelled: api::Unmodelled,
     }
 }

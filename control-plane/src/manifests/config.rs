@@ -43,8 +43,13 @@ pub struct RenderConfig {
     pub artifact_credentials_secret: Option<String>,
     /// The platform's own service account: a deployed model's `serviceAccount` may not borrow it.
     pub platform_service_account: Option<String>,
-    /// How long a replica may drain in-flight requests after SIGTERM.
+    /// How long a replica may drain in-flight requests after SIGTERM (the predict timeout).
     pub termination_grace_period_seconds: i64,
+    /// How long a stopping pod sleeps in its `preStop` hook before the server gets SIGTERM, so
+    /// that it leaves the Service's endpoints (and every proxy's view of them) first. The
+    /// rendered `terminationGracePeriodSeconds` is this plus the drain above. 0: no hook (the
+    /// native `sleep` action needs Kubernetes 1.30 or later).
+    pub pre_stop_sleep_seconds: i64,
     /// How endpoints are exposed (Ingress) and who may reach private ones (NetworkPolicy).
     pub ingress: IngressConfig,
     /// Where the prebuilt runtime may fetch models from; a relaxed policy reaches the runtime
@@ -205,7 +210,8 @@ impl Default for RenderConfig {
             spot: Placement::gke_spot(),
             artifact_credentials_secret: None,
             platform_service_account: None,
-            termination_grace_period_seconds: 30,
+            termination_grace_period_seconds: 60,
+            pre_stop_sleep_seconds: 10,
             ingress: IngressConfig::default(),
             artifact_fetch: FetchPolicy::default(),
         }

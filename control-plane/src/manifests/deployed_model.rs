@@ -8,7 +8,8 @@ use api::{AutoscalingMetricSpec, METRIC_CPU, METRIC_GPU};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar as K8sEnvVar, PodSpec, Service, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar as K8sEnvVar, Lifecycle, LifecycleHandler, PodSpec, Service,
+    SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -280,12 +281,24 @@ fn pod_spec(input: &RenderInput, cfg: &RenderConfig) -> PodSpec {
         )),
         security_context: Some(security::restricted_container(false)),
         volume_mounts: mounts,
+        // The pod leaves the Service's endpoints while it sleeps; SIGTERM comes after. The
+        // native sleep action needs no shell in the image (the runtime image has none).
+        lifecycle: (cfg.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: cfg.pre_stop_sleep_seconds }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     };
 
     PodSpec {
         containers: vec![container],
-        termination_grace_period_seconds: Some(cfg.termination_grace_period_seconds),
+        // The grace period runs from the start of the preStop hook: the sleep, then the drain.
+        termination_grace_period_seconds: Some(
+            cfg.pre_stop_sleep_seconds.max(0) + cfg.termination_grace_period_seconds,
+        ),
         node_selector: (!node_selector.is_empty()).then_some(node_selector),
         tolerations: (!tolerations.is_empty()).then_some(tolerations),
         service_account_name: input.service_account.clone(),
@@ -651,7 +664,20 @@ mod tests {
         let from = container(&r).env_from.as_ref().unwrap();
         let secret = from[0].secret_ref.as_ref().unwrap();
         assert_eq!((secret.name.as_str(), secret.optional), ("s3-credentials", Some(true)));
-        assert_eq!(pod(&r).termination_grace_period_seconds, Some(90));
+        assert_eq!(pod(&r).termination_grace_period_seconds, Some(100), "the preStop sleep, then the drain");
+    }
+
+    #[test]
+    fn a_stopping_pod_sleeps_out_of_the_endpoints_before_sigterm() {
+        let r = render(&runtime_input(), &RenderConfig::default());
+        let hook = container(&r).lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).unwrap();
+        assert_eq!(hook.sleep.as_ref().map(|s| s.seconds), Some(10));
+        assert!(hook.exec.is_none(), "no shell needed: the runtime image has none");
+        assert_eq!(pod(&r).termination_grace_period_seconds, Some(70), "10 s sleep + 60 s predict timeout");
+        let without = RenderConfig { pre_stop_sleep_seconds: 0, ..RenderConfig::default() };
+        let r = render(&runtime_input(), &without);
+        assert!(container(&r).lifecycle.is_none());
+        assert_eq!(pod(&r).termination_grace_period_seconds, Some(60));
     }
 
     #[test]

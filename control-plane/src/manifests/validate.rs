@@ -206,8 +206,8 @@ mod tests {
     #[test]
     fn host_paths_are_rejected() {
         let yaml = edit(
-            "      terminationGracePeriodSeconds: 30\n",
-            "      terminationGracePeriodSeconds: 30\n      volumes:\n      - name: root\n        hostPath:\n          path: /\n",
+            "      terminationGracePeriodSeconds: 70\n",
+            "      terminationGracePeriodSeconds: 70\n      volumes:\n      - name: root\n        hostPath:\n          path: /\n",
         );
         assert_rejected(&yaml, "Deployment/spec/template/spec/volumes/0/hostPath: not allowed");
     }
@@ -473,8 +473,8 @@ mod tests {
             ),
         );
         let volume = edit(
-            "      terminationGracePeriodSeconds: 30\n",
-            "      terminationGracePeriodSeconds: 30\n      volumes:\n      - name: n\n        nfs:\n          server: x\n          path: /\n",
+            "      terminationGracePeriodSeconds: 70\n",
+            "      terminationGracePeriodSeconds: 70\n      volumes:\n      - name: n\n        nfs:\n          server: x\n          path: /\n",
         );
         assert_rejected(&volume, &format!("{at}/volumes/0/nfs: not allowed"));
     }

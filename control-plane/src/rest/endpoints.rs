@@ -165,6 +165,7 @@ pub async fn post_verb(
                 ("dedicatedResources.maxReplicaCount", MutableField::MaxReplicaCount),
                 ("dedicatedResources.autoscalingMetricSpecs", MutableField::AutoscalingMetricSpecs),
                 ("dedicatedResources", MutableField::DedicatedResources),
+                ("containerConcurrency", MutableField::ContainerConcurrency),
             ])?;
             app.endpoints.mutate(&caller, &name, &fields, &req).await?
         }

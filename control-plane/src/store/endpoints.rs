@@ -6,7 +6,7 @@ use api::Access;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{from_json, name_of, timestamp};
+use super::codec::{from_json, from_opt_json, name_of, timestamp};
 use super::{Labels, PredictionLogging, Result, Timestamp};
 
 /// A traffic split: deployed model id -> percent. Empty, or percents summing to 100.
@@ -142,6 +142,8 @@ pub struct DeployedModel {
     pub desired_state: DesiredState,
     /// What the controller last observed.
     pub status: api::DeployedModelStatus,
+    /// The autoscaler's last decision; None until its first.
+    pub autoscaling: Option<api::AutoscalingStatus>,
     pub create_time: Timestamp,
     pub update_time: Timestamp,
 }
@@ -223,6 +225,13 @@ pub trait EndpointStore: Send + Sync {
         status: &api::DeployedModelStatus,
     ) -> Result<DeployedModel>;
     /// Replaces the deployment spec (mutateDeployedModel).
+    /// Records the autoscaler's last decision.
+    async fn set_deployed_model_autoscaling(
+        &self,
+        endpoint: &EndpointKey,
+        deployed_model_id: &str,
+        autoscaling: &api::AutoscalingStatus,
+    ) -> Result<DeployedModel>;
     async fn update_deployed_model_spec(
         &self,
         endpoint: &EndpointKey,
@@ -306,6 +315,7 @@ pub(crate) struct DeployedModelRow {
     spec: String,
     desired_state: String,
     status: String,
+    autoscaling: Option<String>,
     create_time: i64,
     update_time: i64,
 }
@@ -318,6 +328,7 @@ impl DeployedModelRow {
             spec: from_json(&self.spec, &row, "spec")?,
             desired_state: name_of(&self.desired_state, &row, "desired_state", DesiredState::parse)?,
             status: from_json(&self.status, &row, "status")?,
+            autoscaling: from_opt_json(self.autoscaling, &row, "autoscaling")?,
             create_time: timestamp(self.create_time, &row, "create_time")?,
             update_time: timestamp(self.update_time, &row, "update_time")?,
             project: self.project,

@@ -685,7 +685,16 @@ fn pod_warnings(pod: &PodSpec, run: &Container, w: &mut Warnings) {
     if pod.ephemeral_containers.as_ref().is_some_and(|v| !v.is_empty()) {
         unsupported.push("ephemeralContainers");
     }
-    if run.lifecycle.is_some() {
+    // A preStop sleep is there to take the pod out of the Service's endpoints before SIGTERM;
+    // here the replica leaves the gateway's routing table before it is stopped anyway.
+    let drain_only = run.lifecycle.as_ref().is_some_and(|l| {
+        l.post_start.is_none()
+            && l.stop_signal.is_none()
+            && l.pre_stop
+                .as_ref()
+                .is_none_or(|h| h.exec.is_none() && h.http_get.is_none() && h.tcp_socket.is_none())
+    });
+    if run.lifecycle.is_some() && !drain_only {
         unsupported.push("lifecycle hooks");
     }
     if !unsupported.is_empty() {
@@ -709,5 +718,27 @@ impl Warnings {
 
     fn into_vec(self) -> Vec<String> {
         self.list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler, SleepAction};
+
+    use super::*;
+
+    #[test]
+    fn a_pre_stop_sleep_is_honoured_by_the_drain_other_hooks_are_not() {
+        let warned = |pre_stop: LifecycleHandler| {
+            let lifecycle = Lifecycle { pre_stop: Some(pre_stop), ..Default::default() };
+            let run = Container { lifecycle: Some(lifecycle), ..Default::default() };
+            let mut w = Warnings::default();
+            pod_warnings(&PodSpec::default(), &run, &mut w);
+            w.list.iter().any(|m| m.contains("lifecycle hooks"))
+        };
+        let sleep = LifecycleHandler { sleep: Some(SleepAction { seconds: 10 }), ..Default::default() };
+        assert!(!warned(sleep), "the replica leaves the routing table before it is stopped");
+        let exec = ExecAction { command: Some(vec!["sh".into()]) };
+        assert!(warned(LifecycleHandler { exec: Some(exec), ..Default::default() }));
     }
 }

@@ -447,6 +447,26 @@ impl EndpointStore for ThisStore {
         .await
     }
 
+    async fn set_deployed_model_autoscaling(
+        &self,
+        endpoint: &EndpointKey,
+        deployed_model_id: &str,
+        autoscaling: &api::AutoscalingStatus,
+    ) -> Result<DeployedModel> {
+        self.update_deployed_model_column(
+            endpoint,
+            deployed_model_id,
+            concat!(
+                "UPDATE deployed_models SET autoscaling = $5, update_time = $6 \
+                 WHERE project = $1 AND location = $2 AND endpoint_id = $3 AND deployed_model_id = $4 \
+                 RETURNING ",
+                deployed_model_columns!()
+            ),
+            to_json(autoscaling),
+        )
+        .await
+    }
+
     async fn update_deployed_model_spec(
         &self,
         endpoint: &EndpointKey,

@@ -43,7 +43,7 @@ macro_rules! endpoint_columns {
 macro_rules! deployed_model_columns {
     () => {
         "project, location, endpoint_id, deployed_model_id, model_id, version_id, display_name, spec, \
-         desired_state, status, create_time, update_time"
+         desired_state, status, autoscaling, create_time, update_time"
     };
 }
 macro_rules! operation_columns {
