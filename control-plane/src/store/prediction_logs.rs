@@ -39,7 +39,9 @@ impl PredictMethod {
     }
 
     pub fn parse(text: &str) -> Option<PredictMethod> {
-        [PredictMethod::Predict, PredictMethod::RawPredict, PredictMethod::V2Infer].into_iter().find(|m| m.as_str() == text)
+        [PredictMethod::Predict, PredictMethod::RawPredict, PredictMethod::V2Infer]
+            .into_iter()
+            .find(|m| m.as_str() == text)
     }
 }
 
