@@ -166,7 +166,15 @@ mod tests {
     }
 
     fn route(models: Vec<Arc<ModelRoute>>, split: Vec<(usize, u32)>) -> EndpointRoute {
-        EndpointRoute { project: "p".into(), access: api::Access::Public, models, split, timeout: None }
+        EndpointRoute {
+            key: crate::store::EndpointKey::new("p", "l", "e"),
+            project: "p".into(),
+            access: api::Access::Public,
+            models,
+            split,
+            timeout: None,
+            prediction_logging: Default::default(),
+        }
     }
 
     #[test]
