@@ -524,7 +524,7 @@ async fn overhead(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
             None
         }
     };
-    let mut contenders: Vec<(&'static str, load::Request, Option<&[u8]>, Vec<u32>)> = vec![
+    let mut contenders: Vec<Contender> = vec![
         (DIRECT, direct, None, vec![replica.pid]),
         (GATEWAY_TLS, gateway_tls, Some(&ca[..]), vec![p.child.id()]),
         (GATEWAY_PLAIN, gateway_plain, None, vec![p.child.id()]),
@@ -567,7 +567,7 @@ async fn overhead(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
             let (mut out, cpu) = run.measure(pids).await.map_err(anyhow::Error::msg)?;
             let (p50_ms, p99_ms) = (out.percentile_ms(0.5), out.percentile_ms(0.99));
             report.cells.push(Cell {
-                contender: *name,
+                contender: name,
                 concurrency: c,
                 rps: out.latencies.len() as f64 / s.seconds,
                 p50_ms,
@@ -582,6 +582,9 @@ async fn overhead(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     drop(nginx);
     Ok(())
 }
+
+/// A way to reach the replica: its name, the request, the CA to trust, the servers' pids.
+type Contender<'a> = (&'static str, load::Request, Option<&'a [u8]>, Vec<u32>);
 
 /// nginx as a reverse proxy in front of one replica: TLS-terminating (the platform's own
 /// certificate) and plain, with keep-alive connections to the replica.
