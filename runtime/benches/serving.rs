@@ -15,26 +15,25 @@
 //! (default 1), `BENCH_MODELS` (comma-separated subset of `mlp,cnn,ocr_det,vad_sequence`). The
 //! real models and the onnxruntime library come from `tests/models/real_models.py`.
 //!
-//! The load generator runs in this process: exactly C request loops, each on its own keep-alive
+//! The load generator (`test_support::load`, shared with `control-plane/benches/dataplane.rs`)
+//! runs in this process: exactly C request loops, each on its own keep-alive
 //! HTTP/1.1 connection to 127.0.0.1, each sending its next request when the previous answer has
 //! arrived. Every latency that completes inside the measuring window is recorded. The report
 //! (a markdown table and the goals with PASS/FAIL) is printed and written to
 //! `target/bench/serving.md`. A missed goal never fails the process.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use runtime::model::{Dim, EngineChoice, Model, ModelOptions, OnnxruntimeOptions};
+use test_support::load::{self, CpuSnapshot, CpuUse, Server};
 use tract_onnx::prelude::*;
 
 const CONCURRENCIES: [usize; 3] = [1, 4, 16];
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 const TRACT: &str = "tract in-process";
@@ -85,44 +84,6 @@ struct BatchCost {
     engine: &'static str,
     rows: usize,
     p50_us: f64,
-}
-
-/// CPU used during the measuring window, in cores (CPU seconds per second).
-#[derive(Default, Clone, Copy)]
-struct CpuUse {
-    /// The bench process: the load generator (or, in-process, the inference threads).
-    bench: Option<f64>,
-    /// The server's process tree.
-    server: Option<f64>,
-    /// Everything else on the machine: noise from other processes.
-    other: Option<f64>,
-}
-
-/// CPU seconds used so far: (this process, the server tree, the whole machine).
-#[derive(Clone, Copy)]
-struct CpuSnapshot {
-    bench: Option<f64>,
-    server: Option<f64>,
-    machine: Option<f64>,
-}
-
-impl CpuSnapshot {
-    fn take(server: Option<u32>) -> CpuSnapshot {
-        CpuSnapshot {
-            bench: process_tree_cpu(std::process::id(), false),
-            server: server.and_then(|pid| process_tree_cpu(pid, true)),
-            machine: machine_busy_cpu(),
-        }
-    }
-
-    fn usage_until(&self, after: &CpuSnapshot, seconds: f64) -> CpuUse {
-        let d = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / seconds);
-        let bench = d(self.bench, after.bench);
-        let server = d(self.server, after.server);
-        let machine = d(self.machine, after.machine);
-        let other = machine.and_then(|m| Some((m - bench? - server.unwrap_or(0.0)).max(0.0)));
-        CpuUse { bench, server, other }
-    }
 }
 
 fn main() {
@@ -277,7 +238,7 @@ fn bench_model(
     }
     for (contender, tag, args, concurrencies) in runs {
         let (mut server, port) = start_runtime(s, name, &model_path, contender, tag, &args)?;
-        rt.block_on(server.wait_ready(port, 1))?;
+        rt.block_on(wait_ready(&mut server, port, 1))?;
         for &c in concurrencies {
             eprintln!("serving bench: {name}: {contender}, concurrency {c}");
             cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, c))?);
@@ -293,8 +254,8 @@ fn bench_model(
         .env("MODEL_PATH", &model_path)
         .current_dir(&s.root);
     let log = s.out_dir.join(format!("logs/{name}-fastapi.log"));
-    let mut server = Server::start(FASTAPI, cmd, &log)?;
-    rt.block_on(server.wait_ready(port, 2))?;
+    let mut server = Server::start(FASTAPI, cmd, &log).map_err(anyhow::Error::msg)?;
+    rt.block_on(wait_ready(&mut server, port, 2))?;
     for c in CONCURRENCIES {
         eprintln!("serving bench: {name}: {FASTAPI}, concurrency {c}");
         cells.push(rt.block_on(http_cell(s, name, FASTAPI, &server, port, &request, c))?);
@@ -346,7 +307,7 @@ fn start_runtime(
         cmd.env_remove(var);
     }
     let log = s.out_dir.join(format!("logs/{name}-runtime-{tag}.log"));
-    Ok((Server::start(contender, cmd, &log)?, port))
+    Ok((Server::start(contender, cmd, &log).map_err(anyhow::Error::msg)?, port))
 }
 
 /// A real model from a PyPI wheel, with the inputs of its reference file: in-process on tract,
@@ -385,7 +346,7 @@ fn bench_real_model(
     for (contender, engine) in [(RUNTIME_TRACT, "tract"), (RUNTIME_ORT, "onnxruntime")] {
         let (mut server, port) =
             start_runtime(s, name, &model_path, contender, engine, &["--engine", engine])?;
-        rt.block_on(server.wait_ready(port, 1))?;
+        rt.block_on(wait_ready(&mut server, port, 1))?;
         eprintln!("serving bench: {name}: {contender}, concurrency 1");
         cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, 1))?);
         drop(server);
@@ -470,15 +431,18 @@ impl Request {
         })
     }
 
-    fn send(&self, client: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
-        let mut r = client
-            .post(format!("{base}{}", self.path))
-            .header(reqwest::header::CONTENT_TYPE, self.content_type)
-            .body(self.body.clone());
-        if let Some(n) = self.json_length {
-            r = r.header("inference-header-content-length", n);
+    /// The request to the server at `base`, for the shared load generator.
+    fn at(&self, base: &str) -> load::Request {
+        let r = load::Request::post(
+            format!("{base}{}", self.path),
+            self.content_type,
+            self.body.clone(),
+            self.expect,
+        );
+        match self.json_length {
+            Some(n) => r.header("inference-header-content-length", &n.to_string()),
+            None => r,
         }
-        r
     }
 }
 
@@ -580,9 +544,9 @@ fn inprocess_cell(
             })
             .collect();
         std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
-        let cpu0 = CpuSnapshot::take(None);
+        let cpu0 = CpuSnapshot::take(&[]);
         std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
-        let cpu1 = CpuSnapshot::take(None);
+        let cpu1 = CpuSnapshot::take(&[]);
         let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         (results, cpu0.usage_until(&cpu1, s.seconds))
     });
@@ -651,88 +615,51 @@ async fn http_cell(
     request: &Request,
     c: usize,
 ) -> anyhow::Result<Cell> {
-    let base = format!("http://127.0.0.1:{port}");
+    let request = request.at(&format!("http://127.0.0.1:{port}"));
     // A first request checks the answer's shape.
-    let client = http_client()?;
-    let answer = request.send(&client, &base).send().await?;
-    let status = answer.status();
-    let bytes = answer.bytes().await?;
+    let client = load::client(None)?;
+    let bytes = request.check(&client).await.map_err(|e| anyhow::anyhow!("{contender}: {e}"))?;
     let text = String::from_utf8_lossy(&bytes);
-    ensure!(status == 200, "{contender} answered {status}: {text}");
-    if request.json_length.is_none() {
+    if request.expect == b"\"predictions\"" {
         let parsed: serde_json::Value = serde_json::from_slice(&bytes)?;
         ensure!(
             parsed["predictions"].as_array().is_some_and(|p| p.len() == 1),
             "{contender} answered without one prediction: {text}"
         );
-    } else {
-        ensure!(contains(&bytes, request.expect), "{contender} answered without outputs: {text}");
     }
 
-    let clients: Vec<reqwest::Client> = (0..c).map(|_| http_client()).collect::<Result<_, _>>()?;
-    let start = Instant::now();
-    let window_start = start + Duration::from_secs_f64(s.warmup);
-    let window_end = window_start + Duration::from_secs_f64(s.seconds);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|client| {
-            let base = base.clone();
-            let request = request.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0u64;
-                loop {
-                    let t0 = Instant::now();
-                    if t0 >= window_end {
-                        break;
-                    }
-                    let ok = match request.send(&client, &base).send().await {
-                        Ok(response) => {
-                            let status = response.status();
-                            match response.bytes().await {
-                                Ok(b) => status == 200 && contains(&b, request.expect),
-                                Err(_) => false,
-                            }
-                        }
-                        Err(_) => false,
-                    };
-                    let t1 = Instant::now();
-                    if !ok {
-                        errors += 1;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    } else if t1 >= window_start && t1 <= window_end {
-                        latencies.push((t1 - t0).as_nanos() as u64);
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
+    let clients: Vec<reqwest::Client> = (0..c).map(|_| load::client(None)).collect::<Result<_, _>>()?;
+    let run = load::Load::start(clients, &request, s.warmup, s.seconds);
     let runtime_metrics = contender != FASTAPI;
-    tokio::time::sleep_until(window_start.into()).await;
-    let cpu0 = CpuSnapshot::take(Some(server.pid()));
+    tokio::time::sleep_until(run.window_start.into()).await;
+    let cpu0 = CpuSnapshot::take(&[server.pid()]);
     let m0 = scrape_batching(&client, port, runtime_metrics).await;
-    tokio::time::sleep_until(window_end.into()).await;
-    let cpu1 = CpuSnapshot::take(Some(server.pid()));
+    tokio::time::sleep_until(run.window_end.into()).await;
+    let cpu1 = CpuSnapshot::take(&[server.pid()]);
     let m1 = scrape_batching(&client, port, runtime_metrics).await;
     let batching = m0.zip(m1).and_then(|(a, b)| {
         let executions = b[1] - a[1];
         (executions > 0.0).then(|| ((b[0] - a[0]) / executions, (b[2] - a[2]) / s.seconds))
     });
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        // Each loop ends at the window's end plus at most one request timeout.
-        let (l, e) = tokio::time::timeout(REQUEST_TIMEOUT * 2, task)
-            .await
-            .context("a request loop did not finish")??;
-        latencies.extend(l);
-        errors += e;
-    }
+    let out = run.finish().await.map_err(anyhow::Error::msg)?;
     let cpu = cpu0.usage_until(&cpu1, s.seconds);
-    let mut cell = cell(name, contender, c, latencies, errors, s.seconds, cpu);
+    let mut cell = cell(name, contender, c, out.latencies, out.errors, s.seconds, cpu);
     cell.batching = batching;
     Ok(cell)
+}
+
+/// Waits for `GET /health` to answer 200 and, for uvicorn, for `workers` workers to have
+/// started their application.
+async fn wait_ready(server: &mut Server, port: u16, workers: usize) -> anyhow::Result<()> {
+    let log = server.log.clone();
+    let started = || {
+        workers <= 1
+            || std::fs::read_to_string(&log)
+                .map(|l| l.matches("Application startup complete").count() >= workers)
+                .unwrap_or(false)
+    };
+    let url = format!("http://127.0.0.1:{port}/health");
+    server.wait_ready(&load::client(None)?, &url, STARTUP_TIMEOUT, started).await.map_err(anyhow::Error::msg)
 }
 
 /// `[rows, executions, seconds in executions]` so far, from platform-runtime's `/metrics`.
@@ -755,20 +682,6 @@ async fn scrape_batching(client: &reqwest::Client, port: u16, enabled: bool) -> 
     ])
 }
 
-fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .http1_only()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 fn cell(
     name: &str,
     contender: &'static str,
@@ -779,13 +692,7 @@ fn cell(
     cpu: CpuUse,
 ) -> Cell {
     latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-        latencies[rank - 1] as f64 / 1e6
-    };
+    let pct = |p: f64| load::percentile_ms(&latencies, p);
     Cell {
         model: name.to_string(),
         contender,
@@ -798,154 +705,6 @@ fn cell(
         cpu,
         batching: None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child processes.
-
-/// A server started by the benchmark; stopped (with its descendants) when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(name: &'static str, mut cmd: Command, log: &Path) -> anyhow::Result<Server> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-        // If the benchmark dies without running destructors, the server gets SIGTERM. (It is
-        // tied to the spawning thread: always the main thread here.)
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        Ok(Server { name, child, log: log.to_path_buf() })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for `GET /health` to answer 200 and, for uvicorn, for `workers` workers to have
-    /// started their application.
-    async fn wait_ready(&mut self, port: u16, workers: usize) -> anyhow::Result<()> {
-        let client = http_client()?;
-        let url = format!("http://127.0.0.1:{port}/health");
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before it was ready; its log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
-            let healthy = matches!(client.get(&url).send().await, Ok(r) if r.status() == 200);
-            let started = workers <= 1
-                || std::fs::read_to_string(&self.log)
-                    .map(|l| l.matches("Application startup complete").count() >= workers)
-                    .unwrap_or(false);
-            if healthy && started {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} was not ready after {STARTUP_TIMEOUT:?}; its log {}:\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        let descendants = descendants(pid);
-        if matches!(self.child.try_wait(), Ok(None)) {
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if matches!(self.child.try_wait(), Ok(None)) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        // Whatever the server started and left behind (uvicorn's workers), by pid, checking that
-        // the pid still names the same process.
-        for (d, started) in descendants {
-            let same = procfs::process::Process::new(d as i32)
-                .and_then(|p| p.stat())
-                .is_ok_and(|st| st.starttime == started);
-            if same {
-                unsafe {
-                    libc::kill(d as libc::pid_t, libc::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// (pid, start time) of every live descendant of `pid`.
-fn descendants(pid: u32) -> Vec<(u32, u64)> {
-    let Ok(all) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    let all: Vec<procfs::process::Stat> = all.filter_map(|p| p.ok()?.stat().ok()).collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![pid as i32];
-    while let Some(parent) = frontier.pop() {
-        for st in all.iter().filter(|st| st.ppid == parent) {
-            found.push((st.pid as u32, st.starttime));
-            frontier.push(st.pid);
-        }
-    }
-    found
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = procfs::process::Process::new(pid as i32).ok()?.stat().ok()?;
-    Some(stat.utime + stat.stime)
-}
-
-/// CPU time used so far by `pid` (and its descendants), in seconds.
-fn process_tree_cpu(pid: u32, with_descendants: bool) -> Option<f64> {
-    let mut ticks = cpu_ticks(pid)?;
-    if with_descendants {
-        for (d, _) in descendants(pid) {
-            ticks += cpu_ticks(d).unwrap_or(0);
-        }
-    }
-    Some(ticks as f64 / procfs::ticks_per_second() as f64)
-}
-
-/// Busy CPU time of the whole machine so far (user, nice, system, irq, softirq, steal), in
-/// seconds, from `/proc/stat`.
-fn machine_busy_cpu() -> Option<f64> {
-    use procfs::CurrentSI;
-    let t = procfs::KernelStats::current().ok()?.total;
-    let busy =
-        t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0) + t.steal.unwrap_or(0);
-    Some(busy as f64 / procfs::ticks_per_second() as f64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1108,13 +867,7 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
 
 fn report(s: &Settings, cells: &[Cell], costs: &[BatchCost]) -> String {
     let mut out = String::new();
-    let cpu_model = {
-        use procfs::Current;
-        procfs::CpuInfo::current()
-            .ok()
-            .and_then(|info| info.model_name(0).map(str::to_string))
-            .unwrap_or_else(|| "unknown CPU".into())
-    };
+    let cpu_model = load::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(out, "# Serving benchmark\n");
     let _ = writeln!(

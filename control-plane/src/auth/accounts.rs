@@ -31,8 +31,8 @@ pub struct Accounts {
     store: Arc<dyn Store>,
     keys: TokenKeys,
     token_ttl: Duration,
-    /// Authenticated callers by token id.
-    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Authenticated callers by bearer token.
+    cache: Mutex<HashMap<String, CachedCaller>>,
     /// Recent failed logins.
     throttle: Throttle,
 }
@@ -59,23 +59,64 @@ impl Accounts {
     }
 
     /// The caller behind a token: signature and expiry, not revoked, and their roles.
-    /// Remembered for a few seconds per token id.
+    ///
+    /// Remembered for a few seconds per token, so that `:predict` neither verifies the
+    /// signature nor queries the database per request (a token string that verified a moment
+    /// ago still does; only its expiry is checked again). Under steady use, one request looks
+    /// the caller up again once half that time has passed while the others go on with the
+    /// remembered one, so that the entry does not expire under every request at once.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+        let stale = match self.cached(token) {
+            Some(Cached::Fresh(caller)) => return Ok(caller),
+            Some(Cached::Refresh(caller)) => Some(caller),
+            None => None,
+        };
         let claims = self.keys.verify(token)?;
-        if let Ok(cache) = self.cache.lock()
-            && let Some((caller, at)) = cache.get(&claims.jti)
-            && at.elapsed() < AUTH_CACHE_TTL
-        {
-            return Ok(caller.clone());
-        }
-        let caller = self.caller_of_token(&claims.jti).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() > AUTH_CACHE_SWEEP {
-                cache.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+        let looked_up = self.caller_of_token(&claims.jti).await;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match looked_up {
+            Ok(caller) => {
+                if cache.len() > AUTH_CACHE_SWEEP {
+                    cache.retain(|_, c| c.at.elapsed() < AUTH_CACHE_TTL);
+                }
+                let entry = CachedCaller {
+                    caller: caller.clone(),
+                    at: Instant::now(),
+                    expires: claims.exp,
+                    refreshing: false,
+                };
+                cache.insert(token.to_string(), entry);
+                Ok(caller)
             }
-            cache.insert(claims.jti.clone(), (caller.clone(), Instant::now()));
+            Err(e) => match stale {
+                // The database did not answer: the remembered caller holds until its time is up.
+                Some(caller) if !matches!(e, AuthError::Revoked | AuthError::InvalidToken(_)) => {
+                    if let Some(c) = cache.get_mut(token) {
+                        c.refreshing = false;
+                    }
+                    Ok(caller)
+                }
+                _ => {
+                    cache.remove(token);
+                    Err(e)
+                }
+            },
         }
-        Ok(caller)
+    }
+
+    /// The remembered caller of a token, unless it is too old or the token has expired.
+    fn cached(&self, token: &str) -> Option<Cached> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = cache.get_mut(token)?;
+        let age = hit.at.elapsed();
+        if age >= AUTH_CACHE_TTL || now_unix() > hit.expires.saturating_add(super::token::LEEWAY_SECS) {
+            return None;
+        }
+        if age >= AUTH_CACHE_TTL / 2 && !hit.refreshing {
+            hit.refreshing = true;
+            return Some(Cached::Refresh(hit.caller.clone()));
+        }
+        Some(Cached::Fresh(hit.caller.clone()))
     }
 
     async fn caller_of_token(&self, token_id: &str) -> Result<Caller, AuthError> {
@@ -365,16 +406,37 @@ impl Accounts {
     /// Forgets a token's cached caller (after revocation).
     fn forget_token(&self, token_id: &str) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(token_id);
+            cache.retain(|_, c| c.caller.token_id != token_id);
         }
     }
 
     /// Forgets the cached callers of a user (after their roles or password changed).
     fn forget_user(&self, user_id: i64) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (caller, _)| caller.user_id != user_id);
+            cache.retain(|_, c| c.caller.user_id != user_id);
         }
     }
+}
+
+/// A caller remembered for a token.
+struct CachedCaller {
+    caller: Caller,
+    /// When it was looked up.
+    at: Instant,
+    /// The token's `exp` (seconds since the epoch).
+    expires: u64,
+    /// Whether a request is looking it up again.
+    refreshing: bool,
+}
+
+/// A remembered caller: good as it is, or to be looked up again by this request.
+enum Cached {
+    Fresh(Caller),
+    Refresh(Caller),
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn require_user_admin(caller: &Caller) -> Result<(), AuthError> {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::AuthError;
 
 const ISSUER: &str = "platform";
+/// Seconds a token is still accepted after its `exp`, for clocks a little apart.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// What a token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +103,7 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|d| d.claims)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))

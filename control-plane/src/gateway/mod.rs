@@ -600,7 +600,7 @@ impl Gateway {
     ) -> Result<Forwarded, GatewayError> {
         let started = Instant::now();
         let time = Timestamp::now();
-        let endpoint = req.endpoint.to_string();
+        let endpoint = req.endpoint;
         let endpoint_id = endpoint.rsplit('/').next().unwrap_or_default();
         let method = req.call.prediction_method();
         let request_body = req.body.clone();
@@ -615,18 +615,18 @@ impl Gateway {
         let took = started.elapsed();
         self.metrics.prediction(endpoint_id, deployed_model, code, took);
         if !matches!(&result, Err(GatewayError::UnknownEndpoint(_))) {
-            self.metrics.history.prediction(&endpoint, code, took);
+            self.metrics.history.prediction(endpoint, code, took);
         }
         let reached = match &result {
             Ok(f) => Some(f.deployed_model_id.as_str()),
             Err(e) => e.deployed_model(),
         };
         if let Some(id) = reached
-            && let Some(route) = self.snapshot().endpoints.get(&endpoint).cloned()
+            && let Some(route) = self.snapshot().endpoints.get(endpoint).cloned()
         {
             if route.models.iter().any(|m| m.deployed_model_id == id && m.access_logging) {
                 let response_bytes = result.as_ref().map(|f| f.body.len()).unwrap_or(0);
-                access_log(&endpoint, id, code, took, request_body.len(), response_bytes);
+                access_log(endpoint, id, code, took, request_body.len(), response_bytes);
             }
             if let Some(sink) = &self.prediction_logs
                 && prediction_logs::sampled(&route.prediction_logging, rand::random::<f64>())
@@ -718,6 +718,18 @@ impl Gateway {
             return Ok(answer);
         }
         let (status, retry_after, bytes) = (answer.status, answer.retry_after, answer.body);
+        if let Some(body) = append_model_fields(&bytes, &model) {
+            return Ok(Forwarded {
+                status,
+                content_type: Some("application/json".into()),
+                retry_after,
+                inference_header_length: None,
+                body: Bytes::from(body),
+                deployed_model_id: model.deployed_model_id.clone(),
+            });
+        }
+        // Not a plain object, or one that has the keys already: parsed whole, so that the keys
+        // are replaced and the errors say what is wrong.
         let mut answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
             GatewayError::Upstream(
                 model.deployed_model_id.clone(),
@@ -856,6 +868,86 @@ fn header_text(response: &reqwest::Response, name: impl reqwest::header::AsHeade
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
+/// The keys `:predict` adds to a container's answer.
+const ADDED_KEYS: [&str; 4] = ["deployedModelId", "model", "modelVersionId", "modelDisplayName"];
+
+/// A container's answer with the deployed model's fields added at the end of its top-level
+/// object, without parsing the predictions into values and printing them again: the answer is
+/// checked to be one JSON object and scanned for its keys only. `None` when it is not a JSON
+/// object or already has one of the added keys (the caller then rewrites it whole).
+fn append_model_fields(body: &[u8], model: &ModelRoute) -> Option<Vec<u8>> {
+    let keys: TopLevelKeys = serde_json::from_slice(body).ok()?;
+    if keys.added {
+        return None;
+    }
+    let end = body.iter().rposition(|b| *b == b'}')?;
+    let mut out = Vec::with_capacity(body.len() + 160);
+    out.extend_from_slice(&body[..end]);
+    for (i, (key, value)) in ADDED_KEYS
+        .iter()
+        .zip([&model.deployed_model_id, &model.model, &model.model_version_id, &model.model_display_name])
+        .enumerate()
+    {
+        if i > 0 || keys.any {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut out, value.as_str()).ok()?;
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// What [`append_model_fields`] needs to know of a JSON object: whether it has any key, and
+/// whether it has one of [`ADDED_KEYS`]. Deserializing it checks the whole answer is JSON.
+struct TopLevelKeys {
+    any: bool,
+    added: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevelKeys, A::Error> {
+                let mut keys = TopLevelKeys { any: false, added: false };
+                while let Some(IsAdded(added)) = map.next_key()? {
+                    keys.any = true;
+                    keys.added |= added;
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(keys)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+/// A key, read without keeping it: whether it is one of [`ADDED_KEYS`].
+struct IsAdded(bool);
+
+impl<'de> serde::Deserialize<'de> for IsAdded {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = IsAdded;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsAdded, E> {
+                Ok(IsAdded(ADDED_KEYS.contains(&key)))
+            }
+        }
+        d.deserialize_str(Key)
+    }
+}
+
 /// A predict body must be a JSON object with an `instances` array.
 fn check_predict_body(body: &[u8]) -> Result<(), GatewayError> {
     #[derive(serde::Deserialize)]
@@ -879,6 +971,35 @@ mod tests {
         assert!(check_predict_body(br#"{"instances": []}"#).unwrap_err().to_string().contains("empty"));
         assert!(check_predict_body(br#"{"inputs": []}"#).unwrap_err().to_string().contains("instances"));
         assert!(check_predict_body(b"nope").is_err());
+    }
+
+    #[test]
+    fn the_deployed_model_is_added_to_an_answer_without_rewriting_it() {
+        let model = ModelRoute {
+            deployed_model_id: "7".into(),
+            model: "projects/p/locations/l/models/m".into(),
+            model_version_id: "1".into(),
+            model_display_name: "m \"q\"".into(),
+            predict_route: "/".into(),
+            replicas: Vec::new(),
+            concurrency: 1,
+            access_logging: false,
+            stats: Arc::default(),
+        };
+        let out = append_model_fields(br#"{"predictions": [[0.1, 2e-7]]} "#, &model).unwrap();
+        assert!(out.starts_with(br#"{"predictions": [[0.1, 2e-7]]"#), "the answer is kept as it was");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["predictions"], serde_json::json!([[0.1, 2e-7]]));
+        assert_eq!((v["deployedModelId"].as_str(), v["modelVersionId"].as_str()), (Some("7"), Some("1")));
+        assert_eq!(v["model"], "projects/p/locations/l/models/m");
+        assert_eq!(v["modelDisplayName"], "m \"q\"");
+        let empty: Value = serde_json::from_slice(&append_model_fields(b"{}", &model).unwrap()).unwrap();
+        assert_eq!(empty["deployedModelId"], "7");
+        // Answers that have the keys already, or are no JSON object, are left to the full rewrite.
+        assert!(append_model_fields(br#"{"predictions": [], "model": "x"}"#, &model).is_none());
+        assert!(append_model_fields(b"[1]", &model).is_none());
+        assert!(append_model_fields(br#"{"a": 1"#, &model).is_none());
+        assert!(append_model_fields(br#"{"a": 1} x"#, &model).is_none());
     }
 
     use std::net::SocketAddr;
