@@ -981,6 +981,7 @@ mod tests {
             model_version_id: "1".into(),
             model_display_name: "m \"q\"".into(),
             predict_route: "/".into(),
+            v2_model: None,
             replicas: Vec::new(),
             concurrency: 1,
             access_logging: false,
