@@ -104,6 +104,18 @@ impl fmt::Debug for Drainer {
     }
 }
 
+/// Told whenever a replica's state changes (started, ready, unready, exited), so that the
+/// controller acts at once (publishes a ready replica, finishes a deploy) rather than at its next
+/// period.
+#[derive(Clone)]
+pub struct OnChange(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for OnChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnChange")
+    }
+}
+
 /// Which log lines of a deployment to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRequest {

@@ -100,6 +100,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if config.database_url().starts_with("postgres") {
         claim = Arc::new(AdvisoryLock::new(&config.database_url(), leader::ADVISORY_LOCK_KEY)?);
     }
+    let wake = Wake::default();
     let (backend, render, local): (Arc<dyn Backend>, RenderConfig, Option<Arc<Local>>) = match config.backend
     {
         BackendKind::Local => {
@@ -110,6 +111,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             local.host_process_annotation = render.label(crate::manifests::HOST_PROCESS_ANNOTATION);
             local.container_run_args = config.container_run_args.clone();
             local.drain = Some(crate::backend::Drainer(gateway.clone()));
+            local.on_change = Some(crate::backend::OnChange({
+                let wake = wake.clone();
+                Arc::new(move || wake.wake())
+            }));
             local.nvidia_smi = config.nvidia_smi.clone();
             // Keys kept outside the data directory are no replica's business either.
             local.private_paths =
@@ -133,7 +138,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
 
-    let wake = Wake::default();
     let lead = Lead::new(false);
     let accounts = Arc::new(Accounts::new(store.clone(), keys, config.token_ttl));
     let runtime_image = {

@@ -109,6 +109,8 @@ pub struct LocalConfig {
     /// Told before a replica is stopped, so that it leaves routing and its requests in flight
     /// finish before SIGTERM (the gateway); the grace period bounds both together.
     pub drain: Option<super::Drainer>,
+    /// Told after a replica's state changed (the controller's wake-up).
+    pub on_change: Option<super::OnChange>,
 }
 
 impl LocalConfig {
@@ -152,7 +154,7 @@ impl LocalConfig {
             container_run_args: Vec::new(),
             readiness_period: None,
             liveness_period: None,
-            first_ready_poll: Duration::from_millis(500),
+            first_ready_poll: Duration::from_millis(50),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_reset_after: Duration::from_secs(120),
@@ -160,6 +162,7 @@ impl LocalConfig {
             die_with_parent: true,
             max_log_bytes: 16 << 20,
             drain: None,
+            on_change: None,
         }
     }
 }
@@ -496,6 +499,9 @@ async fn handle_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Event
             Event::Changed(name) => {
                 if let Err(e) = inner.reconcile(&mut state, &name) {
                     tracing::warn!(deployment = %name, "cannot reconcile: {e}");
+                }
+                if let Some(on_change) = &inner.cfg.on_change {
+                    (on_change.0)();
                 }
             }
             Event::Stopped { port } => {
