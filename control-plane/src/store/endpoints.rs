@@ -6,7 +6,7 @@ use api::Access;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{from_json, from_opt_json, name_of, timestamp};
+use super::codec::{corrupt, from_json, from_opt_json, name_of, timestamp};
 use super::{Labels, PredictionLogging, Result, Timestamp};
 
 /// A traffic split: deployed model id -> percent. Empty, or percents summing to 100.
@@ -288,7 +288,9 @@ impl EndpointRow {
             traffic_split: from_json(&self.traffic_split, &row, "traffic_split")?,
             inference_timeout: self
                 .inference_timeout_nanos
-                .map(|n| api::Duration(std::time::Duration::from_nanos(n.max(0).unsigned_abs()))),
+                .map(|n| u64::try_from(n).map(|n| api::Duration(std::time::Duration::from_nanos(n))))
+                .transpose()
+                .map_err(|e| corrupt(&row, "inference_timeout_nanos", e))?,
             create_time: timestamp(self.create_time, &row, "create_time")?,
             update_time: timestamp(self.update_time, &row, "update_time")?,
             prediction_logging: from_json(&self.prediction_logging, &row, "prediction_logging")?,
