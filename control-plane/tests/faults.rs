@@ -207,29 +207,6 @@ where
     }
 }
 
-/// The pids recorded for the replicas of every deployment under `data`, by pid file.
-fn replica_pids(data: &std::path::Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for dep in std::fs::read_dir(data.join("replicas")).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(dep.path()).into_iter().flatten().flatten() {
-            if file.path().extension().is_some_and(|e| e == "pid")
-                && let Ok(text) = std::fs::read_to_string(file.path())
-                && let Ok(record) = serde_json::from_str::<Value>(&text)
-                && let Some(pid) = record["pid"].as_u64()
-            {
-                pids.push(pid as u32);
-            }
-        }
-    }
-    pids.sort_unstable();
-    pids
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
-}
-
 fn kill_9(pid: u32) {
     // SAFETY: kill(2) with a pid this test found for a process it started.
     let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -247,7 +224,7 @@ async fn a_killed_replica_costs_at_most_its_requests_in_flight() {
     create_endpoint(&p, "mlp").await;
     let id = deploy(&p, "mlp", &model, json!({"minReplicaCount": 2, "maxReplicaCount": 2}), json!({})).await;
     assert_eq!(available_replicas(&p, "mlp", &id).await, 2);
-    let before = replica_pids(&data);
+    let before = common::replica_pids(&data);
     assert_eq!(before.len(), 2, "{before:?}");
 
     const CONCURRENCY: usize = 8;
@@ -262,8 +239,8 @@ async fn a_killed_replica_costs_at_most_its_requests_in_flight() {
         assert_eq!(status, 200, "a request after the kill: {body}");
     }
     until("the controller replaces the killed replica", || async {
-        let now = replica_pids(&data);
-        now.len() == 2 && !now.contains(&victim) && now.iter().all(|pid| alive(*pid))
+        let now = common::replica_pids(&data);
+        now.len() == 2 && !now.contains(&victim) && now.iter().all(|pid| common::alive(*pid))
     })
     .await;
     until("both replicas are available", || async { available_replicas(&p, "mlp", &id).await == 2 }).await;
@@ -329,7 +306,7 @@ fn processes_of(data: &std::path::Path) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if pid == std::process::id() || !alive(pid) {
+        if pid == std::process::id() || !common::alive(pid) {
             continue;
         }
         let names_it = ["cmdline", "environ"].iter().any(|f| {
@@ -360,7 +337,7 @@ async fn a_killed_platform_comes_back_with_every_endpoint_and_leaves_no_orphans(
             deploy(&p, name, &model, json!({"minReplicaCount": 1, "maxReplicaCount": 1}), json!({})).await;
         deployed.push((name, id));
     }
-    let before = replica_pids(&data);
+    let before = common::replica_pids(&data);
     assert_eq!(before.len(), 2, "{before:?}");
     let loads: Vec<Load> = deployed.iter().map(|(name, _)| Load::start(&p, name, 3)).collect();
     for (name, _) in &deployed {
@@ -371,8 +348,10 @@ async fn a_killed_platform_comes_back_with_every_endpoint_and_leaves_no_orphans(
     let mut p = p;
     kill_9(p.child.id());
     let _ = p.child.wait();
-    until("the killed platform's replicas are gone", || async { before.iter().all(|pid| !alive(*pid)) })
-        .await;
+    until("the killed platform's replicas are gone", || async {
+        before.iter().all(|pid| !common::alive(*pid))
+    })
+    .await;
     drop(p);
     let p = common::start_on(&data, port, &["--cpu-overcommit", "4"], &[]).await;
     for (name, id) in &deployed {
@@ -388,9 +367,9 @@ async fn a_killed_platform_comes_back_with_every_endpoint_and_leaves_no_orphans(
     }
 
     // Nothing orphaned: exactly the new platform and one new replica per deployed model run.
-    let after = replica_pids(&data);
+    let after = common::replica_pids(&data);
     assert_eq!(after.len(), 2, "{after:?}");
-    assert!(after.iter().all(|pid| alive(*pid) && !before.contains(pid)), "{before:?} -> {after:?}");
+    assert!(after.iter().all(|pid| common::alive(*pid) && !before.contains(pid)), "{before:?} -> {after:?}");
     let mut expected = after.clone();
     expected.push(p.child.id());
     expected.sort_unstable();
@@ -439,7 +418,8 @@ async fn a_burst_on_a_model_scaled_to_zero_is_answered_in_full() {
     create_endpoint(&p, "mlp").await;
     let id = deploy(&p, "mlp", &model, json!({"minReplicaCount": 0, "maxReplicaCount": 1}), json!({})).await;
     until("the idle model scales to zero", || async {
-        available_replicas(&p, "mlp", &id).await == 0 && replica_pids(&data).iter().all(|pid| !alive(*pid))
+        available_replicas(&p, "mlp", &id).await == 0
+            && common::replica_pids(&data).iter().all(|pid| !common::alive(*pid))
     })
     .await;
 

@@ -400,28 +400,6 @@ async fn an_admins_host_process_serves_predictions() {
     );
 }
 
-/// The pids recorded for the replicas of every deployment under `data`.
-fn replica_pids(data: &std::path::Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for dep in std::fs::read_dir(data.join("replicas")).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(dep.path()).into_iter().flatten().flatten() {
-            if file.path().extension().is_some_and(|e| e == "pid")
-                && let Ok(text) = std::fs::read_to_string(file.path())
-                && let Ok(record) = serde_json::from_str::<Value>(&text)
-                && let Some(pid) = record["pid"].as_u64()
-            {
-                pids.push(pid as u32);
-            }
-        }
-    }
-    pids
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
-}
-
 /// `kill -9` of the platform: its replicas go with it, and the next start brings every
 /// deployed model back from the database; a project-bound token stays in its project.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,7 +412,7 @@ async fn deployed_models_come_back_after_kill_9() {
         .await;
     let deployed = deploy(&p, "mlp", "mlp", json!({})).await;
     assert_eq!(predict(&p, "mlp").await.0, 200);
-    let before = replica_pids(&data);
+    let before = common::replica_pids(&data);
     assert_eq!(before.len(), 1, "one replica: {before:?}");
 
     let port = p.port;
@@ -442,7 +420,7 @@ async fn deployed_models_come_back_after_kill_9() {
     unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
     let _ = p.child.wait();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while before.iter().any(|pid| alive(*pid)) {
+    while before.iter().any(|pid| common::alive(*pid)) {
         assert!(std::time::Instant::now() < deadline, "replicas outlive a killed platform");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -459,7 +437,7 @@ async fn deployed_models_come_back_after_kill_9() {
         assert!(std::time::Instant::now() < deadline, "the model did not come back: {status} {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let after = replica_pids(&data);
+    let after = common::replica_pids(&data);
     assert_eq!(after.len(), 1, "exactly one replica again: {after:?}");
     assert!(after.iter().all(|pid| !before.contains(pid)));
 
@@ -619,7 +597,7 @@ async fn autoscaling_follows_requests_and_scales_to_zero() {
 
     // Idle past the scale-down delay: zero replicas, no process left.
     wait_replicas(&p, "mlp", &id, 0).await;
-    assert!(replica_pids(&data).iter().all(|pid| !alive(*pid)), "no replica runs");
+    assert!(common::replica_pids(&data).iter().all(|pid| !common::alive(*pid)), "no replica runs");
 
     // The next request is held until a replica is ready, then answered.
     let (status, body) = predict(&p, "mlp").await;
@@ -721,7 +699,7 @@ async fn manifests_are_shown_edited_and_rolled_back() {
     let data = dir.path().join("data");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let environ: Vec<String> = replica_pids(&data)
+        let environ: Vec<String> = common::replica_pids(&data)
             .into_iter()
             .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())

@@ -198,3 +198,27 @@ pub fn shared_custom_server() -> (tempfile::TempDir, PathBuf) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod app");
     (dir, path)
 }
+
+/// The pids recorded for the replicas of every deployment under `data`, by pid file, sorted.
+pub fn replica_pids(data: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for dep in std::fs::read_dir(data.join("replicas")).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dep.path()).into_iter().flatten().flatten() {
+            if file.path().extension().is_some_and(|e| e == "pid")
+                && let Ok(text) = std::fs::read_to_string(file.path())
+                && let Ok(record) = serde_json::from_str::<Value>(&text)
+                && let Some(pid) = record["pid"].as_u64()
+            {
+                pids.push(pid as u32);
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// Whether `pid` runs (a zombie does not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
