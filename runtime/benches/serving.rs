@@ -1,6 +1,6 @@
 //! Serving benchmark: tract in-process vs onnxruntime in-process, `platform-runtime` over HTTP
-//! (dynamic batching on and off) and the FastAPI + uvicorn + onnxruntime baseline, on the test
-//! MLP and CNN, batch 1 per request, at concurrency 1, 4 and 16; on the test CNN also the
+//! (dynamic batching on and off), the FastAPI + uvicorn + onnxruntime baseline and BentoML with
+//! onnxruntime and its adaptive batching, on the test MLP and CNN, batch 1 per request, at concurrency 1, 4 and 16; on the test CNN also the
 //! onnxruntime engine with batching on and off. Then two real models from PyPI wheels (the
 //! PP-OCRv4 text detector, a CNN, and Silero VAD's LSTM over a sequence), on both engines:
 //! in-process (tract, the runtime's onnxruntime engine, and onnxruntime from Python) and over
@@ -9,7 +9,9 @@
 //!     cargo bench -p runtime --bench serving
 //!
 //! Needs the Python baseline environment in `.venv` at the repository root
-//! (`python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt`).
+//! (`python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt`), and for the
+//! BentoML rows (skipped without it) BentoML in its own `.venv-bentoml`
+//! (`python3 -m venv .venv-bentoml && .venv-bentoml/bin/pip install -r bench/requirements-bentoml.txt`).
 //!
 //! Environment: `BENCH_SECONDS` (measuring time per cell, default 3), `BENCH_WARMUP_SECONDS`
 //! (default 1), `BENCH_MODELS` (comma-separated subset of `mlp,cnn,ocr_det,vad_sequence`). The
@@ -41,6 +43,7 @@ const ORT: &str = "onnxruntime in-process";
 const RUNTIME_ON: &str = "platform-runtime, batching on";
 const RUNTIME_OFF: &str = "platform-runtime, batching off";
 const FASTAPI: &str = "FastAPI + uvicorn (2 workers)";
+const BENTOML: &str = "BentoML, adaptive batching (2 workers)";
 const ORT_ENGINE: &str = "onnxruntime engine in-process";
 const RUNTIME_TRACT: &str = "platform-runtime on tract";
 const RUNTIME_ORT: &str = "platform-runtime on onnxruntime";
@@ -238,7 +241,7 @@ fn bench_model(
     }
     for (contender, tag, args, concurrencies) in runs {
         let (mut server, port) = start_runtime(s, name, &model_path, contender, tag, &args)?;
-        rt.block_on(wait_ready(&mut server, port, 1))?;
+        rt.block_on(wait_ready(&mut server, port, "/health", None))?;
         for &c in concurrencies {
             eprintln!("serving bench: {name}: {contender}, concurrency {c}");
             cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, c))?);
@@ -246,21 +249,54 @@ fn bench_model(
         drop(server);
     }
 
-    // (c) FastAPI + uvicorn + onnxruntime, 2 workers.
-    let port = test_support::free_port();
-    let mut cmd = Command::new(s.root.join(".venv/bin/uvicorn"));
-    cmd.args(["bench.fastapi_server:app", "--workers", "2", "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string()])
-        .env("MODEL_PATH", &model_path)
-        .current_dir(&s.root);
-    let log = s.out_dir.join(format!("logs/{name}-fastapi.log"));
-    let mut server = Server::start(FASTAPI, cmd, &log).map_err(anyhow::Error::msg)?;
-    rt.block_on(wait_ready(&mut server, port, 2))?;
-    for c in CONCURRENCIES {
-        eprintln!("serving bench: {name}: {FASTAPI}, concurrency {c}");
-        cells.push(rt.block_on(http_cell(s, name, FASTAPI, &server, port, &request, c))?);
+    // (c) FastAPI + uvicorn + onnxruntime, 2 workers; (d) BentoML + onnxruntime, 2 workers,
+    // adaptive batching (its batchable API answers the bare array of predictions).
+    let mut fastapi = Command::new(s.root.join(".venv/bin/uvicorn"));
+    fastapi.args(["bench.fastapi_server:app", "--workers", "2", "--host", "127.0.0.1"]);
+    let ready = ("/health", "Application startup complete");
+    python_server(s, rt, name, &model_path, FASTAPI, fastapi, ready, &request, cells)?;
+    let bentoml = s.root.join(".venv-bentoml/bin/bentoml");
+    if bentoml.exists() {
+        let mut cmd = Command::new(bentoml);
+        cmd.args(["serve", "bench.bentoml_service:OnnxModel", "--host", "127.0.0.1"])
+            .env("BENTOML_DO_NOT_TRACK", "True")
+            .env("BENTOML_HOME", s.out_dir.join("bentoml-home"));
+        let request = Request { expect: b"[[", ..request };
+        let ready = ("/readyz", "Service OnnxModel initialized");
+        python_server(s, rt, name, &model_path, BENTOML, cmd, ready, &request, cells)?;
+    } else {
+        eprintln!(
+            "serving bench: no .venv-bentoml, skipping BentoML: `python3 -m venv .venv-bentoml && .venv-bentoml/bin/pip install -r bench/requirements-bentoml.txt`"
+        );
     }
-    drop(server);
+    Ok(())
+}
+
+/// A Python server of the model with 2 workers (`cmd`, given `--port` and `MODEL_PATH` here),
+/// ready when `ready.0` answers 200 and its log holds `ready.1` once per worker; measured at
+/// every concurrency, then stopped with its workers.
+#[allow(clippy::too_many_arguments)]
+fn python_server(
+    s: &Settings,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    model_path: &Path,
+    contender: &'static str,
+    mut cmd: Command,
+    ready: (&str, &str),
+    request: &Request,
+    cells: &mut Vec<Cell>,
+) -> anyhow::Result<()> {
+    let port = test_support::free_port();
+    cmd.args(["--port", &port.to_string()]).env("MODEL_PATH", model_path).current_dir(&s.root);
+    let tag = contender.split([' ', ',']).next().unwrap_or("python").to_lowercase();
+    let log = s.out_dir.join(format!("logs/{name}-{tag}.log"));
+    let mut server = Server::start(contender, cmd, &log).map_err(anyhow::Error::msg)?;
+    rt.block_on(wait_ready(&mut server, port, ready.0, Some((ready.1, 2))))?;
+    for c in CONCURRENCIES {
+        eprintln!("serving bench: {name}: {contender}, concurrency {c}");
+        cells.push(rt.block_on(http_cell(s, name, contender, &server, port, request, c))?);
+    }
     Ok(())
 }
 
@@ -346,7 +382,7 @@ fn bench_real_model(
     for (contender, engine) in [(RUNTIME_TRACT, "tract"), (RUNTIME_ORT, "onnxruntime")] {
         let (mut server, port) =
             start_runtime(s, name, &model_path, contender, engine, &["--engine", engine])?;
-        rt.block_on(wait_ready(&mut server, port, 1))?;
+        rt.block_on(wait_ready(&mut server, port, "/health", None))?;
         eprintln!("serving bench: {name}: {contender}, concurrency 1");
         cells.push(rt.block_on(http_cell(s, name, contender, &server, port, &request, 1))?);
         drop(server);
@@ -615,22 +651,24 @@ async fn http_cell(
     request: &Request,
     c: usize,
 ) -> anyhow::Result<Cell> {
+    let vertex = request.path == "/predict";
     let request = request.at(&format!("http://127.0.0.1:{port}"));
     // A first request checks the answer's shape.
     let client = load::client(None)?;
     let bytes = request.check(&client).await.map_err(|e| anyhow::anyhow!("{contender}: {e}"))?;
     let text = String::from_utf8_lossy(&bytes);
-    if request.expect == b"\"predictions\"" {
+    if vertex {
         let parsed: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let predictions = if contender == BENTOML { &parsed } else { &parsed["predictions"] };
         ensure!(
-            parsed["predictions"].as_array().is_some_and(|p| p.len() == 1),
+            predictions.as_array().is_some_and(|p| p.len() == 1),
             "{contender} answered without one prediction: {text}"
         );
     }
 
     let clients: Vec<reqwest::Client> = (0..c).map(|_| load::client(None)).collect::<Result<_, _>>()?;
     let run = load::Load::start(clients, &request, s.warmup, s.seconds);
-    let runtime_metrics = contender != FASTAPI;
+    let runtime_metrics = contender.starts_with("platform-runtime");
     tokio::time::sleep_until(run.window_start.into()).await;
     let cpu0 = CpuSnapshot::take(&[server.pid()]);
     let m0 = scrape_batching(&client, port, runtime_metrics).await;
@@ -648,17 +686,21 @@ async fn http_cell(
     Ok(cell)
 }
 
-/// Waits for `GET /health` to answer 200 and, for uvicorn, for `workers` workers to have
-/// started their application.
-async fn wait_ready(server: &mut Server, port: u16, workers: usize) -> anyhow::Result<()> {
+/// Waits for `GET health` to answer 200 and, for the Python servers, for `workers.1` workers
+/// to have written `workers.0` (that they started) to the log.
+async fn wait_ready(
+    server: &mut Server,
+    port: u16,
+    health: &str,
+    workers: Option<(&str, usize)>,
+) -> anyhow::Result<()> {
     let log = server.log.clone();
     let started = || {
-        workers <= 1
-            || std::fs::read_to_string(&log)
-                .map(|l| l.matches("Application startup complete").count() >= workers)
-                .unwrap_or(false)
+        workers.is_none_or(|(marker, n)| {
+            std::fs::read_to_string(&log).map(|l| l.matches(marker).count() >= n).unwrap_or(false)
+        })
     };
-    let url = format!("http://127.0.0.1:{port}/health");
+    let url = format!("http://127.0.0.1:{port}{health}");
     server.wait_ready(&load::client(None)?, &url, STARTUP_TIMEOUT, started).await.map_err(anyhow::Error::msg)
 }
 
@@ -755,9 +797,9 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
             (format!("{d:.3} ms ({:.3} − {:.3} ms)", b.unwrap().p50_ms, a.unwrap().p50_ms), d <= 0.2)
         })
     };
-    let vs_fastapi = |model: &str, text: &str| {
-        let (b, c) = (find(cells, model, RUNTIME_ON, 16), find(cells, model, FASTAPI, 16));
-        goal(text, "≥ 5x and lower p99", &[b, c], || {
+    let vs_server = |model: &str, other: &str, text: &str, target: &'static str, factor: f64| {
+        let (b, c) = (find(cells, model, RUNTIME_ON, 16), find(cells, model, other, 16));
+        goal(text, target, &[b, c], || {
             let (b, c) = (b.unwrap(), c.unwrap());
             let r = b.rps / c.rps;
             (
@@ -765,10 +807,12 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
                     "{r:.1}x ({:.0} vs {:.0} req/s); p99 {:.2} vs {:.2} ms",
                     b.rps, c.rps, b.p99_ms, c.p99_ms
                 ),
-                r >= 5.0 && b.p99_ms < c.p99_ms,
+                r >= factor && b.p99_ms < c.p99_ms,
             )
         })
     };
+    let vs_fastapi = |model: &str, text: &str| vs_server(model, FASTAPI, text, "≥ 5x and lower p99", 5.0);
+    let vs_bentoml = |model: &str, text: &str| vs_server(model, BENTOML, text, "≥ 3x and lower p99", 3.0);
     let batching_of = |model: &str, text: &str, on: &str, off: &str| {
         let (on, off) = (find(cells, model, on, 16), find(cells, model, off, 16));
         goal(text, "≥ 2x", &[on, off], || {
@@ -821,6 +865,7 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
         ratio_p50("cnn", "CNN, in-process, 1 thread, batch 1: tract p50 / onnxruntime p50", "≤ 2x", 2.0),
         overhead("mlp", "MLP, concurrency 1: HTTP + JSON overhead, p50(runtime) − p50(tract in-process)"),
         vs_fastapi("mlp", "MLP, concurrency 16: runtime throughput / FastAPI throughput, and p99"),
+        vs_bentoml("mlp", "MLP, concurrency 16: platform-runtime throughput ≥ 3x BentoML with a lower p99"),
         batching("cnn", "CNN, concurrency 16: runtime throughput, batching on / off"),
         batching_of(
             "cnn",
@@ -850,6 +895,7 @@ fn goals(cells: &[Cell]) -> (Vec<Goal>, Vec<Goal>) {
     let info = vec![
         overhead("cnn", "CNN, concurrency 1: HTTP + JSON overhead (information)"),
         vs_fastapi("cnn", "CNN, concurrency 16: runtime vs FastAPI (information)"),
+        vs_bentoml("cnn", "CNN, concurrency 16: runtime vs BentoML (information)"),
         batching("mlp", "MLP, concurrency 16: batching on / off (information)"),
         real_overhead(
             "ocr_det",
