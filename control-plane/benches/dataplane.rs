@@ -100,16 +100,8 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn settings() -> anyhow::Result<Settings> {
-    let float = |name: &str, default: f64| -> anyhow::Result<f64> {
-        match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => {
-                let x: f64 = v.trim().parse().with_context(|| format!("{name}={v}"))?;
-                ensure!(x > 0.0 && x <= 3600.0, "{name} must be in (0, 3600]");
-                Ok(x)
-            }
-            _ => Ok(default),
-        }
-    };
+    let float =
+        |name: &str, default: f64| load::env_number(name, default, 3600.0).map_err(anyhow::Error::msg);
     // `cargo bench` passes `--bench`; the other arguments name scenarios.
     let mut scenarios: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     for a in &scenarios {
@@ -119,10 +111,6 @@ fn settings() -> anyhow::Result<Settings> {
         scenarios = SCENARIOS.iter().map(|x| x.to_string()).collect();
     }
     let root = common::root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
     Ok(Settings {
         seconds: float("BENCH_SECONDS", 3.0)?,
         warmup: float("BENCH_WARMUP_SECONDS", 1.0)?,
@@ -132,7 +120,7 @@ fn settings() -> anyhow::Result<Settings> {
         step_seconds: float("BENCH_STEP_SECONDS", 15.0)?,
         density: float("BENCH_DENSITY", 100.0)? as usize,
         scenarios,
-        out_dir: target.join("bench"),
+        out_dir: load::report_dir(&root),
     })
 }
 

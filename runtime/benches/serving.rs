@@ -133,16 +133,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn settings() -> anyhow::Result<Settings> {
-    let float = |name: &str, default: f64| -> anyhow::Result<f64> {
-        match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => {
-                let x: f64 = v.trim().parse().with_context(|| format!("{name}={v}"))?;
-                ensure!(x > 0.0 && x <= 600.0, "{name} must be in (0, 600]");
-                Ok(x)
-            }
-            _ => Ok(default),
-        }
-    };
+    let float = |name: &str, default: f64| load::env_number(name, default, 600.0).map_err(anyhow::Error::msg);
     let models = match std::env::var("BENCH_MODELS") {
         Ok(v) if !v.trim().is_empty() => {
             let list: Vec<String> =
@@ -161,16 +152,12 @@ fn settings() -> anyhow::Result<Settings> {
     let (real_dir, manifest) = test_support::real_models();
     let onnxruntime_lib = PathBuf::from(manifest["onnxruntime_lib"].as_str().context("onnxruntime_lib")?);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("no workspace root")?.to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
     Ok(Settings {
         seconds: float("BENCH_SECONDS", 3.0)?,
         warmup: float("BENCH_WARMUP_SECONDS", 1.0)?,
         models,
+        out_dir: load::report_dir(&root),
         root,
-        out_dir: target.join("bench"),
         real_dir,
         onnxruntime_lib,
     })

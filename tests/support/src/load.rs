@@ -66,6 +66,28 @@ impl Request {
     }
 }
 
+/// A bench setting: the number in the environment variable `name`, in (0, `max`], or `default`
+/// when it is unset or empty.
+pub fn env_number(name: &str, default: f64, max: f64) -> Result<f64, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+            Ok(x) if x > 0.0 && x <= max => Ok(x),
+            _ => Err(format!("{name}={v}: must be a number in (0, {max}]")),
+        },
+        _ => Ok(default),
+    }
+}
+
+/// Where a bench writes its report: `bench/` under `$CARGO_TARGET_DIR` (relative to `root`,
+/// the workspace) or under `root/target`.
+pub fn report_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+        .join("bench")
+}
+
 /// A client for one load loop: HTTP/1.1 only, one keep-alive connection, no proxy, Nagle off;
 /// trusting `ca` (PEM) for HTTPS when given.
 pub fn client(ca: Option<&[u8]>) -> reqwest::Result<reqwest::Client> {
