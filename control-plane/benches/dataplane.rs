@@ -151,16 +151,7 @@ impl Drop for Running {
         while matches!(self.p.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        for (d, started) in left {
-            let same = procfs::process::Process::new(d as i32)
-                .and_then(|p| p.stat())
-                .is_ok_and(|st| st.starttime == started);
-            if same {
-                unsafe {
-                    libc::kill(d as libc::pid_t, libc::SIGKILL);
-                }
-            }
-        }
+        load::kill_survivors(&left);
     }
 }
 

@@ -185,15 +185,6 @@ async fn predict(p: &Platform, endpoint: &str) -> (u16, Value) {
         .await
 }
 
-async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
-    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
-    e["deployedModels"]
-        .as_array()
-        .and_then(|d| d.iter().find(|m| m["id"] == id))
-        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
-        .unwrap_or(-1)
-}
-
 /// Waits (generously: the machine is shared) until `check` holds.
 async fn until<F, Fut>(what: &str, mut check: F)
 where
@@ -223,7 +214,7 @@ async fn a_killed_replica_costs_at_most_its_requests_in_flight() {
     let model = upload_mlp(&p, "mlp").await;
     create_endpoint(&p, "mlp").await;
     let id = deploy(&p, "mlp", &model, json!({"minReplicaCount": 2, "maxReplicaCount": 2}), json!({})).await;
-    assert_eq!(available_replicas(&p, "mlp", &id).await, 2);
+    assert_eq!(common::available_replicas(&p, "mlp", &id).await, 2);
     let before = common::replica_pids(&data);
     assert_eq!(before.len(), 2, "{before:?}");
 
@@ -243,7 +234,8 @@ async fn a_killed_replica_costs_at_most_its_requests_in_flight() {
         now.len() == 2 && !now.contains(&victim) && now.iter().all(|pid| common::alive(*pid))
     })
     .await;
-    until("both replicas are available", || async { available_replicas(&p, "mlp", &id).await == 2 }).await;
+    until("both replicas are available", || async { common::available_replicas(&p, "mlp", &id).await == 2 })
+        .await;
     for _ in 0..20 {
         assert_eq!(predict(&p, "mlp").await.0, 200, "served after the replacement");
     }
@@ -418,7 +410,7 @@ async fn a_burst_on_a_model_scaled_to_zero_is_answered_in_full() {
     create_endpoint(&p, "mlp").await;
     let id = deploy(&p, "mlp", &model, json!({"minReplicaCount": 0, "maxReplicaCount": 1}), json!({})).await;
     until("the idle model scales to zero", || async {
-        available_replicas(&p, "mlp", &id).await == 0
+        common::available_replicas(&p, "mlp", &id).await == 0
             && common::replica_pids(&data).iter().all(|pid| !common::alive(*pid))
     })
     .await;

@@ -549,19 +549,10 @@ async fn roles_and_access_modes_decide_who_may_call() {
     assert_eq!(inside.status(), 200);
 }
 
-async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
-    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
-    e["deployedModels"]
-        .as_array()
-        .and_then(|d| d.iter().find(|m| m["id"] == id))
-        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
-        .unwrap_or(-1)
-}
-
 async fn wait_replicas(p: &Platform, endpoint: &str, id: &str, want: i64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let n = available_replicas(p, endpoint, id).await;
+        let n = common::available_replicas(p, endpoint, id).await;
         if n == want {
             return;
         }
@@ -587,7 +578,7 @@ async fn autoscaling_follows_requests_and_scales_to_zero() {
     let done = p.wait(&op).await;
     assert!(done["error"].is_null(), "{done}");
     let id = done["response"]["deployedModel"]["id"].as_str().expect("id").to_string();
-    assert_eq!(available_replicas(&p, "mlp", &id).await, 1, "a deploy starts one replica");
+    assert_eq!(common::available_replicas(&p, "mlp", &id).await, 1, "a deploy starts one replica");
 
     // 60 requests a minute per replica: a burst asks for the maximum.
     for _ in 0..30 {
@@ -630,7 +621,7 @@ async fn cpu_autoscaling_adds_replicas_to_busy_servers() {
     wait_replicas(&p, "burn", &id, 2).await;
     // Past the scale-down delay without a single request, busy replicas stay.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(available_replicas(&p, "burn", &id).await, 2);
+    assert_eq!(common::available_replicas(&p, "burn", &id).await, 2);
 }
 
 /// The manifests behind a deployed model: read them, edit them (validated, diffed, applied as

@@ -222,3 +222,13 @@ pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
 }
+
+/// The `availableReplicaCount` of deployed model `id` on `endpoint` (-1 when it is not there).
+pub async fn available_replicas(p: &Platform, endpoint: &str, id: &str) -> i64 {
+    let e = p.expect(200, "GET", &format!("{LOC}/endpoints/{endpoint}"), None).await;
+    e["deployedModels"]
+        .as_array()
+        .and_then(|d| d.iter().find(|m| m["id"] == id))
+        .and_then(|m| m["status"]["availableReplicaCount"].as_i64())
+        .unwrap_or(-1)
+}

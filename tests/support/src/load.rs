@@ -254,6 +254,21 @@ impl CpuSnapshot {
 }
 
 /// (pid, start time) of every live descendant of `pid`.
+/// SIGKILL to each of `processes` (pid, start time, as [`descendants`] lists them) that still
+/// runs, checking that the pid still names the same process.
+pub fn kill_survivors(processes: &[(u32, u64)]) {
+    for &(pid, started) in processes {
+        let same = procfs::process::Process::new(pid as i32)
+            .and_then(|p| p.stat())
+            .is_ok_and(|st| st.starttime == started);
+        if same {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 pub fn descendants(pid: u32) -> Vec<(u32, u64)> {
     let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
@@ -398,16 +413,7 @@ impl Drop for Server {
         }
         // Whatever the server started and left behind (uvicorn's workers, replicas), by pid,
         // checking that the pid still names the same process.
-        for (d, started) in descendants {
-            let same = procfs::process::Process::new(d as i32)
-                .and_then(|p| p.stat())
-                .is_ok_and(|st| st.starttime == started);
-            if same {
-                unsafe {
-                    libc::kill(d as libc::pid_t, libc::SIGKILL);
-                }
-            }
-        }
+        kill_survivors(&descendants);
     }
 }
 
